@@ -1,0 +1,125 @@
+"""Model construction through timm, with a CIFAR-style ResNet family registered in it.
+
+The paper's CIFAR models are ResNets with a 3×3 stride-1 stem and no max-pool.
+Registering that family in timm's registry lets a config name
+``cifar_resnet18`` exactly as it names any stock timm model (``resnet50``,
+``vit_tiny_patch16_224``, …); ``build_model`` is the single entry point.
+"""
+
+from __future__ import annotations
+
+import timm
+import torch
+from timm.models import register_model
+from torch import nn
+
+
+class BasicBlock(nn.Module):
+    """Two 3×3 convolutions with BatchNorm and an identity or 1×1 shortcut."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """ResNet with a 3×3 stride-1 stem, no max-pool, ``len(layers)`` stages.
+
+    ``width`` is the first stage's channel count; each later stage doubles it
+    and halves the resolution.  ``layers`` gives the blocks per stage.
+    """
+
+    def __init__(
+        self,
+        layers: tuple[int, ...] = (2, 2, 2, 2),
+        width: int = 64,
+        num_classes: int = 10,
+        in_chans: int = 3,
+        **_: object,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_chans, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+        )
+        blocks: list[nn.Module] = []
+        c_in = width
+        for i, n in enumerate(layers):
+            c_out = width * 2**i
+            for j in range(n):
+                blocks.append(BasicBlock(c_in, c_out, 2 if (j == 0 and i > 0) else 1))
+                c_in = c_out
+        self.stages = nn.Sequential(*blocks)
+        self.num_features = c_in
+        self.fc = nn.Linear(c_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stages(self.stem(x))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+def _cifar_resnet(default_layers: tuple[int, ...], default_width: int, **kwargs) -> CifarResNet:
+    kwargs.pop("pretrained_cfg", None)
+    kwargs.pop("pretrained_cfg_overlay", None)
+    if kwargs.pop("pretrained", False):
+        raise ValueError("CIFAR ResNets have no pretrained weights")
+    layers = tuple(kwargs.pop("layers", default_layers))
+    width = kwargs.pop("width", default_width)
+    return CifarResNet(layers=layers, width=width, **kwargs)
+
+
+@register_model
+def cifar_resnet(pretrained: bool = False, **kwargs) -> CifarResNet:
+    """CIFAR-stem ResNet with free ``layers`` (default [1, 1]) and ``width`` (default 16)."""
+    return _cifar_resnet((1, 1), 16, pretrained=pretrained, **kwargs)
+
+
+@register_model
+def cifar_resnet10(pretrained: bool = False, **kwargs) -> CifarResNet:
+    """CIFAR-stem ResNet-10: one basic block per stage, width 64."""
+    return _cifar_resnet((1, 1, 1, 1), 64, pretrained=pretrained, **kwargs)
+
+
+@register_model
+def cifar_resnet18(pretrained: bool = False, **kwargs) -> CifarResNet:
+    """The paper's CIFAR ResNet-18: [2, 2, 2, 2] basic blocks, width 64."""
+    return _cifar_resnet((2, 2, 2, 2), 64, pretrained=pretrained, **kwargs)
+
+
+@register_model
+def cifar_resnet34(pretrained: bool = False, **kwargs) -> CifarResNet:
+    """CIFAR-stem ResNet-34: [3, 4, 6, 3] basic blocks, width 64."""
+    return _cifar_resnet((3, 4, 6, 3), 64, pretrained=pretrained, **kwargs)
+
+
+def check_arch(name: str) -> None:
+    """Raise a clear error when ``name`` is not a timm model name."""
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name[:6]}*")[:8]
+        raise ValueError(
+            f"train.arch: unknown architecture {name!r} (not in timm's registry); "
+            f"similar names: {close}"
+        )
+
+
+def build_model(
+    arch: str, num_classes: int, in_chans: int, model_kwargs: dict | None = None
+) -> nn.Module:
+    """Build any timm model (ours included), randomly initialised, never downloading weights."""
+    check_arch(arch)
+    return timm.create_model(
+        arch, pretrained=False, num_classes=num_classes, in_chans=in_chans, **(model_kwargs or {})
+    )

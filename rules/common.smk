@@ -1,0 +1,81 @@
+# Helpers shared by every stage: paths, the model set, attack labels, config checks.
+import json
+import sys
+
+sys.path.insert(0, workflow.basedir)
+
+from curvmia.attacks import check_attack_spec
+from curvmia.masks import check_layout
+from curvmia.models import check_arch
+
+# Scripts import the package from the workflow's own directory (no install needed,
+# also inside containers and conda environments).
+shell.prefix(f"export PYTHONPATH={workflow.basedir}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+
+SCRIPTS = f"{workflow.basedir}/scripts"
+RESULTS = f"results/{config['experiment']}"
+DATA = f"{config['data']['root']}/{config['data']['dataset']}"
+
+
+def _config_error(msg):
+    raise WorkflowError(f"Invalid config: {msg}")
+
+
+def _check_config():
+    """Checks a JSON schema cannot express; each error names the key."""
+    m = config["masks"]
+    try:
+        LAYOUT = check_layout(m["shadows"], m["targets"], m["n_random"], m["complements"])
+        check_arch(config["train"]["arch"])
+        if m["complements"] and m["pkeep"] != 0.5:
+            raise ValueError("masks.complements: needs masks.pkeep = 0.5")
+        labels = []
+        for i, spec in enumerate(config["attacks"]):
+            check_attack_spec(spec, f"attacks[{i}]")
+            labels.append(spec.get("label", spec["name"]))
+        dup = sorted({l for l in labels if labels.count(l) > 1})
+        if dup:
+            raise ValueError(f"attacks: duplicate labels {dup}; give each entry a unique 'label'")
+        ht = config["report"]["hist_target"]
+        if ht is not None and ht not in m["targets"]:
+            raise ValueError(f"report.hist_target: {ht} is not one of masks.targets {m['targets']}")
+    except ValueError as e:
+        _config_error(str(e))
+    return LAYOUT, labels
+
+
+LAYOUT, ATTACK_LABELS = _check_config()
+SHADOWS = list(config["masks"]["shadows"])
+TARGETS = list(config["masks"]["targets"])
+MODELS = sorted(SHADOWS + TARGETS)
+ATTACK_SPECS = {
+    spec.get("label", spec["name"]): spec for spec in config["attacks"]
+}
+HIST_TARGET = (
+    config["report"]["hist_target"]
+    if config["report"]["hist_target"] is not None
+    else TARGETS[0]
+)
+
+wildcard_constraints:
+    row=r"\d+",
+    label=r"[A-Za-z0-9_.-]+",
+
+
+def as_json(obj):
+    """Params are JSON strings: stable for Snakemake's params trigger, easy for argparse."""
+    return json.dumps(obj, sort_keys=True)
+
+
+def score_files(rows):
+    return expand(f"{RESULTS}/scores/model_{{row}}.npz", row=rows)
+
+
+def final_outputs():
+    return [
+        f"{RESULTS}/metrics.csv",
+        f"{RESULTS}/metrics.md",
+        f"{RESULTS}/roc.png",
+        f"{RESULTS}/curv_hist.png",
+        f"{RESULTS}/models.csv",
+    ]

@@ -1,0 +1,17 @@
+# Masks: the seeded membership mask set (SPEC §1).
+
+
+rule make_masks:
+    input:
+        manifest=f"{DATA}/manifest.json",
+    output:
+        f"{RESULTS}/masks.npz",
+    params:
+        masks=as_json(
+            {k: config["masks"][k] for k in ("n_random", "pkeep", "complements", "seed")}
+        ),
+    log:
+        f"{RESULTS}/logs/make_masks.log",
+    shell:
+        "python {SCRIPTS}/make_masks.py --data {DATA} --masks {params.masks:q}"
+        " --out {output} > {log} 2>&1"

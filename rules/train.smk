@@ -1,0 +1,42 @@
+# Training: one job per model (mask row); the recipe is the train section only.
+
+
+rule train:
+    input:
+        manifest=f"{DATA}/manifest.json",
+        masks=f"{RESULTS}/masks.npz",
+    output:
+        f"{RESULTS}/models/model_{{row}}.pt",
+    params:
+        train=as_json(config["train"]),
+        device=config["compute"]["device"],
+    threads: config["compute"]["threads"]
+    resources:
+        gpu=1 if config["compute"]["device"] == "cuda" else 0,
+    log:
+        f"{RESULTS}/logs/train/model_{{row}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/model_{{row}}.tsv"
+    shell:
+        "python {SCRIPTS}/train.py --data {DATA} --masks {input.masks} --row {wildcards.row}"
+        " --train {params.train:q} --device {params.device} --threads {threads}"
+        " --out {output} > {log} 2>&1"
+
+
+rule model_summary:
+    input:
+        expand(f"{RESULTS}/models/model_{{row}}.pt", row=MODELS),
+    output:
+        report(
+            f"{RESULTS}/models.csv",
+            caption="../report/models.rst",
+            category="Models",
+        ),
+    params:
+        shadows=",".join(map(str, SHADOWS)),
+        targets=",".join(map(str, TARGETS)),
+    log:
+        f"{RESULTS}/logs/model_summary.log",
+    shell:
+        "python {SCRIPTS}/model_summary.py --shadows {params.shadows} --targets {params.targets}"
+        " --out {output} {input} > {log} 2>&1"

@@ -1,0 +1,59 @@
+"""Train the model of one mask row and save its checkpoint."""
+
+import argparse
+import json
+
+import torch
+
+from curvmia.data import load_prepared
+from curvmia.io import load_npz
+from curvmia.train import model_seed, pick_device, save_checkpoint, train_hash, train_model
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--data", required=True, help="prepared dataset directory")
+    ap.add_argument("--masks", required=True, help="masks.npz of the experiment")
+    ap.add_argument("--row", type=int, required=True, help="mask row to train on")
+    ap.add_argument("--train", required=True, help="train config section as JSON")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    cfg = json.loads(a.train)
+    data = load_prepared(a.data)
+    mask = load_npz(a.masks)["masks"][a.row]
+    seed = model_seed(cfg["seed"], a.row)
+    device = pick_device(a.device)
+    print(f"row {a.row}: {int(mask.sum())} training samples, seed {seed}, device {device}", flush=True)
+    model, stats = train_model(
+        data.train_images[mask],
+        data.train_labels[mask],
+        data.test_images,
+        data.test_labels,
+        mean=data.mean,
+        std=data.std,
+        num_classes=data.manifest["num_classes"],
+        cfg=cfg,
+        seed=seed,
+        device=device,
+        log=lambda s: print(s, flush=True),
+    )
+    meta = {
+        "arch": cfg["arch"],
+        "model_kwargs": cfg.get("model_kwargs", {}),
+        "num_classes": data.manifest["num_classes"],
+        "in_chans": int(data.train_images.shape[1]),
+        "train_hash": train_hash(cfg),
+        "row": a.row,
+        "seed": seed,
+        "torch": str(torch.__version__),
+        "device": str(device),
+        **stats,
+    }
+    save_checkpoint(a.out, model, meta)
+
+
+if __name__ == "__main__":
+    main()

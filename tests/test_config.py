@@ -1,0 +1,40 @@
+"""A bad config fails before any job runs, with a message that names the key."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+BAD = {
+    "unknown key": ("train:\n  epochz: 3\n", "epochz"),
+    "unknown top-level key": ("foo: 1\n", "foo"),
+    "wrong type": ("train:\n  epochs: ten\n", "epochs"),
+    "niter 0": ("scoring:\n  niter: 0\n", "niter"),
+    "unknown dataset": ("data:\n  dataset: mnist\n", "dataset"),
+    "unknown architecture": ("train:\n  arch: resnet_nonexistent_9\n", "train.arch"),
+    "unsound layout": ("masks:\n  shadows: [0, 1, 2, 3, 4, 5, 6]\n  targets: [8]\n", "masks.targets"),
+    "attack parameter": ("attacks:\n  - {name: yeom, variant: clean}\n", "attacks[0].variant"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_config_fails_before_any_job(tmp_path, case):
+    text, key = BAD[case]
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(text)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n", "--cores", "1",
+         "--configfile", str(cfg)],
+        capture_output=True, text=True, env=env, cwd=REPO,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert key in out, out
+    assert "Job stats" not in out  # nothing was planned
+    assert not (tmp_path / "results").exists() and not (tmp_path / "data").exists()

@@ -1,0 +1,63 @@
+"""Masks: membership balance, exact complements, seeding, sound layouts (SPEC §1)."""
+
+import numpy as np
+import pytest
+import yaml
+
+from curvmia.masks import check_layout, complement_of, make_masks
+
+
+def test_complements_exact_and_each_sample_in_half():
+    m = make_masks(1000, 8, 0.5, seed=3, complements=True)
+    assert m.shape == (16, 1000) and m.dtype == bool
+    np.testing.assert_array_equal(m[8:], ~m[:8])
+    # every sample is in exactly half of the rows when complements are on
+    np.testing.assert_array_equal(m.sum(0), np.full(1000, 8))
+    # each random row keeps about pkeep of the population (binomial, 5 sigma)
+    assert np.all(np.abs(m[:8].mean(1) - 0.5) < 5 * np.sqrt(0.25 / 1000))
+
+
+def test_random_rows_are_bernoulli_pkeep():
+    m = make_masks(20000, 4, 0.7, seed=0, complements=False)
+    assert m.shape == (4, 20000)
+    assert np.all(np.abs(m.mean(1) - 0.7) < 5 * np.sqrt(0.21 / 20000))
+    # rows are independent draws: the overlap of two rows is about pkeep^2
+    assert abs((m[0] & m[1]).mean() - 0.49) < 0.02
+
+
+def test_seeded():
+    a = make_masks(500, 5, 0.5, seed=1, complements=True)
+    b = make_masks(500, 5, 0.5, seed=1, complements=True)
+    c = make_masks(500, 5, 0.5, seed=2, complements=True)
+    np.testing.assert_array_equal(a, b)
+    assert (a != c).any()
+
+
+def test_complement_index():
+    assert complement_of(2, 8, True) == 10
+    assert complement_of(10, 8, True) == 2
+    assert complement_of(2, 8, False) is None
+
+
+def test_layouts():
+    # (a) complete complement pairs as shadows, a pair as targets
+    assert check_layout([0, 1, 2, 4, 5, 6], [3, 7], 4, True) == "pairs"
+    # (b) the paper's: random rows only, no complements
+    assert check_layout(list(range(64)), [64, 65, 66], 128, False) == "independent"
+    # a target whose complement is a shadow is refused, naming the key
+    with pytest.raises(ValueError, match="masks.targets"):
+        check_layout([0, 1, 2, 3, 4, 5, 6], [7], 4, True)
+    with pytest.raises(ValueError, match="also shadows"):
+        check_layout([0, 1, 2], [2], 4, True)
+    with pytest.raises(ValueError, match="outside"):
+        check_layout([0, 1], [9], 4, True)
+
+
+@pytest.mark.parametrize("path", ["config/config.yaml", "tests/config/test.yaml"])
+def test_project_layouts_are_sound(repo_root, path):
+    cfg = yaml.safe_load((repo_root / path).read_text())["masks"]
+    layout = check_layout(cfg["shadows"], cfg["targets"], cfg["n_random"], cfg["complements"])
+    assert layout == "pairs"
+    m = make_masks(300, cfg["n_random"], cfg["pkeep"], cfg["seed"], cfg["complements"])
+    # with complete shadow pairs every sample is IN exactly half of the shadows
+    np.testing.assert_array_equal(m[cfg["shadows"]].sum(0), len(cfg["shadows"]) // 2)
