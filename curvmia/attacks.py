@@ -223,14 +223,17 @@ def check_attack_spec(spec: dict, where: str) -> None:
     """Validate one ``attacks`` config entry; the error names the entry and the key."""
     name = spec.get("name")
     if name not in ATTACKS:
-        raise ValueError(f"{where}.name: unknown attack {name!r}; expected one of {sorted(ATTACKS)}")
+        raise ValueError(
+            f"{where}.name: unknown attack {name!r}; expected one of {sorted(ATTACKS)}"
+        )
     allowed = attack_params(name)
     for key, value in spec.items():
         if key in ("name", "label"):
             continue
         if key not in allowed:
             raise ValueError(
-                f"{where}.{key}: attack {name!r} has no parameter {key!r}; accepted: {sorted(allowed)}"
+                f"{where}.{key}: attack {name!r} has no parameter {key!r}; "
+                f"accepted: {sorted(allowed)}"
             )
         if key == "variant" and value not in VARIANTS:
             raise ValueError(f"{where}.variant: expected one of {VARIANTS}, got {value!r}")
@@ -250,5 +253,7 @@ def run_attack(
     """
     params = {k: v for k, v in spec.items() if k not in ("name", "label")}
     fn = ATTACKS[spec["name"]]
-    scores = np.stack([fn(t, shadow_feats, shadow_in, labels=labels, **params) for t in target_feats])
+    scores = np.stack(
+        [fn(t, shadow_feats, shadow_in, labels=labels, **params) for t in target_feats]
+    )
     return scores.astype(np.float64), np.asarray(target_in, dtype=bool)

@@ -16,7 +16,9 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def rademacher(shape: torch.Size, generator: torch.Generator | None, dtype: torch.dtype) -> torch.Tensor:
+def rademacher(
+    shape: torch.Size, generator: torch.Generator | None, dtype: torch.dtype
+) -> torch.Tensor:
     """±1 tensor drawn on the CPU (so the draws do not depend on the device)."""
     r = torch.randint(0, 2, shape, generator=generator, dtype=torch.int64)
     return (2 * r - 1).to(dtype)

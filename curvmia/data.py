@@ -121,10 +121,13 @@ def prepare(dataset: str, out_dir: str | os.PathLike, *, test_size: int, split_s
 
 
 def load_prepared(data_dir: str | os.PathLike, *, verify: bool = True) -> Prepared:
-    """Load a prepared dataset, checking each array against the manifest's sha256."""
+    """Load a prepared dataset (its directory or its manifest.json), checking each array
+    against the manifest's sha256."""
     import json
 
     d = Path(data_dir)
+    if d.name == "manifest.json":
+        d = d.parent
     manifest_path = d / "manifest.json"
     if not manifest_path.exists():
         raise FileNotFoundError(f"{manifest_path}: no prepared dataset here (run the prepare step)")

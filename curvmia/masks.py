@@ -39,9 +39,7 @@ def complement_of(row: int, n_random: int, complements: bool) -> int | None:
     return row + n_random if row < n_random else row - n_random
 
 
-def check_layout(
-    shadows: list[int], targets: list[int], n_random: int, complements: bool
-) -> str:
+def check_layout(shadows: list[int], targets: list[int], n_random: int, complements: bool) -> str:
     """Validate a shadow/target layout; return ``"pairs"`` or ``"independent"``.
 
     ``pairs``: the shadows are complete complement pairs, so every sample is IN

@@ -65,10 +65,8 @@ def markdown_table(df: pd.DataFrame, fprs: list[float]) -> str:
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     n_non = int(df[df.target == "mean"]["n_nonmembers"].min())
     skipped = [f for f in fprs if n_non < 10 / f]
-    notes = [
-        "",
-        f"Mean ± std (ddof 0) over {int((df.target != 'mean').sum() / max(len(mean), 1)) - 1} targets.",
-    ]
+    n_targets = df[~df.target.isin(AGGREGATES)].groupby("attack").size().max()
+    notes = ["", f"Mean ± std (ddof 0) over {n_targets} targets."]
     if skipped:
         notes.append(
             "n/a: TPR at FPR "
@@ -114,7 +112,11 @@ def plot_curv_hist(
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     ax.hist(s[is_member], bins=bins, alpha=0.55, density=True, label=f"members ({is_member.sum()})")
     ax.hist(
-        s[~is_member], bins=bins, alpha=0.55, density=True, label=f"non-members ({(~is_member).sum()})"
+        s[~is_member],
+        bins=bins,
+        alpha=0.55,
+        density=True,
+        label=f"non-members ({(~is_member).sum()})",
     )
     n_zero = int((curv == 0).sum())
     ax.set_xlabel("log curv_zo (query 0)")

@@ -168,7 +168,7 @@ def score_model(
         "zero_curv_zo": int((arrays["curv_zo"] == 0).sum()),
         "zero_curv_zo_test": int((arrays["test_curv_zo"] == 0).sum()),
     }
-    log(f"exact zero curv_zo values: {meta['zero_curv_zo']} population, {meta['zero_curv_zo_test']} test")
+    log(f"exact zero curv_zo: {meta['zero_curv_zo']} population, {meta['zero_curv_zo_test']} test")
     arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
     return arrays
 

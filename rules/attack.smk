@@ -5,17 +5,20 @@ rule attack:
     input:
         manifest=f"{DATA}/manifest.json",
         masks=f"{RESULTS}/masks.npz",
-        scores=score_files(MODELS),
+        shadow_scores=score_files(SHADOWS),
+        target_scores=score_files(TARGETS),
     output:
         f"{RESULTS}/attacks/{{label}}.npz",
     params:
         spec=lambda wc: as_json(ATTACK_SPECS[wc.label]),
         shadows=",".join(map(str, SHADOWS)),
         targets=",".join(map(str, TARGETS)),
-        scores_dir=f"{RESULTS}/scores",
+    conda:
+        "../envs/curvmia.yaml"
     log:
         f"{RESULTS}/logs/attack/{{label}}.log",
     shell:
-        "python {SCRIPTS}/attack.py --data {DATA} --masks {input.masks}"
-        " --scores-dir {params.scores_dir} --shadows {params.shadows} --targets {params.targets}"
+        "python $CURVMIA_SCRIPTS/attack.py --data {input.manifest} --masks {input.masks}"
+        " --shadow-rows {params.shadows} --target-rows {params.targets}"
+        " --shadow-scores {input.shadow_scores} --target-scores {input.target_scores}"
         " --spec {params.spec:q} --out {output} > {log} 2>&1"

@@ -8,11 +8,15 @@ from curvmia.attacks import check_attack_spec
 from curvmia.masks import check_layout
 from curvmia.models import check_arch
 
-# Scripts import the package from the workflow's own directory (no install needed,
-# also inside containers and conda environments).
-shell.prefix(f"export PYTHONPATH={workflow.basedir}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+# Every shell command sees the workflow's own directory: scripts import the package from it
+# (no install needed, also inside containers and conda environments) and are called as
+# $CURVMIA_SCRIPTS/<name>.py. Their location is not a result's provenance, so it is not a
+# param: moving the repository never reruns anything.
+shell.prefix(
+    f"export PYTHONPATH={workflow.basedir}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"
+    f" CURVMIA_SCRIPTS={workflow.basedir}/scripts; "
+)
 
-SCRIPTS = f"{workflow.basedir}/scripts"
 RESULTS = f"results/{config['experiment']}"
 DATA = f"{config['data']['root']}/{config['data']['dataset']}"
 

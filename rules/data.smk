@@ -12,8 +12,11 @@ rule prepare_data:
         dataset=config["data"]["dataset"],
         test_size=config["data"]["test_size"],
         split_seed=config["data"]["split_seed"],
+    conda:
+        "../envs/curvmia.yaml"
     log:
         f"{DATA}/prepare.log",
     shell:
-        "python {SCRIPTS}/prepare_data.py --dataset {params.dataset} --out {DATA}"
+        "python $CURVMIA_SCRIPTS/prepare_data.py --dataset {params.dataset}"
+        " --manifest {output.manifest}"
         " --test-size {params.test_size} --split-seed {params.split_seed} > {log} 2>&1"

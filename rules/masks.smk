@@ -10,8 +10,10 @@ rule make_masks:
         masks=as_json(
             {k: config["masks"][k] for k in ("n_random", "pkeep", "complements", "seed")}
         ),
+    conda:
+        "../envs/curvmia.yaml"
     log:
         f"{RESULTS}/logs/make_masks.log",
     shell:
-        "python {SCRIPTS}/make_masks.py --data {DATA} --masks {params.masks:q}"
+        "python $CURVMIA_SCRIPTS/make_masks.py --data {input.manifest} --masks {params.masks:q}"
         " --out {output} > {log} 2>&1"

@@ -10,10 +10,12 @@ rule metrics:
         roc=report(f"{RESULTS}/roc.png", caption="../report/roc.rst", category="Metrics"),
     params:
         metrics=as_json(config["metrics"]),
+    conda:
+        "../envs/curvmia.yaml"
     log:
         f"{RESULTS}/logs/metrics.log",
     shell:
-        "python {SCRIPTS}/metrics.py --metrics {params.metrics:q} --csv {output.csv}"
+        "python $CURVMIA_SCRIPTS/metrics.py --metrics {params.metrics:q} --csv {output.csv}"
         " --md {output.md} --roc {output.roc} {input} > {log} 2>&1"
 
 
@@ -25,8 +27,10 @@ rule curv_hist:
         report(f"{RESULTS}/curv_hist.png", caption="../report/curv_hist.rst", category="Curvature"),
     params:
         row=HIST_TARGET,
+    conda:
+        "../envs/curvmia.yaml"
     log:
         f"{RESULTS}/logs/curv_hist.log",
     shell:
-        "python {SCRIPTS}/plot_hist.py --masks {input.masks} --scores {input.scores}"
+        "python $CURVMIA_SCRIPTS/plot_hist.py --masks {input.masks} --scores {input.scores}"
         " --row {params.row} --out {output} > {log} 2>&1"

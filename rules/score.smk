@@ -13,11 +13,13 @@ rule score:
     threads: config["compute"]["threads"]
     resources:
         gpu=1 if config["compute"]["device"] == "cuda" else 0,
+    conda:
+        "../envs/curvmia.yaml"
     log:
         f"{RESULTS}/logs/score/model_{{row}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/score/model_{{row}}.tsv"
     shell:
-        "python {SCRIPTS}/score.py --data {DATA} --model {input.model} --row {wildcards.row}"
+        "python $CURVMIA_SCRIPTS/score.py --data {input.manifest} --model {input.model} --row {wildcards.row}"
         " --scoring {params.scoring:q} --device {params.device} --threads {threads}"
         " --out {output} > {log} 2>&1"

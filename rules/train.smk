@@ -13,12 +13,14 @@ rule train:
     threads: config["compute"]["threads"]
     resources:
         gpu=1 if config["compute"]["device"] == "cuda" else 0,
+    conda:
+        "../envs/curvmia.yaml"
     log:
         f"{RESULTS}/logs/train/model_{{row}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/model_{{row}}.tsv"
     shell:
-        "python {SCRIPTS}/train.py --data {DATA} --masks {input.masks} --row {wildcards.row}"
+        "python $CURVMIA_SCRIPTS/train.py --data {input.manifest} --masks {input.masks} --row {wildcards.row}"
         " --train {params.train:q} --device {params.device} --threads {threads}"
         " --out {output} > {log} 2>&1"
 
@@ -35,8 +37,10 @@ rule model_summary:
     params:
         shadows=",".join(map(str, SHADOWS)),
         targets=",".join(map(str, TARGETS)),
+    conda:
+        "../envs/curvmia.yaml"
     log:
         f"{RESULTS}/logs/model_summary.log",
     shell:
-        "python {SCRIPTS}/model_summary.py --shadows {params.shadows} --targets {params.targets}"
+        "python $CURVMIA_SCRIPTS/model_summary.py --shadows {params.shadows} --targets {params.targets}"
         " --out {output} {input} > {log} 2>&1"

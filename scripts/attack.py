@@ -19,25 +19,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", required=True, help="prepared dataset directory")
     ap.add_argument("--masks", required=True)
-    ap.add_argument("--scores-dir", required=True, help="directory of model_<row>.npz files")
-    ap.add_argument("--shadows", type=rows, required=True, help="comma-separated rows")
-    ap.add_argument("--targets", type=rows, required=True, help="comma-separated rows")
+    ap.add_argument("--shadow-rows", type=rows, required=True, help="comma-separated mask rows")
+    ap.add_argument("--target-rows", type=rows, required=True, help="comma-separated mask rows")
+    ap.add_argument("--shadow-scores", nargs="+", required=True, help="score files, row order")
+    ap.add_argument("--target-scores", nargs="+", required=True, help="score files, row order")
     ap.add_argument("--spec", required=True, help="attack config entry as JSON")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     spec = json.loads(a.spec)
     masks = load_npz(a.masks)["masks"]
     labels = load_prepared(a.data).train_labels
-    path = lambda r: f"{a.scores_dir}/model_{r}.npz"  # noqa: E731
-    shadow = load_features([path(r) for r in a.shadows])
-    target_stack = load_features([path(r) for r in a.targets])
-    targets = [{f: target_stack[f][i] for f in FEATURES} for i in range(len(a.targets))]
+    if len(a.shadow_scores) != len(a.shadow_rows) or len(a.target_scores) != len(a.target_rows):
+        raise SystemExit("--shadow-scores/--target-scores must give one file per row")
+    shadow = load_features(a.shadow_scores)
+    target_stack = load_features(a.target_scores)
+    targets = [{f: target_stack[f][i] for f in FEATURES} for i in range(len(a.target_rows))]
     scores, is_member = run_attack(
-        spec, targets, shadow, masks[a.shadows], masks[a.targets], labels
+        spec, targets, shadow, masks[a.shadow_rows], masks[a.target_rows], labels
     )
-    save_npz(a.out, scores=scores, is_member=is_member, targets=np.asarray(a.targets))
-    print(f"{spec}: {len(a.shadows)} shadows, {len(a.targets)} targets, "
-          f"{int(np.isnan(scores).sum())} NaN scores")
+    save_npz(a.out, scores=scores, is_member=is_member, targets=np.asarray(a.target_rows))
+    print(
+        f"{spec}: {len(a.shadow_rows)} shadows, {len(a.target_rows)} targets, "
+        f"{int(np.isnan(scores).sum())} NaN scores"
+    )
 
 
 if __name__ == "__main__":

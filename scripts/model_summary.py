@@ -19,11 +19,18 @@ def main() -> None:
     rows = []
     for p in a.checkpoints:
         m = torch.load(p, map_location="cpu", weights_only=True)
-        rows.append({
-            "row": m["row"], "role": "target" if m["row"] in targets else "shadow",
-            "arch": m["arch"], "n_train": m["n_train"], "train_acc": m["train_acc"],
-            "test_acc": m["test_acc"], "train_hash": m["train_hash"], "seconds": m["seconds"],
-        })
+        rows.append(
+            {
+                "row": m["row"],
+                "role": "target" if m["row"] in targets else "shadow",
+                "arch": m["arch"],
+                "n_train": m["n_train"],
+                "train_acc": m["train_acc"],
+                "test_acc": m["test_acc"],
+                "train_hash": m["train_hash"],
+                "seconds": m["seconds"],
+            }
+        )
     df = pd.DataFrame(rows).sort_values("row")
     with atomic_path(a.out, suffix=".csv") as tmp:
         df.to_csv(tmp, index=False)

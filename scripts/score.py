@@ -25,10 +25,18 @@ def main() -> None:
     device = pick_device(a.device)
     data = load_prepared(a.data)
     model, meta = load_checkpoint(a.model, device)
-    print(f"model row {a.row} ({meta['arch']}), test acc {meta['test_acc']:.4f}, device {device}",
-          flush=True)
-    arrays = score_model(model, data, scoring=json.loads(a.scoring), row=a.row, device=device,
-                         log=lambda s: print(s, flush=True))
+    print(
+        f"model row {a.row} ({meta['arch']}), test acc {meta['test_acc']:.4f}, device {device}",
+        flush=True,
+    )
+    arrays = score_model(
+        model,
+        data,
+        scoring=json.loads(a.scoring),
+        row=a.row,
+        device=device,
+        log=lambda s: print(s, flush=True),
+    )
     save_npz(a.out, **arrays)
 
 

@@ -26,7 +26,9 @@ def main() -> None:
     mask = load_npz(a.masks)["masks"][a.row]
     seed = model_seed(cfg["seed"], a.row)
     device = pick_device(a.device)
-    print(f"row {a.row}: {int(mask.sum())} training samples, seed {seed}, device {device}", flush=True)
+    print(
+        f"row {a.row}: {int(mask.sum())} training samples, seed {seed}, device {device}", flush=True
+    )
     model, stats = train_model(
         data.train_images[mask],
         data.train_labels[mask],

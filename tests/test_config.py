@@ -17,7 +17,10 @@ BAD = {
     "niter 0": ("scoring:\n  niter: 0\n", "niter"),
     "unknown dataset": ("data:\n  dataset: mnist\n", "dataset"),
     "unknown architecture": ("train:\n  arch: resnet_nonexistent_9\n", "train.arch"),
-    "unsound layout": ("masks:\n  shadows: [0, 1, 2, 3, 4, 5, 6]\n  targets: [8]\n", "masks.targets"),
+    "unsound layout": (
+        "masks:\n  shadows: [0, 1, 2, 3, 4, 5, 6]\n  targets: [8]\n",
+        "masks.targets",
+    ),
     "attack parameter": ("attacks:\n  - {name: yeom, variant: clean}\n", "attacks[0].variant"),
 }
 
@@ -29,9 +32,22 @@ def test_bad_config_fails_before_any_job(tmp_path, case):
     cfg.write_text(text)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
-        [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n", "--cores", "1",
-         "--configfile", str(cfg)],
-        capture_output=True, text=True, env=env, cwd=REPO,
+        [
+            *SNAKEMAKE,
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(tmp_path),
+            "-n",
+            "--cores",
+            "1",
+            "--configfile",
+            str(cfg),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out

@@ -9,13 +9,17 @@ from curvmia.curvature import zo_curvature
 
 def tiny_cnn() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(1, 4, 3, padding=1),
-        nn.BatchNorm2d(4),
-        nn.Tanh(),
-        nn.Flatten(),
-        nn.Linear(4 * 6 * 6, 5),
-    ).double().eval()
+    return (
+        nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1),
+            nn.BatchNorm2d(4),
+            nn.Tanh(),
+            nn.Flatten(),
+            nn.Linear(4 * 6 * 6, 5),
+        )
+        .double()
+        .eval()
+    )
 
 
 def reference_zo(model, x, y, h, niter, seed):
@@ -34,7 +38,7 @@ def reference_zo(model, x, y, h, niter, seed):
             v = h * (rv[i : i + 1] + 1e-7)
             u = h * (ru[i : i + 1] + 1e-7)
 
-            def loss(z):
+            def loss(z, yi=yi):
                 return nn.functional.cross_entropy(model(z), yi).item()
 
             q = loss(xi + v + u) - loss(xi - v + u) - loss(xi + v - u) + loss(xi - v - u)

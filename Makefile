@@ -1,0 +1,34 @@
+# Two commands for users (see README): `make run` and `make test`. Each sets itself up.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.curvmia-installed
+EXPERIMENT ?= digits
+
+.PHONY: setup run report test lint clean
+
+setup: $(STAMP)
+
+$(STAMP): envs/requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r envs/requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+# The default workflow end to end, then its Snakemake HTML report.
+run: setup
+	$(BIN)/snakemake --profile profiles/local
+	$(BIN)/snakemake --profile profiles/local --report results/$(EXPERIMENT)/report.html
+	@echo "Results: results/$(EXPERIMENT)/ (metrics.md, metrics.csv, roc.png, report.html)"
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakemake --lint
+
+clean:
+	rm -rf results data .snakemake

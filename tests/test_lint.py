@@ -1,0 +1,28 @@
+"""Code style and workflow hygiene: ruff and `snakemake --lint` are clean."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def run(*cmd: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
+
+
+def test_ruff_check_and_format():
+    check = run(str(BIN / "ruff"), "check", ".")
+    assert check.returncode == 0, check.stdout + check.stderr
+    fmt = run(str(BIN / "ruff"), "format", "--check", ".")
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_snakemake_lint_clean():
+    proc = run(sys.executable, "-m", "snakemake", "--lint")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "Lints for" not in out, out
