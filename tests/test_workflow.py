@@ -76,7 +76,7 @@ def test_metrics_values(finished_run):
     df = metrics(finished_run)
     per_target = df[~df.target.isin(["mean", "std"])]
     assert set(per_target.attack) == {"curv_nll", "lira_online", "yeom"}
-    assert set(per_target.target) == {"3", "7"}
+    assert set(per_target.target) == {"4", "9"}
     assert per_target.auroc.between(0, 1).all()
     assert (per_target.auroc_lo <= per_target.auroc).all()
     assert (per_target.auroc <= per_target.auroc_hi).all()
@@ -87,7 +87,7 @@ def test_metrics_values(finished_run):
     # members / non-members counts are those of the target masks (500-sample population)
     assert (per_target.n_members + per_target.n_nonmembers == 500).all()
     models = pd.read_csv(finished_run / "results" / "test" / "models.csv")
-    assert len(models) == 8 and (models.train_acc > models.test_acc).all()
+    assert len(models) == 10 and (models.train_acc > models.test_acc).all()
 
 
 def test_report(finished_run):
@@ -117,4 +117,4 @@ def test_attack_change_reruns_only_attack_and_after(finished_run, tmp_path):
 def test_scoring_change_never_retrains(finished_run, tmp_path):
     cfg = with_changes(tmp_path, "scoring.yaml", lambda c: c["scoring"].update(niter=3))
     plan = planned_jobs(snakemake(finished_run, cfg, "-n"))
-    assert plan == {"score": 8, "attack": 3, "metrics": 1, "curv_hist": 1, "all": 1}, plan
+    assert plan == {"score": 10, "attack": 3, "metrics": 1, "curv_hist": 1, "all": 1}, plan
