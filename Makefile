@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.curvmia-installed
 EXPERIMENT ?= digits
+# Rules call `python`: make it the virtual environment's.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup run report test lint clean
 

@@ -1,11 +1,11 @@
 """A bad config fails before any job runs, with a message that names the key."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from _util import subprocess_env
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -30,7 +30,7 @@ def test_bad_config_fails_before_any_job(tmp_path, case):
     text, key = BAD[case]
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(text)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = subprocess_env()
     proc = subprocess.run(
         [
             *SNAKEMAKE,

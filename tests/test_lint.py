@@ -1,16 +1,17 @@
 """Code style and workflow hygiene: ruff and `snakemake --lint` are clean."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from _util import subprocess_env
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
 def run(*cmd: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = subprocess_env()
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
 
 

@@ -1,6 +1,5 @@
 """End to end: the whole workflow on the small test config, the report, and partial reruns."""
 
-import os
 import re
 import subprocess
 import sys
@@ -9,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from _util import subprocess_env
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = REPO / "tests" / "config" / "test.yaml"
@@ -31,7 +31,7 @@ def snakemake(workdir: Path, configfile: Path, *args: str) -> str:
         str(configfile),
         *args,
     ]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = subprocess_env()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-5000:]

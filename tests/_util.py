@@ -1,0 +1,16 @@
+"""Shared helpers for tests that start Snakemake or tools in a subprocess."""
+
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def subprocess_env() -> dict[str, str]:
+    """Environment in which the rules' `python` is the interpreter running the tests."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
