@@ -129,8 +129,8 @@ def score_model(
 ) -> dict[str, np.ndarray]:
     """Score population and test split of a prepared dataset; return arrays for ``save_npz``.
 
-    ``scoring.variant``: ``paper`` runs in float32 (TF32 off) and keeps exact
-    zero curvature values; ``clean`` runs the model in float64.
+    The model is moved and cast in place. ``scoring.variant``: ``paper`` runs in float32
+    (TF32 off) and keeps exact zero curvature values; ``clean`` runs the model in float64.
     """
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False

@@ -1,5 +1,7 @@
 """Per-sample features from logits against direct float64 formulas."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -39,3 +41,38 @@ def test_queries():
     assert torch.equal(query_view(x, 1)[0, 0, 0], torch.tensor([3.0, 2.0, 1.0, 0.0]))
     with pytest.raises(ValueError):
         query_view(x, 2)
+
+
+def test_score_model_is_deterministic_and_complete():
+    from torch import nn
+
+    from curvmia.data import Prepared
+    from curvmia.scores import FEATURES, score_model
+
+    rng = np.random.default_rng(0)
+    data = Prepared(
+        train_images=rng.integers(0, 256, (37, 1, 4, 4), dtype=np.uint8),
+        train_labels=rng.integers(0, 3, 37).astype(np.int64),
+        test_images=rng.integers(0, 256, (11, 1, 4, 4), dtype=np.uint8),
+        test_labels=rng.integers(0, 3, 11).astype(np.int64),
+        manifest={"mean": [0.5], "std": [0.3]},
+    )
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Tanh(), nn.Linear(8, 3))
+    cfg = {"variant": "paper", "h": 1e-3, "niter": 3, "batch_size": 16, "seed": 5}
+    cpu = torch.device("cpu")
+    a = score_model(model, data, scoring=cfg, row=2, device=cpu, log=lambda s: None)
+    b = score_model(model, data, scoring=cfg, row=2, device=cpu, log=lambda s: None)
+    c = score_model(model, data, scoring=cfg, row=3, device=cpu, log=lambda s: None)
+    for f in FEATURES:
+        assert a[f].shape == (37, 2) and a["test_" + f].shape == (11, 2)
+        np.testing.assert_array_equal(a[f], b[f])
+    assert not np.array_equal(a["curv_zo"], c["curv_zo"])  # draws depend on the model's row
+    np.testing.assert_array_equal(a["loss"], c["loss"])  # deterministic features do not
+    assert (a["curv_zo"] >= 0).all()
+    # clean variant: float64 model; same loss up to float32 rounding
+    d = score_model(
+        model, data, scoring={**cfg, "variant": "clean"}, row=2, device=cpu, log=lambda s: None
+    )
+    np.testing.assert_allclose(d["loss"], a["loss"], rtol=1e-5)
+    assert json.loads(str(d["meta"]))["dtype"] == "torch.float64"
