@@ -56,7 +56,7 @@ def markdown_table(df: pd.DataFrame, fprs: list[float]) -> str:
     mean = df[df.target == "mean"].set_index("attack")
     std = df[df.target == "std"].set_index("attack")
     cols = ["auroc", "bal_acc_paper", "bal_acc_best"] + [f"tpr@{f:g}" for f in fprs]
-    heads = ["AUROC %", "Bal. acc. % (|FPR+TPR−1| thr.)", "Bal. acc. % (best thr.)"] + [
+    heads = ["AUROC %", r"Bal. acc. % (\|FPR+TPR−1\| thr.)", "Bal. acc. % (best thr.)"] + [
         f"TPR % @ {100 * f:g}% FPR" for f in fprs
     ]
     lines = ["| attack | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]

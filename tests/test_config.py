@@ -18,7 +18,7 @@ BAD = {
     "unknown dataset": ("data:\n  dataset: mnist\n", "dataset"),
     "unknown architecture": ("train:\n  arch: resnet_nonexistent_9\n", "train.arch"),
     "unsound layout": (
-        "masks:\n  shadows: [0, 1, 2, 3, 4, 5, 6]\n  targets: [8]\n",
+        "masks:\n  shadows: [0, 1, 2, 3, 4, 5, 6]\n  targets: [10]\n",  # 10 = complement of 0
         "masks.targets",
     ),
     "attack parameter": ("attacks:\n  - {name: yeom, variant: clean}\n", "attacks[0].variant"),
