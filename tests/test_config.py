@@ -54,3 +54,30 @@ def test_bad_config_fails_before_any_job(tmp_path, case):
     assert key in out, out
     assert "Job stats" not in out  # nothing was planned
     assert not (tmp_path / "results").exists() and not (tmp_path / "data").exists()
+
+
+def test_schema_defaults_are_the_default_config():
+    """A --configfile replaces config/config.yaml; omitted keys come from the schema's
+    defaults, so they must be exactly the default config's values."""
+    import yaml
+    from snakemake.utils import validate
+
+    filled = {}
+    validate(filled, str(REPO / "config" / "schema.yaml"), set_default=True)
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    assert filled == default
+
+
+def test_every_schema_key_is_described():
+    import yaml
+
+    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+
+    def walk(node, path):
+        for key, sub in node.get("properties", {}).items():
+            assert sub.get("description"), f"{path}{key} has no description"
+            walk(sub, f"{path}{key}.")
+        if "items" in node:
+            walk(node["items"], f"{path}[].")
+
+    walk(schema, "")
