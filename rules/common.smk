@@ -13,8 +13,8 @@ from curvmia.models import check_arch
 # $CURVMIA_SCRIPTS/<name>.py. Their location is not a result's provenance, so it is not a
 # param: moving the repository never reruns anything.
 shell.prefix(
-    f"export PYTHONPATH={workflow.basedir}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"
-    f" CURVMIA_SCRIPTS={workflow.basedir}/scripts; "
+    f'export PYTHONPATH="{workflow.basedir}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"'
+    f' CURVMIA_SCRIPTS="{workflow.basedir}/scripts"; '
 )
 
 RESULTS = f"results/{config['experiment']}"
@@ -29,7 +29,7 @@ def _check_config():
     """Checks a JSON schema cannot express; each error names the key."""
     m = config["masks"]
     try:
-        LAYOUT = check_layout(m["shadows"], m["targets"], m["n_random"], m["complements"])
+        check_layout(m["shadows"], m["targets"], m["n_random"], m["complements"])
         check_arch(config["train"]["arch"])
         if m["complements"] and m["pkeep"] != 0.5:
             raise ValueError("masks.complements: needs masks.pkeep = 0.5")
@@ -45,10 +45,10 @@ def _check_config():
             raise ValueError(f"report.hist_target: {ht} is not one of masks.targets {m['targets']}")
     except ValueError as e:
         _config_error(str(e))
-    return LAYOUT, labels
+    return labels
 
 
-LAYOUT, ATTACK_LABELS = _check_config()
+ATTACK_LABELS = _check_config()
 SHADOWS = list(config["masks"]["shadows"])
 TARGETS = list(config["masks"]["targets"])
 MODELS = sorted(SHADOWS + TARGETS)
