@@ -29,6 +29,7 @@ from torch import nn
 
 from .curvature import zo_curvature
 from .data import normalize, to_float
+from .io import load_npz
 
 FEATURES = ("loss", "p_true", "p_max", "phi", "phi_max", "mentr", "curv_zo")
 QUERIES = ("original", "hflip")
@@ -175,7 +176,5 @@ def score_model(
 
 def load_features(paths: list[str], prefix: str = "") -> dict[str, np.ndarray]:
     """Stack the features of several score files into arrays of shape (S, N, Q)."""
-    from .io import load_npz
-
     per = [load_npz(p) for p in paths]
     return {f: np.stack([d[prefix + f] for d in per]) for f in FEATURES}

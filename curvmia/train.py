@@ -68,7 +68,7 @@ def train_model(
     y = torch.from_numpy(train_labels).to(device)
     n = len(y)
     bs = min(cfg["batch_size"], n)
-    steps_per_epoch = n // bs if cfg.get("drop_last", True) else -(-n // bs)
+    steps_per_epoch = n // bs  # the last incomplete batch is dropped
     epochs = cfg["epochs"]
     opt = torch.optim.SGD(
         model.parameters(),
