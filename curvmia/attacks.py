@@ -6,19 +6,26 @@ Every attack has one signature::
        *, labels: (N,) | None = None, **params) -> (N,) score, higher = member
 
 ``target`` and ``shadow`` map feature names (``curv_zo``, ``loss``, ``p_true``,
-``p_max``, ``phi``, ``phi_max``, ``mentr``) to arrays.  Per sample and query,
-the IN statistics run over the shadows whose mask holds the sample, the OUT
-statistics over the rest (nan-aware means, population variances).  A sample
-with no IN (or no OUT) shadow gets NaN from the attacks that need that side;
-the metrics rank NaN lowest (see ``metrics``).
+``p_max``, ``phi``, ``phi_max``, ``mentr``, and any white-box curvature) to
+arrays.  The same dicts may carry the held-out test split as ``test_<name>``
+(target: (Nz, Q), shadow: (S, Nz, Q)); RMIA reads it as its reference
+population z (no model ever trains on it).  Per sample and query, the IN
+statistics run over the shadows whose mask holds the sample, the OUT statistics
+over the rest (NaN-aware means, population variances).
+
+Samples with no IN (or no OUT) shadow: an attack that needs the missing side
+returns NaN for them (defined result); ``curvmia.metrics`` ranks NaN lowest,
+i.e. as a confident non-member, so such a sample never helps an attack, and
+:func:`coverage` counts them so the report states how many there were.
 
 ``variant="paper"`` reproduces the released code that produced the published
-numbers; ``variant="clean"`` is the mathematically proper form.
+numbers; ``variant="clean"`` is the mathematically proper form.  Each quirk of
+the paper variant is pinned by its own test (tests/test_attacks.py).
 """
 
 from __future__ import annotations
 
-import warnings
+import inspect
 from collections.abc import Callable
 
 import numpy as np
@@ -34,6 +41,41 @@ def _check_variant(variant: str) -> None:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
 
 
+# --------------------------------------------------------------------------- statistics
+
+
+def _valid(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(S, N, Q) bool: the shadow is on the wanted side and its value is not NaN."""
+    return mask[:, :, None] & ~np.isnan(x)
+
+
+def _masked_mean_var(x: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = valid.sum(0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        mean = np.where(valid, x, 0.0).sum(0) / n
+        var = np.where(valid, (x - mean) ** 2, 0.0).sum(0) / n
+    return mean, var
+
+
+def _masked_quantile(x: np.ndarray, valid: np.ndarray, q: float) -> np.ndarray:
+    """Linear-interpolated quantile ``q`` in [0, 1] over axis 0 of the valid entries.
+
+    Same convention as ``np.nanquantile`` (method ``linear``) but one sort for
+    all columns instead of a Python loop over them.
+    """
+    xs = np.sort(np.where(valid, x, np.inf), axis=0)  # invalid entries sort last
+    n = valid.sum(0)
+    pos = (np.maximum(n, 1) - 1) * q
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
+    v_lo = np.take_along_axis(xs, lo[None], 0)[0]
+    v_hi = np.take_along_axis(xs, hi[None], 0)[0]
+    with np.errstate(invalid="ignore"):
+        out = v_lo + (pos - lo) * (v_hi - v_lo)
+    out = np.where(pos == lo, v_lo, out)
+    return np.where(n > 0, out, np.nan)
+
+
 def in_out_stats(
     x: np.ndarray, shadow_in: np.ndarray, center: str = "mean"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -43,13 +85,22 @@ def in_out_stats(
     var_out, each (N, Q); NaN where a side has no shadow.  ``center`` is
     ``mean`` or ``median``; the variance is always about the mean.
     """
-    m = shadow_in[:, :, None]
-    xin = np.where(m, x, np.nan)
-    xout = np.where(m, np.nan, x)
-    cfun = {"mean": np.nanmean, "median": np.nanmedian}[center]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return cfun(xin, 0), np.nanvar(xin, 0), cfun(xout, 0), np.nanvar(xout, 0)
+    if center not in ("mean", "median"):
+        raise ValueError(f"center must be 'mean' or 'median', got {center!r}")
+    shadow_in = np.asarray(shadow_in, dtype=bool)
+    out = []
+    for side in (shadow_in, ~shadow_in):
+        v = _valid(x, side)
+        mean, var = _masked_mean_var(x, v)
+        out += [mean if center == "mean" else _masked_quantile(x, v, 0.5), var]
+    return out[0], out[1], out[2], out[3]
+
+
+def coverage(shadow_in: np.ndarray) -> dict[str, int]:
+    """How many samples have no IN shadow and no OUT shadow (their scores are NaN
+    for the attacks that need that side)."""
+    s = np.asarray(shadow_in, dtype=bool)
+    return {"n_no_in_shadow": int((~s.any(0)).sum()), "n_no_out_shadow": int(s.all(0).sum())}
 
 
 def _log_gauss(x: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
@@ -58,7 +109,11 @@ def _log_gauss(x: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
 
 
 def _logcurv(d: dict[str, np.ndarray], feature: str) -> np.ndarray:
-    return np.log(d[feature] + LOG_EPS)
+    """log(|c| + 1e-22): curv_zo is ≥ 0; a Hutchinson trace can be negative (SPEC §3)."""
+    return np.log(np.abs(d[feature]) + LOG_EPS)
+
+
+# --------------------------------------------------------------------------- curvature
 
 
 def curv_nll(
@@ -72,18 +127,20 @@ def curv_nll(
 ) -> np.ndarray:
     """Curv NLL: IN vs OUT Gaussian fit of log curvature, summed over queries.
 
-    paper: Σ_a [(s−μ_out)² − (s−μ_in)²] / (2·V_in²), V_in the IN *variance*.
+    paper: Σ_a [(s−μ_out)² − (s−μ_in)²] / (2·V_in²), V_in the IN *variance*
+    (where a std belongs) and the IN one in both terms.
     clean: Σ_a [log N(s; μ_in, σ_in) − log N(s; μ_out, σ_out)].
+    ``feature`` names the curvature (``curv_zo``, or a white-box trace).
     """
     _check_variant(variant)
     s = _logcurv(target, feature)
     mu_in, var_in, mu_out, var_out = in_out_stats(_logcurv(shadow, feature), shadow_in)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if variant == "paper":
             per_q = ((s - mu_out) ** 2 - (s - mu_in) ** 2) / (2 * var_in**2)
         else:
             per_q = _log_gauss(s, mu_in, np.sqrt(var_in)) - _log_gauss(s, mu_out, np.sqrt(var_out))
-    return per_q.sum(1)
+        return per_q.sum(1)
 
 
 def curv_lr(
@@ -119,6 +176,9 @@ def curv_lr(
         return (_log_gauss(s, mu_in, sd_in) - _log_gauss(s, mu_out, sd_out)).mean(1)
 
 
+# --------------------------------------------------------------------------- LiRA
+
+
 def _lira_inputs(target: dict, shadow: dict, shadow_in, variant: str, center: str | None):
     _check_variant(variant)
     feature = "phi_max" if variant == "paper" else "phi"
@@ -131,7 +191,7 @@ def _lira_inputs(target: dict, shadow: dict, shadow_in, variant: str, center: st
 def _std(var: np.ndarray, x: np.ndarray, mask: np.ndarray, fix_variance: bool) -> np.ndarray:
     """Per-example std, or one global std over the masked shadow values."""
     if fix_variance:
-        return np.full_like(var, np.nanstd(np.where(mask[:, :, None], x, np.nan)))
+        return np.full_like(var, np.std(x[_valid(x, mask)]))
     return np.sqrt(var)
 
 
@@ -148,7 +208,8 @@ def lira_online(
     """LiRA online (Carlini et al. 2022): Gaussian log-likelihood ratio IN vs OUT.
 
     paper: on phi_max with mean centres (the paper's table); clean: on phi
-    (true class) with median centres (LiRA's code).  Mean over queries.
+    (true class) with median centres (LiRA's code).  ``fix_variance``: one
+    global std per side instead of per-example stds.  Mean over queries.
     """
     feature, obs, (mu_in, var_in, mu_out, var_out) = _lira_inputs(
         target, shadow, shadow_in, variant, center
@@ -156,7 +217,7 @@ def lira_online(
     x = shadow[feature]
     sd_in = _std(var_in, x, shadow_in, fix_variance) + 1e-30
     sd_out = _std(var_out, x, ~shadow_in, fix_variance) + 1e-30
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         return (_log_gauss(obs, mu_in, sd_in) - _log_gauss(obs, mu_out, sd_out)).mean(1)
 
 
@@ -178,10 +239,17 @@ def lira_offline(
     """
     feature, obs, (_, _, mu_out, var_out) = _lira_inputs(target, shadow, shadow_in, variant, center)
     sd_out = _std(var_out, shadow[feature], ~shadow_in, fix_variance) + 1e-30
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if variant == "paper":
             return -_log_gauss(obs, mu_out, sd_out).mean(1)
         return log_ndtr((obs - mu_out) / sd_out).mean(1)
+
+
+# --------------------------------------------------------------------------- loss baselines
+
+
+def _loss(d: dict, loss_query: int, name: str = "loss") -> np.ndarray:
+    return d[name][..., loss_query]
 
 
 def yeom(
@@ -192,9 +260,185 @@ def yeom(
     labels: np.ndarray | None = None,
     loss_query: int = 0,
 ) -> np.ndarray:
-    """Yeom et al. (2018): minus the target's loss on query ``loss_query``."""
-    return -target["loss"][:, loss_query]
+    """Yeom et al. (2018): minus the target's loss on query ``loss_query``
+    (the paper's code read query 1, the flip, on CIFAR and 0 on ImageNet)."""
+    return -_loss(target, loss_query)
 
+
+def sablayrolles(
+    target: dict,
+    shadow: dict,
+    shadow_in: np.ndarray,
+    *,
+    labels: np.ndarray | None = None,
+    loss_query: int = 0,
+) -> np.ndarray:
+    """Sablayrolles et al. (2019): −(loss − (μ_in + μ_out)/2), per-example means of the
+    shadows' losses; NaN without an IN or an OUT shadow."""
+    x = _loss(shadow, loss_query)[:, :, None]
+    mu_in, _, mu_out, _ = in_out_stats(x, shadow_in)
+    return -(_loss(target, loss_query) - (mu_in[:, 0] + mu_out[:, 0]) / 2)
+
+
+def watson(
+    target: dict,
+    shadow: dict,
+    shadow_in: np.ndarray,
+    *,
+    labels: np.ndarray | None = None,
+    loss_query: int = 0,
+) -> np.ndarray:
+    """Watson et al. (2022), difficulty calibration: −(loss − μ_out), μ_out the mean OUT
+    shadow loss of the sample."""
+    x = _loss(shadow, loss_query)[:, :, None]
+    _, _, mu_out, _ = in_out_stats(x, shadow_in)
+    return -(_loss(target, loss_query) - mu_out[:, 0])
+
+
+def ye(
+    target: dict,
+    shadow: dict,
+    shadow_in: np.ndarray,
+    *,
+    labels: np.ndarray | None = None,
+    loss_query: int = 0,
+    alpha: float = 1e-4,
+) -> np.ndarray:
+    """Ye et al. (2022) attack R: −(loss − q_α), q_α the per-example α-quantile (linear
+    interpolation) of the OUT shadows' losses, α = 1e-4 as in the paper."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    x = _loss(shadow, loss_query)[:, :, None]
+    q = _masked_quantile(x, _valid(x, ~np.asarray(shadow_in, bool)), alpha)[:, 0]
+    return -(_loss(target, loss_query) - q)
+
+
+def class_thresholds(
+    values: np.ndarray, is_in: np.ndarray, labels: np.ndarray, n_classes: int
+) -> np.ndarray:
+    """Per class c, the threshold τ_c that best separates IN (value ≤ τ) from OUT.
+
+    ``values`` and ``is_in`` are (S, N) shadow values and memberships, ``labels`` (N,).
+    Best = maximal balanced accuracy over the class's pooled (shadow, sample) pairs;
+    ties keep the lowest threshold.  A class without IN or OUT values gets τ = +inf
+    when it has only IN values, −inf otherwise.
+    """
+    tau = np.full(n_classes, -np.inf)
+    for c in range(n_classes):
+        cols = labels == c
+        v = values[:, cols].ravel()
+        m = is_in[:, cols].ravel()
+        keep = ~np.isnan(v)
+        v, m = v[keep], m[keep]
+        n_in, n_out = m.sum(), (~m).sum()
+        if n_in == 0 or n_out == 0:
+            tau[c] = np.inf if n_in else -np.inf
+            continue
+        order = np.argsort(v, kind="stable")
+        v, m = v[order], m[order]
+        last = np.r_[np.flatnonzero(np.diff(v) != 0), len(v) - 1]
+        tpr = np.cumsum(m)[last] / n_in
+        fpr = np.cumsum(~m)[last] / n_out
+        bal = (tpr + 1 - fpr) / 2
+        tau[c] = v[last[np.argmax(bal)]]
+    return tau
+
+
+def song(
+    target: dict,
+    shadow: dict,
+    shadow_in: np.ndarray,
+    *,
+    labels: np.ndarray | None = None,
+    loss_query: int = 0,
+) -> np.ndarray:
+    """Song & Mittal (2021): modified entropy with class-dependent thresholds.
+
+    τ_c is fitted per class on the shadows (:func:`class_thresholds`); the score is
+    τ_{y_j} − Mentr_j, so one global cut at 0 is the per-class threshold attack and the
+    AUROC ranks all samples by their margin to their own class's threshold.  The
+    released code instead computed a per-class AUROC over *all* samples; that bug is
+    documented, not reproduced.  ``loss_query`` picks the query, as for the loss
+    baselines.  Needs ``labels``.
+    """
+    if labels is None:
+        raise ValueError("song: needs the samples' labels (labels=...)")
+    labels = np.asarray(labels)
+    tau = class_thresholds(
+        _loss(shadow, loss_query, "mentr"),
+        np.asarray(shadow_in, bool),
+        labels,
+        int(labels.max()) + 1,
+    )
+    return tau[labels] - _loss(target, loss_query, "mentr")
+
+
+# --------------------------------------------------------------------------- RMIA
+
+
+def _rmia(target, shadow, shadow_in, *, offline: bool, a: float, gamma: float) -> np.ndarray:
+    """RMIA (Zarifzadeh et al., ICML 2024) on the true-class probability.
+
+    LR(x) = Pr(x|θ) / Pr(x), Pr(x) = mean over all reference models (online) or
+    ½((1+a)·mean over OUT models + (1−a)) (offline); score(x) = fraction of the
+    reference population z with LR(x)/LR(z) ≥ γ, averaged over queries.  z is the
+    held-out test split (``test_p_true``): every shadow is OUT for it.
+    """
+    if "test_p_true" not in target or "test_p_true" not in shadow:
+        raise ValueError("rmia: needs the test split's features (test_p_true) as population z")
+    if gamma <= 0:
+        raise ValueError(f"rmia: gamma must be > 0, got {gamma}")
+    px, pz = target["p_true"], target["test_p_true"]
+    sx, sz = shadow["p_true"], shadow["test_p_true"]
+    if offline:
+        _, _, out_x, _ = in_out_stats(sx, np.asarray(shadow_in, bool))
+        ref_x = 0.5 * ((1 + a) * out_x + (1 - a))
+        ref_z = 0.5 * ((1 + a) * np.nanmean(sz, 0) + (1 - a))
+    else:
+        ref_x = np.nanmean(sx, 0)
+        ref_z = np.nanmean(sz, 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lr_x = px / ref_x
+        lr_z = pz / ref_z
+    score = np.zeros(px.shape[0])
+    for q in range(px.shape[1]):
+        z = np.sort(lr_z[:, q][~np.isnan(lr_z[:, q])])
+        # LR(x)/LR(z) ≥ γ  ⟺  LR(z) ≤ LR(x)/γ  (LR > 0)
+        with np.errstate(invalid="ignore"):
+            cnt = np.searchsorted(z, lr_x[:, q] / gamma, side="right")
+        score += np.where(np.isnan(lr_x[:, q]), np.nan, cnt / max(len(z), 1))
+    return score / px.shape[1]
+
+
+def rmia_online(
+    target: dict,
+    shadow: dict,
+    shadow_in: np.ndarray,
+    *,
+    labels: np.ndarray | None = None,
+    gamma: float = 1.0,
+) -> np.ndarray:
+    """RMIA online: Pr(x) is the mean true-class probability over all shadows."""
+    return _rmia(target, shadow, shadow_in, offline=False, a=1.0, gamma=gamma)
+
+
+def rmia_offline(
+    target: dict,
+    shadow: dict,
+    shadow_in: np.ndarray,
+    *,
+    labels: np.ndarray | None = None,
+    a: float = 0.3,
+    gamma: float = 1.0,
+) -> np.ndarray:
+    """RMIA offline: Pr(x) ≈ ½((1+a)·Pr_OUT(x) + (1−a)), the paper's linear correction
+    (a = 0.3 on CIFAR in its experiments)."""
+    if not 0.0 <= a <= 1.0:
+        raise ValueError(f"rmia_offline: a must be in [0, 1], got {a}")
+    return _rmia(target, shadow, shadow_in, offline=True, a=a, gamma=gamma)
+
+
+# --------------------------------------------------------------------------- registry
 
 AttackFn = Callable[..., np.ndarray]
 
@@ -204,13 +448,29 @@ ATTACKS: dict[str, AttackFn] = {
     "lira_online": lira_online,
     "lira_offline": lira_offline,
     "yeom": yeom,
+    "sablayrolles": sablayrolles,
+    "watson": watson,
+    "ye": ye,
+    "song": song,
+    "rmia_online": rmia_online,
+    "rmia_offline": rmia_offline,
+}
+
+# Table 1 of the paper (SPEC §7): which attack, in its paper form, is which method.
+TABLE1_METHODS = {
+    "curv_nll": "Curv NLL",
+    "curv_lr": "Curv LR",
+    "lira_online": "LiRA (Carlini)",
+    "yeom": "Yeom",
+    "sablayrolles": "Sablayrolles",
+    "watson": "Watson",
+    "ye": "Ye",
+    "song": "Song",
 }
 
 
 def attack_params(name: str) -> dict[str, object]:
     """The keyword parameters (with defaults) that attack ``name`` accepts."""
-    import inspect
-
     sig = inspect.signature(ATTACKS[name])
     return {
         p.name: p.default
@@ -237,6 +497,36 @@ def check_attack_spec(spec: dict, where: str) -> None:
             )
         if key == "variant" and value not in VARIANTS:
             raise ValueError(f"{where}.variant: expected one of {VARIANTS}, got {value!r}")
+
+
+def spec_label(spec: dict) -> str:
+    """The result label of a config entry (``label``, default the attack name)."""
+    return spec.get("label", spec["name"])
+
+
+def healthy_shadows(
+    shadow_rows: list[int], test_acc: dict[int, float], floor: float, action: str
+) -> tuple[list[int], list[int]]:
+    """Split shadows into (kept, excluded) by test accuracy ≥ ``floor`` (model health).
+
+    ``action="fail"`` raises instead of excluding; fewer than two kept shadows always
+    raise, since IN/OUT statistics need both sides.
+    """
+    if action not in ("exclude", "fail"):
+        raise ValueError(f"health.action must be 'exclude' or 'fail', got {action!r}")
+    missing = [r for r in shadow_rows if r not in test_acc]
+    if missing:
+        raise ValueError(f"model health: no test accuracy for shadow rows {missing}")
+    bad = [r for r in shadow_rows if not test_acc[r] >= floor]
+    if bad and action == "fail":
+        raise ValueError(
+            f"health.min_test_acc: shadows {bad} have test accuracy "
+            f"{[round(test_acc[r], 4) for r in bad]} below {floor}"
+        )
+    kept = [r for r in shadow_rows if r not in bad]
+    if len(kept) < 2:
+        raise ValueError(f"health.min_test_acc: only {len(kept)} shadows pass the floor {floor}")
+    return kept, bad
 
 
 def run_attack(

@@ -1,43 +1,64 @@
-"""Attacks on synthetic scores with known answers, hand-computed formulas, and the null check."""
+"""Attacks on synthetic scores with known answers, hand-computed formulas, each paper quirk
+pinned by its own test, RMIA against its paper's formula, and the SPEC §1 null check."""
 
 import numpy as np
 import pytest
 from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
-from curvmia.attacks import ATTACKS, attack_params, check_attack_spec
-from curvmia.masks import make_masks
+from curvmia.attacks import (
+    ATTACKS,
+    attack_params,
+    check_attack_spec,
+    class_thresholds,
+    coverage,
+    healthy_shadows,
+    in_out_stats,
+)
+from curvmia.masks import complement_of, make_masks
 
 FEATURES = ("curv_zo", "loss", "p_true", "p_max", "phi", "phi_max", "mentr")
 
 
-def synthetic(n=4000, n_models=66, d=1.0, var_b=3.0, seed=0, signal=True):
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def synthetic(n=4000, n_models=66, d=1.0, var_b=3.0, seed=0, signal=True, n_z=1000):
     """Per sample j a difficulty b_j ~ N(0, var_b); per model and query
     s = b_j ± d·in + ε, ε ~ N(0, 1).  Curvature is lower for members
-    (log curv = b − d·in + ε), confidence higher (phi = b + d·in + ε), loss lower."""
+    (log curv = b − d·in + ε), confidence higher (phi = b + d·in + ε), loss and
+    modified entropy lower.  The test split (``test_*``, n_z samples) is OUT everywhere."""
     rng = np.random.default_rng(seed)
     masks = rng.random((n_models, n)) < 0.5
-    b = rng.normal(0, np.sqrt(var_b), n)
-    eps = rng.normal(0, 1, (n_models, n, 2))
-    inn = masks[:, :, None].astype(float) if signal else 0.0
-    s_curv = b[None, :, None] - d * inn + eps
-    s_conf = b[None, :, None] + d * inn + eps
-    feats = {
-        "curv_zo": np.exp(s_curv),
-        "phi": s_conf,
-        "phi_max": s_conf,
-        "loss": b[None, :, None] + d * (1 - inn) + eps if signal else b[None, :, None] + eps,
-    }
-    for f in FEATURES:
-        feats.setdefault(f, eps)
-    return feats, masks
+    feats = {}
+    for prefix, nn, inn_mask in (("", n, masks), ("test_", n_z, None)):
+        b = rng.normal(0, np.sqrt(var_b), nn)
+        eps = rng.normal(0, 1, (n_models, nn, 2))
+        inn = inn_mask[:, :, None].astype(float) if (signal and inn_mask is not None) else 0.0
+        conf = b[None, :, None] + d * inn + eps
+        f = {
+            "curv_zo": np.exp(b[None, :, None] - d * inn + eps),
+            "phi": conf,
+            "phi_max": conf,
+            "p_true": sigmoid(conf),
+            "loss": -np.log(sigmoid(conf)),
+            "mentr": -np.log(sigmoid(conf)),
+        }
+        f["p_max"] = f["p_true"]
+        feats.update({prefix + k: v for k, v in f.items()})
+    labels = rng.integers(0, 10, n)
+    return feats, masks, labels
 
 
-def split(feats, masks, target):
-    shadows = [i for i in range(len(masks)) if i != target]
+def split(feats, masks, target, shadows=None):
+    shadows = [i for i in range(len(masks)) if i != target] if shadows is None else shadows
     t = {f: v[target] for f, v in feats.items()}
     s = {f: v[shadows] for f, v in feats.items()}
     return t, s, masks[shadows], masks[target]
+
+
+# ------------------------------------------------------------------ known AUROCs on synthetic data
 
 
 @pytest.mark.parametrize(
@@ -52,7 +73,7 @@ def split(feats, masks, target):
     ],
 )
 def test_attack_recovers_known_auroc(name, variant, expected, tol):
-    feats, masks = synthetic()
+    feats, masks, labels = synthetic()
     t, s, s_in, t_in = split(feats, masks, 0)
     score = ATTACKS[name](t, s, s_in, variant=variant)
     assert score.shape == (masks.shape[1],)
@@ -60,7 +81,7 @@ def test_attack_recovers_known_auroc(name, variant, expected, tol):
 
 
 def test_curv_lr_paper_and_lira_offline_paper_beat_chance():
-    feats, masks = synthetic()
+    feats, masks, _ = synthetic()
     t, s, s_in, t_in = split(feats, masks, 0)
     # paper Curv LR sums likelihoods over queries (not log-likelihoods): weaker than Φ(d)
     auc = roc_auc_score(t_in, ATTACKS["curv_lr"](t, s, s_in, variant="paper"))
@@ -73,20 +94,36 @@ def test_curv_lr_paper_and_lira_offline_paper_beat_chance():
     assert 0.60 < auc < norm.cdf(1.0)
 
 
-def test_yeom_global_threshold_known_auroc():
-    # −loss with loss = b + d·(1 − in) + ε: AUROC = Φ(d / sqrt(2·(var_b + 1)))
-    feats, masks = synthetic(n=20000, n_models=2)
+def test_calibrated_baselines_and_rmia_beat_yeom():
+    """Per-example calibration removes the difficulty b: Watson / Sablayrolles / RMIA
+    approach the one-query calibrated AUROC Φ(d/√2·√(1+1/32)...) ≫ Yeom's global cut."""
+    feats, masks, labels = synthetic()
     t, s, s_in, t_in = split(feats, masks, 0)
-    expected = norm.cdf(1.0 / np.sqrt(2 * 4.0))
-    assert abs(roc_auc_score(t_in, ATTACKS["yeom"](t, s, s_in)) - expected) < 0.015
+    auc = {
+        n: roc_auc_score(t_in, ATTACKS[n](t, s, s_in, labels=labels))
+        for n in ("yeom", "watson", "sablayrolles", "ye", "song", "rmia_online", "rmia_offline")
+    }
+    # loss = softplus(−conf), monotone: a global cut on one query sees b (var 3) + ε
+    assert abs(auc["yeom"] - norm.cdf(1.0 / np.sqrt(2 * 4.0))) < 0.02
+    # −(loss − μ_out): the calibrated difference of one query; ≈ Φ(d/√2) up to the
+    # nonlinearity of softplus
+    for name in ("watson", "sablayrolles", "rmia_online", "rmia_offline"):
+        assert auc[name] > 0.66, (name, auc)
+    assert auc["ye"] > auc["yeom"] + 0.05 and auc["song"] > 0.55, auc
+
+
+# ------------------------------------------------------------------ hand-computed small cases
+
+
+def one_sample(values, is_in, feature="curv_zo"):
+    x = np.asarray(values, dtype=float)[:, None, None]
+    return {feature: x}, np.asarray(is_in, bool)[:, None]
 
 
 def test_curv_nll_paper_formula_by_hand():
     # one sample, one query; shadows: IN values 1, 3 (mean 2, var 1), OUT 2, 6 (mean 4, var 4)
-    curv = np.exp(np.array([1.0, 3.0, 2.0, 6.0]))[:, None, None]
-    s_in = np.array([[True], [True], [False], [False]])
+    shadow, s_in = one_sample(np.exp([1.0, 3.0, 2.0, 6.0]), [1, 1, 0, 0])
     target = {"curv_zo": np.exp(np.array([[2.5]]))}
-    shadow = {"curv_zo": curv}
     s = np.log(np.exp(2.5) + 1e-22)
     # paper: [(s − 4)² − (s − 2)²] / (2 · 1²)
     paper = ATTACKS["curv_nll"](target, shadow, s_in, variant="paper")
@@ -99,9 +136,171 @@ def test_curv_nll_paper_formula_by_hand():
     assert lr[0] == pytest.approx(norm.pdf(s, 2, 1) / (norm.pdf(s, 4, 4) + 1e-22))
     lr_unit = ATTACKS["curv_lr"](target, shadow, s_in, variant="paper", unit_variance=True)
     assert lr_unit[0] == pytest.approx(norm.pdf(s, 2, 1) / (norm.pdf(s, 4, 1) + 1e-22))
+    lr_clean = ATTACKS["curv_lr"](target, shadow, s_in, variant="clean")
+    assert lr_clean[0] == pytest.approx(norm.logpdf(s, 2, 1) - norm.logpdf(s, 4, 2))
 
 
-def test_lira_variants_read_different_features():
+def test_loss_baselines_by_hand():
+    # shadow losses of one sample: IN 1, 3 (mean 2), OUT 5, 9 (mean 7); target loss 4
+    loss = np.array([1.0, 3.0, 5.0, 9.0])
+    shadow = {"loss": np.stack([loss, loss + 100], -1)[:, None, :]}  # query 1 differs
+    s_in = np.array([[1], [1], [0], [0]], bool)
+    target = {"loss": np.array([[4.0, 104.0]])}
+    assert ATTACKS["yeom"](target, shadow, s_in)[0] == -4.0
+    assert ATTACKS["sablayrolles"](target, shadow, s_in)[0] == pytest.approx(0.5)
+    assert ATTACKS["watson"](target, shadow, s_in)[0] == pytest.approx(3.0)
+    # Ye: α-quantile of OUT losses {5, 9} with linear interpolation
+    assert ATTACKS["ye"](target, shadow, s_in, alpha=0.0)[0] == pytest.approx(1.0)
+    assert ATTACKS["ye"](target, shadow, s_in, alpha=0.25)[0] == pytest.approx(2.0)
+    assert ATTACKS["ye"](target, shadow, s_in)[0] == pytest.approx(-(4 - (5 + 1e-4 * 4)))
+
+
+@pytest.mark.parametrize("name", ["yeom", "sablayrolles", "watson", "ye", "song"])
+def test_loss_query_selects_the_query(name):
+    # SPEC §3: the paper's code read the flip (query 1) on CIFAR: loss_query reproduces it
+    feats, masks, labels = synthetic(n=300, n_models=9)
+    t, s, s_in, _ = split(feats, masks, 0)
+    q0 = ATTACKS[name](t, s, s_in, labels=labels, loss_query=0)
+    q1 = ATTACKS[name](t, s, s_in, labels=labels, loss_query=1)
+    swapped = {f: v[..., ::-1] for f, v in t.items()}
+    s_swapped = {f: v[..., ::-1] for f, v in s.items()}
+    np.testing.assert_allclose(
+        ATTACKS[name](swapped, s_swapped, s_in, labels=labels, loss_query=0), q1
+    )
+    assert not np.allclose(q0, q1)
+
+
+def test_ye_quantile_matches_numpy():
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 1, (33, 50, 1))
+    s_in = rng.random((33, 50)) < 0.5
+    shadow = {"loss": np.repeat(x, 2, -1)}
+    target = {"loss": np.zeros((50, 2))}
+    got = ATTACKS["ye"](target, shadow, s_in, alpha=0.3)
+    ref = [np.quantile(x[~s_in[:, j], j, 0], 0.3) for j in range(50)]
+    np.testing.assert_allclose(got, ref)
+
+
+def test_song_class_thresholds_by_hand():
+    labels = np.array([0, 0, 1, 1])
+    s_in = np.array([[1, 0, 1, 0], [0, 1, 0, 1]], bool)
+    mentr = np.array([[0.1, 0.5, 1.0, 2.0], [0.6, 0.2, 2.2, 1.1]])
+    # class 0: IN {0.1, 0.2}, OUT {0.5, 0.6} → τ0 = 0.2; class 1: IN {1.0, 1.1} OUT {2.0, 2.2}
+    np.testing.assert_allclose(class_thresholds(mentr, s_in, labels, 2), [0.2, 1.1])
+    shadow = {"mentr": np.stack([mentr, mentr], -1)}
+    target = {"mentr": np.array([0.3, 0.05, 1.5, 3.0])[:, None].repeat(2, 1)}
+    got = ATTACKS["song"](target, shadow, s_in, labels=labels)
+    np.testing.assert_allclose(got, [-0.1, 0.15, -0.4, -1.9])
+    with pytest.raises(ValueError, match="labels"):
+        ATTACKS["song"](target, shadow, s_in)
+
+
+def test_song_per_class_thresholds_fit_correctly():
+    """Classes on different scales: per-class thresholds separate, one global cut cannot."""
+    rng = np.random.default_rng(4)
+    n, k = 2000, 8
+    labels = rng.integers(0, 2, n)
+    masks = rng.random((k, n)) < 0.5
+    base = np.where(labels == 0, 1.0, 0.3)[None, :]
+    mentr = base - 0.2 * masks + rng.normal(0, 0.03, (k, n))
+    feats = {"mentr": np.repeat(mentr[:, :, None], 2, -1)}
+    t, s, s_in, t_in = split(feats, masks, 0)
+    song = roc_auc_score(t_in, ATTACKS["song"](t, s, s_in, labels=labels))
+    glob = roc_auc_score(t_in, -t["mentr"][:, 0])
+    assert song > 0.97 and glob < 0.8, (song, glob)
+
+
+def rmia_transcription(t, s, s_in, offline, a, gamma):
+    """Zarifzadeh et al. 2024, Eq. for Score_MIA, written out loop by loop:
+    LR_θ(x, z) = (Pr(x|θ)/Pr(x)) · (Pr(z)/Pr(z|θ)),  Score(x) = Pr_z(LR_θ(x, z) ≥ γ),
+    Pr(·) = mean over reference models (online) or ½((1+a)·Pr_OUT + (1−a)) (offline)."""
+    n, q_n = t["p_true"].shape
+    n_z = t["test_p_true"].shape[0]
+    k = s["p_true"].shape[0]
+    out = []
+    for j in range(n):
+        total = 0.0
+        for q in range(q_n):
+            if offline:
+                outs = [s["p_true"][i, j, q] for i in range(k) if not s_in[i, j]]
+                pr_x = 0.5 * ((1 + a) * sum(outs) / len(outs) + (1 - a))
+            else:
+                pr_x = sum(s["p_true"][i, j, q] for i in range(k)) / k
+            hits = 0
+            for z in range(n_z):
+                pr_z = sum(s["test_p_true"][i, z, q] for i in range(k)) / k
+                if offline:
+                    pr_z = 0.5 * ((1 + a) * pr_z + (1 - a))
+                lr = (t["p_true"][j, q] / pr_x) * (pr_z / t["test_p_true"][z, q])
+                hits += lr >= gamma
+            total += hits / n_z
+        out.append(total / q_n)
+    return np.array(out)
+
+
+@pytest.mark.parametrize(
+    "offline,a,gamma", [(False, 1.0, 1.0), (False, 1.0, 2.0), (True, 0.3, 1.0)]
+)
+def test_rmia_matches_its_paper_formula(offline, a, gamma):
+    rng = np.random.default_rng(5)
+    k, n, n_z = 5, 7, 11
+    t = {"p_true": rng.random((n, 2)), "test_p_true": rng.random((n_z, 2))}
+    s = {"p_true": rng.random((k, n, 2)), "test_p_true": rng.random((k, n_z, 2))}
+    s_in = rng.random((k, n)) < 0.5
+    s_in[0], s_in[1] = False, True  # every sample has an IN and an OUT model
+    if offline:
+        got = ATTACKS["rmia_offline"](t, s, s_in, a=a, gamma=gamma)
+    else:
+        got = ATTACKS["rmia_online"](t, s, s_in, gamma=gamma)
+    np.testing.assert_allclose(got, rmia_transcription(t, s, s_in, offline, a, gamma))
+
+
+# ------------------------------------------------------------------ each paper quirk, pinned
+
+
+def test_quirk_curv_nll_paper_divides_by_the_in_variance_squared():
+    # IN values 0, 4 (mean 2, var 4): the paper divides by 2·V² = 32, not by 2·σ² = 8
+    shadow, s_in = one_sample(np.exp([0.0, 4.0, 5.0, 7.0]), [1, 1, 0, 0])
+    target = {"curv_zo": np.exp(np.array([[3.0]]))}
+    got = ATTACKS["curv_nll"](target, shadow, s_in, variant="paper")[0]
+    assert got == pytest.approx(((3 - 6) ** 2 - (3 - 2) ** 2) / 32)
+
+
+def test_quirk_curv_nll_paper_ignores_the_out_variance():
+    # same OUT mean (6), OUT variance 1 vs 100: the paper's score does not move
+    target = {"curv_zo": np.exp(np.array([[3.0]]))}
+    a, s_in = one_sample(np.exp([0.0, 4.0, 5.0, 7.0]), [1, 1, 0, 0])
+    b, _ = one_sample(np.exp([0.0, 4.0, -4.0, 16.0]), [1, 1, 0, 0])
+    pa = ATTACKS["curv_nll"](target, a, s_in, variant="paper")[0]
+    pb = ATTACKS["curv_nll"](target, b, s_in, variant="paper")[0]
+    assert pa == pb
+    ca = ATTACKS["curv_nll"](target, a, s_in, variant="clean")[0]
+    cb = ATTACKS["curv_nll"](target, b, s_in, variant="clean")[0]
+    assert ca != pytest.approx(cb)
+
+
+def test_quirk_curv_lr_paper_uses_the_variance_as_std():
+    # IN values 0, 6 (var 9): the paper's density has "std" 9, the clean one std 3
+    shadow, s_in = one_sample(np.exp([0.0, 6.0, 1.0, 3.0]), [1, 1, 0, 0])
+    target = {"curv_zo": np.exp(np.array([[2.0]]))}
+    got = ATTACKS["curv_lr"](target, shadow, s_in, variant="paper")[0]
+    assert got == pytest.approx(norm.pdf(2, 3, 9) / (norm.pdf(2, 2, 1) + 1e-22))
+
+
+def test_quirk_curv_lr_paper_sums_likelihoods_over_queries_before_the_ratio():
+    # two queries with very different likelihoods: Σ g_in / Σ g_out, not a mean of ratios
+    x = np.exp(np.array([[0.0, 0.0], [2.0, 20.0], [1.0, 1.0], [3.0, 3.0]]))[:, None, :]
+    s_in = np.array([[1], [1], [0], [0]], bool)
+    target = {"curv_zo": np.exp(np.array([[1.0, 5.0]]))}
+    got = ATTACKS["curv_lr"](target, {"curv_zo": x}, s_in, variant="paper")[0]
+    g_in = norm.pdf(1.0, 1.0, 1.0) + norm.pdf(5.0, 10.0, 100.0)
+    g_out = norm.pdf(1.0, 2.0, 1.0) + norm.pdf(5.0, 2.0, 1.0)
+    assert got == pytest.approx(g_in / (g_out + 1e-22))
+    ratios = [norm.pdf(1.0, 1, 1) / norm.pdf(1.0, 2, 1), norm.pdf(5, 10, 100) / norm.pdf(5, 2, 1)]
+    assert got != pytest.approx(np.mean(ratios))
+
+
+def test_quirk_lira_paper_reads_phi_max_with_mean_centres():
     # paper reads phi_max with mean centres, clean reads phi with median centres
     shadow_phi = np.array([0.0, 1.0, 5.0, 10.0, 11.0, 30.0])[:, None, None]
     s_in = np.array([[True], [True], [True], [False], [False], [False]])
@@ -115,40 +314,101 @@ def test_lira_variants_read_different_features():
     assert clean[0] == pytest.approx(norm.logpdf(4, 1.0, sd_in) - norm.logpdf(4, 11.0, sd_out))
     off = ATTACKS["lira_offline"](target, shadow, s_in, variant="clean")
     assert off[0] == pytest.approx(norm.logcdf((4 - 11.0) / sd_out))
+    # the clean variant with mean centres, and the paper's phi_max shifted: same as paper
+    mean_clean = ATTACKS["lira_online"](target, shadow, s_in, variant="clean", center="mean")
+    assert mean_clean[0] == pytest.approx(paper[0])
+    target["phi_max"] = target["phi_max"] + 1.0
+    assert ATTACKS["lira_online"](target, shadow, s_in, variant="paper")[0] != pytest.approx(
+        paper[0]
+    )
 
 
-def test_three_positional_arguments_suffice():
-    feats, masks = synthetic(n=50, n_models=6)
+def test_quirk_lira_offline_paper_is_two_sided():
+    # OUT values 0, 2 (mean 1, std 1): obs 3 and obs −1 sit 2 std above / below
+    shadow = {"phi_max": np.array([5.0, 5.0, 0.0, 2.0])[:, None, None]}
+    s_in = np.array([[1], [1], [0], [0]], bool)
+    hi = ATTACKS["lira_offline"]({"phi_max": np.array([[3.0]])}, shadow, s_in, variant="paper")
+    lo = ATTACKS["lira_offline"]({"phi_max": np.array([[-1.0]])}, shadow, s_in, variant="paper")
+    assert hi[0] == pytest.approx(lo[0]) and hi[0] == pytest.approx(-norm.logpdf(3, 1, 1))
+    shadow["phi"] = shadow["phi_max"]
+    hi = ATTACKS["lira_offline"]({"phi": np.array([[3.0]])}, shadow, s_in, variant="clean")
+    lo = ATTACKS["lira_offline"]({"phi": np.array([[-1.0]])}, shadow, s_in, variant="clean")
+    assert hi[0] > lo[0]
+
+
+def test_lira_fixed_variance_uses_one_global_std():
+    shadow = {"phi": np.array([[0.0, 10.0], [2.0, 14.0], [1.0, 13.0], [3.0, 11.0]])[:, :, None]}
+    s_in = np.array([[1, 1], [1, 1], [0, 0], [0, 0]], bool)
+    target = {"phi": np.array([[1.5], [12.0]])}
+    got = ATTACKS["lira_online"](
+        target, shadow, s_in, variant="clean", center="mean", fix_variance=True
+    )
+    sd_in, sd_out = np.std([0, 2, 10, 14]), np.std([1, 3, 13, 11])
+    ref = [
+        norm.logpdf(1.5, 1, sd_in) - norm.logpdf(1.5, 2, sd_out),
+        norm.logpdf(12, 12, sd_in) - norm.logpdf(12, 12, sd_out),
+    ]
+    np.testing.assert_allclose(got, ref)
+
+
+# ------------------------------------------------------------------ robustness
+
+
+def test_three_positional_arguments_and_labels_suffice():
+    feats, masks, labels = synthetic(n=50, n_models=6, n_z=20)
     t, s, s_in, _ = split(feats, masks, 0)
     for name, fn in ATTACKS.items():
-        out = fn(t, s, s_in)
+        out = fn(t, s, s_in, labels=labels)
         assert out.shape == (50,), name
 
 
-def test_sample_without_in_shadow_gets_nan():
-    feats, masks = synthetic(n=20, n_models=40)
+def test_sample_without_in_or_out_shadow_gets_nan_and_is_counted():
+    feats, masks, labels = synthetic(n=20, n_models=40, n_z=10)
     masks[:, 3] = False
+    masks[:, 5] = True
     t, s, s_in, _ = split(feats, masks, 0)
-    for name in ("curv_nll", "lira_online"):
-        out = ATTACKS[name](t, s, s_in)
-        assert np.isnan(out[3]) and np.isfinite(np.delete(out, 3)).all()
+    assert coverage(s_in) == {"n_no_in_shadow": 1, "n_no_out_shadow": 1}
+    need_in = ("curv_nll", "curv_lr", "lira_online", "sablayrolles")
+    need_out = need_in + ("lira_offline", "watson", "ye", "rmia_offline")
+    for name in need_out:
+        out = ATTACKS[name](t, s, s_in, labels=labels)
+        bad = [3, 5] if name in need_in else [5]
+        assert np.isnan(out[bad]).all(), name
+        assert np.isfinite(np.delete(out, bad)).all(), name
 
 
-def null_aucs(masks, shadows, targets, n_rep, seed):
-    """AUROC of every attack on every target when features carry no membership signal."""
+def test_in_out_stats_ignore_nan_and_median():
+    x = np.array([1.0, np.nan, 5.0, 2.0, 4.0, 9.0])[:, None, None]
+    s_in = np.array([[1], [1], [1], [0], [0], [0]], bool)
+    mu_in, var_in, mu_out, var_out = in_out_stats(x, s_in)
+    assert (mu_in[0, 0], var_in[0, 0], mu_out[0, 0]) == (3.0, 4.0, 5.0)
+    assert var_out[0, 0] == pytest.approx(np.var([2, 4, 9]))
+    med_in, _, med_out, _ = in_out_stats(x, s_in, "median")
+    assert (med_in[0, 0], med_out[0, 0]) == (3.0, 4.0)
+
+
+# ------------------------------------------------------------------ SPEC §1 null check
+
+
+def null_aucs(masks, pairs, n_rep, seed, n_z=2000):
+    """AUROC of every attack on every (target, shadows) pair with no membership signal."""
     out = {name: [] for name in ATTACKS}
     rng = np.random.default_rng(seed)
+    n = masks.shape[1]
+    labels = rng.integers(0, 10, n)
     for _ in range(n_rep):
-        n = masks.shape[1]
-        b = rng.normal(0, 1, n)
-        noise = rng.normal(0, 1, (len(masks), n, 2)) + b[None, :, None]
-        feats = {f: noise for f in FEATURES}
-        feats["curv_zo"] = np.exp(noise)
-        for t in targets:
+        feats = {}
+        for prefix, nn in (("", n), ("test_", n_z)):
+            b = rng.normal(0, 1, nn)
+            noise = rng.normal(0, 1, (len(masks), nn, 2)) + b[None, :, None]
+            feats.update({prefix + f: noise for f in FEATURES})
+            feats[prefix + "curv_zo"] = np.exp(noise)
+            feats[prefix + "p_true"] = sigmoid(noise)
+        for t, shadows in pairs:
             tf = {f: v[t] for f, v in feats.items()}
             sf = {f: v[shadows] for f, v in feats.items()}
             for name, fn in ATTACKS.items():
-                score = fn(tf, sf, masks[shadows])
+                score = fn(tf, sf, masks[shadows], labels=labels)
                 # convention of curvmia.metrics: a NaN score (no IN or OUT shadow) ranks lowest
                 finite = score[np.isfinite(score)]
                 score = np.nan_to_num(
@@ -158,20 +418,28 @@ def null_aucs(masks, shadows, targets, n_rep, seed):
     return {k: float(np.mean(v)) for k, v in out.items()}
 
 
-@pytest.mark.parametrize("layout", ["default", "test", "paper"])
+@pytest.mark.parametrize("layout", ["default", "test", "paper", "leave-one-out"])
 def test_null_check_on_project_layouts(repo_root, layout):
     """SPEC §1: on pure noise every attack's AUROC is 0.5 within sampling error."""
     import yaml
 
     if layout == "paper":
         masks = make_masks(20000, 19, 0.5, seed=0, complements=False)
-        shadows, targets = list(range(16)), [16, 17, 18]
+        pairs = [(t, list(range(16))) for t in (16, 17, 18)]
     else:
-        path = "config/config.yaml" if layout == "default" else "tests/config/test.yaml"
+        path = "tests/config/test.yaml" if layout == "test" else "config/config.yaml"
         m = yaml.safe_load((repo_root / path).read_text())["masks"]
         masks = make_masks(20000, m["n_random"], m["pkeep"], 0, m["complements"])
-        shadows, targets = m["shadows"], m["targets"]
-    aucs = null_aucs(masks, shadows, targets, n_rep=2, seed=1)
+        if layout == "leave-one-out":
+            # each model as target, the others minus its complement as shadows (3 of them)
+            rows = sorted(m["shadows"] + m["targets"])
+            pairs = []
+            for t in (rows[0], rows[7], rows[-1]):
+                c = complement_of(t, m["n_random"], m["complements"])
+                pairs.append((t, [r for r in rows if r not in (t, c)]))
+        else:
+            pairs = [(t, m["shadows"]) for t in m["targets"]]
+    aucs = null_aucs(masks, pairs, n_rep=2 if len(pairs) >= 2 else 4, seed=1)
     # SE of one AUROC at 10k/10k is 0.0029; the mean of ≥ 4 is within ±0.008 at ~5 sigma
     for name, auc in aucs.items():
         assert abs(auc - 0.5) < 0.008, (layout, name, auc)
@@ -180,10 +448,13 @@ def test_null_check_on_project_layouts(repo_root, layout):
 def test_null_check_detects_the_biased_layout():
     """The check can fail: a target whose complement is a shadow pulls AUROC below 0.5."""
     masks = make_masks(20000, 8, 0.5, seed=0, complements=True)
-    shadows, targets = [r for r in range(16) if r != 7], [7]  # 15, 7's complement, is a shadow
-    aucs = null_aucs(masks, shadows, targets, n_rep=4, seed=2)
+    shadows = [r for r in range(16) if r != 7]  # 15, 7's complement, is a shadow
+    aucs = null_aucs(masks, [(7, shadows)], n_rep=4, seed=2)
     # SE of the mean of 4 AUROCs at 10k/10k is 0.0015: 0.495 is > 3 SE below 0.5
     assert aucs["curv_nll"] < 0.495 and aucs["lira_online"] < 0.495
+
+
+# ------------------------------------------------------------------ config checks and health
 
 
 def test_attack_spec_check_names_the_key():
@@ -195,3 +466,15 @@ def test_attack_spec_check_names_the_key():
     with pytest.raises(ValueError, match=r"attacks\[0\]\.variant"):
         check_attack_spec({"name": "curv_lr", "variant": "fancy"}, "attacks[0]")
     assert "unit_variance" in attack_params("curv_lr")
+    assert set(attack_params("rmia_offline")) == {"a", "gamma"}
+    assert attack_params("ye") == {"loss_query": 0, "alpha": 1e-4}
+
+
+def test_healthy_shadows_exclude_or_fail():
+    acc = {0: 0.9, 1: 0.5, 2: 0.95, 3: 0.91}
+    assert healthy_shadows([0, 1, 2, 3], acc, 0.8, "exclude") == ([0, 2, 3], [1])
+    assert healthy_shadows([0, 1, 2, 3], acc, 0.0, "exclude") == ([0, 1, 2, 3], [])
+    with pytest.raises(ValueError, match=r"health\.min_test_acc.*\[1\]"):
+        healthy_shadows([0, 1, 2, 3], acc, 0.8, "fail")
+    with pytest.raises(ValueError, match="only 1 shadows"):
+        healthy_shadows([0, 1, 2, 3], acc, 0.92, "exclude")
