@@ -1,15 +1,24 @@
-"""Attack metrics (SPEC §5): AUROC, balanced accuracy, TPR at low FPR, ROC curves.
+"""Attack metrics (SPEC §5): AUROC, balanced accuracy, TPR at low FPR, ROC curves,
+bootstrap intervals.
 
 Scores are "higher = member".  NaN scores (a sample an attack could not score,
 e.g. with no IN shadow) are ranked lowest, as a confident "non-member", so a
 metric never crashes and never rewards a missing score; +inf/-inf keep their
-order.
+order (ties among equal infinities are ties).
+
+Bootstrap: samples are resampled with replacement within members and within
+non-members (stratified, so every replicate has both).  A replicate is a vector
+of per-sample counts; the scores are sorted once and every replicate's AUROC
+and ROC come from weighted cumulative sums over that one order (no re-sorting).
+The same count vectors, drawn from the target's seed, serve every attack on a
+target, so differences between attacks are paired.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
+
+CHUNK = 50  # bootstrap replicates processed at once (bounds memory at large N)
 
 
 def _clean(scores: np.ndarray) -> np.ndarray:
@@ -24,26 +33,52 @@ def _check(is_member: np.ndarray) -> np.ndarray:
     return m
 
 
+class _Sorted:
+    """Scores sorted once (ascending) with their tie blocks."""
+
+    def __init__(self, scores: np.ndarray, is_member: np.ndarray):
+        s = _clean(scores)
+        self.order = np.argsort(s, kind="stable")
+        so = s[self.order]
+        self.starts = np.r_[0, np.flatnonzero(so[1:] != so[:-1]) + 1]
+        self.member = np.asarray(is_member, bool)[self.order]
+
+    def block_sums(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per tie block (ascending), the summed weights of members and non-members.
+
+        ``w`` is (B, N) in the original sample order."""
+        wo = w[:, self.order].astype(np.float64)
+        bm = np.add.reduceat(np.where(self.member, wo, 0.0), self.starts, axis=1)
+        bn = np.add.reduceat(np.where(self.member, 0.0, wo), self.starts, axis=1)
+        return bm, bn
+
+
+def _weighted_auroc(bm: np.ndarray, bn: np.ndarray) -> np.ndarray:
+    below = np.cumsum(bn, axis=1) - bn
+    return (bm * (below + 0.5 * bn)).sum(1) / (bm.sum(1) * bn.sum(1))
+
+
+def _weighted_roc(bm: np.ndarray, bn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(fpr, tpr), each (B, blocks + 1), thresholds from the highest block down."""
+    tp = np.cumsum(bm[:, ::-1], axis=1)
+    fp = np.cumsum(bn[:, ::-1], axis=1)
+    z = np.zeros((len(bm), 1))
+    return (np.hstack([z, fp / fp[:, -1:]]), np.hstack([z, tp / tp[:, -1:]]))
+
+
 def auroc(scores: np.ndarray, is_member: np.ndarray) -> float:
-    """Area under the ROC curve (Mann–Whitney U with tie correction)."""
+    """Area under the ROC curve (Mann–Whitney U with ties counted one half)."""
     m = _check(is_member)
-    r = rankdata(_clean(scores))
-    n_pos, n_neg = m.sum(), (~m).sum()
-    return float((r[m].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    bm, bn = _Sorted(scores, m).block_sums(np.ones((1, len(m))))
+    return float(_weighted_auroc(bm, bn)[0])
 
 
 def roc_curve(scores: np.ndarray, is_member: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(fpr, tpr) at every distinct threshold, from (0, 0) to (1, 1)."""
     m = _check(is_member)
-    s = _clean(scores)
-    order = np.argsort(-s, kind="stable")
-    s, m = s[order], m[order]
-    last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]  # end of each tie block
-    tp = np.cumsum(m)[last]
-    fp = np.cumsum(~m)[last]
-    tpr = np.r_[0.0, tp / m.sum()]
-    fpr = np.r_[0.0, fp / (~m).sum()]
-    return fpr, tpr
+    bm, bn = _Sorted(scores, m).block_sums(np.ones((1, len(m))))
+    fpr, tpr = _weighted_roc(bm, bn)
+    return fpr[0], tpr[0]
 
 
 def balanced_accuracies(fpr: np.ndarray, tpr: np.ndarray) -> tuple[float, float]:
@@ -54,32 +89,88 @@ def balanced_accuracies(fpr: np.ndarray, tpr: np.ndarray) -> tuple[float, float]
     return float(paper), float(bal.max())
 
 
+def enough_nonmembers(target: float, n_nonmembers: int) -> bool:
+    """SPEC §5: a TPR at FPR ``target`` is reported only with ≥ 10/target non-members."""
+    return n_nonmembers >= 10.0 / target
+
+
 def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float, n_nonmembers: int) -> float:
     """TPR at ``target`` FPR by linear interpolation on the ROC.
 
     NaN when there are fewer than 10/target non-members: below that the value
     rests on fewer than ten false positives and is not reported (SPEC §5).
     """
-    if n_nonmembers < 10.0 / target:
+    if not enough_nonmembers(target, n_nonmembers):
         return float("nan")
     return float(np.interp(target, fpr, tpr))
+
+
+def tpr_at_fpr_strict(fpr: np.ndarray, tpr: np.ndarray, target: float, n_nonmembers: int) -> float:
+    """TPR at the last ROC point with FPR strictly below ``target`` (the convention of
+    LiRA's and MICO's code); never above the interpolated value.  NaN as
+    :func:`tpr_at_fpr` when there are too few non-members."""
+    if not enough_nonmembers(target, n_nonmembers):
+        return float("nan")
+    return float(tpr[fpr < target].max())
+
+
+def bootstrap_weights(is_member: np.ndarray, *, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, N) int32 resampling counts, stratified by membership, seeded."""
+    m = np.asarray(is_member, bool)
+    rng = np.random.default_rng(seed)
+    n = len(m)
+    w = np.zeros(n_boot * n, dtype=np.int64)
+    offset = (np.arange(n_boot) * n)[:, None]
+    for idx in (np.flatnonzero(m), np.flatnonzero(~m)):
+        draw = idx[rng.integers(0, len(idx), (n_boot, len(idx)))]
+        w += np.bincount((offset + draw).ravel(), minlength=n_boot * n)
+    return w.reshape(n_boot, n).astype(np.int32)
+
+
+def bootstrap_replicates(
+    scores: np.ndarray, is_member: np.ndarray, weights: np.ndarray, fpr: float | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """AUROC (and TPR at ``fpr``, interpolated) of every bootstrap replicate, (B,) each."""
+    srt = _Sorted(scores, is_member)
+    aucs, tprs = [], []
+    for i in range(0, len(weights), CHUNK):
+        bm, bn = srt.block_sums(weights[i : i + CHUNK])
+        aucs.append(_weighted_auroc(bm, bn))
+        if fpr is not None:
+            f, t = _weighted_roc(bm, bn)
+            tprs.append([np.interp(fpr, f[k], t[k]) for k in range(len(f))])
+    return np.concatenate(aucs), (np.concatenate(tprs) if fpr is not None else None)
+
+
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    alpha = (1.0 - level) / 2.0
+    return float(np.quantile(values, alpha)), float(np.quantile(values, 1.0 - alpha))
 
 
 def bootstrap_auroc(
     scores: np.ndarray, is_member: np.ndarray, *, n_boot: int, seed: int, level: float = 0.95
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the AUROC, resampling samples with replacement."""
-    s = _clean(scores)
-    m = np.asarray(is_member, dtype=bool)
-    rng = np.random.default_rng(seed)
-    vals = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(s), len(s))
-        if m[idx].all() or not m[idx].any():
-            continue
-        vals.append(auroc(s[idx], m[idx]))
-    alpha = (1.0 - level) / 2.0
-    return float(np.quantile(vals, alpha)), float(np.quantile(vals, 1.0 - alpha))
+    """Percentile bootstrap interval of the AUROC (stratified resampling of samples)."""
+    m = _check(is_member)
+    aucs, _ = bootstrap_replicates(scores, m, bootstrap_weights(m, n_boot=n_boot, seed=seed))
+    return percentile_interval(aucs, level)
+
+
+def paired_auroc_difference(
+    scores_a: np.ndarray,
+    scores_b: np.ndarray,
+    is_member: np.ndarray,
+    *,
+    weights: np.ndarray,
+    level: float = 0.95,
+) -> dict[str, float]:
+    """AUROC(a) − AUROC(b) on the same target, with a paired percentile bootstrap
+    interval (both attacks see the same resampled samples)."""
+    m = _check(is_member)
+    a, _ = bootstrap_replicates(scores_a, m, weights)
+    b, _ = bootstrap_replicates(scores_b, m, weights)
+    lo, hi = percentile_interval(a - b, level)
+    return {"diff": auroc(scores_a, m) - auroc(scores_b, m), "diff_lo": lo, "diff_hi": hi}
 
 
 def summarize(
@@ -89,21 +180,43 @@ def summarize(
     fprs: list[float],
     n_boot: int,
     seed: int,
+    ci_fpr: float = 0.01,
+    weights: np.ndarray | None = None,
+    level: float = 0.95,
 ) -> dict[str, float]:
-    """Every metric of one attack on one target, as a flat dict."""
+    """Every metric of one attack on one target, as a flat dict.
+
+    ``tpr@f`` is interpolated on the ROC, ``tpr_strict@f`` the LiRA/MICO convention
+    (FPR strictly below f); both NaN with fewer than 10/f non-members.  With
+    ``n_boot > 0``: ``auroc_lo``/``auroc_hi`` and ``tpr@<ci_fpr>_lo``/``_hi``, the
+    ``level`` percentile bootstrap interval (``weights`` from
+    :func:`bootstrap_weights`, else drawn from ``seed``).
+    """
     m = _check(is_member)
-    fpr, tpr = roc_curve(scores, m)
+    s = np.asarray(scores, dtype=np.float64)
+    fpr, tpr = roc_curve(s, m)
     bal_paper, bal_best = balanced_accuracies(fpr, tpr)
+    n_non = int((~m).sum())
     out = {
-        "auroc": auroc(scores, m),
+        "auroc": auroc(s, m),
         "bal_acc_paper": bal_paper,
         "bal_acc_best": bal_best,
         "n_members": int(m.sum()),
-        "n_nonmembers": int((~m).sum()),
-        "n_nan_scores": int(np.isnan(np.asarray(scores, dtype=np.float64)).sum()),
+        "n_nonmembers": n_non,
+        "n_nan_scores": int(np.isnan(s).sum()),
+        "n_inf_scores": int(np.isinf(s).sum()),
     }
-    if n_boot > 0:
-        out["auroc_lo"], out["auroc_hi"] = bootstrap_auroc(scores, m, n_boot=n_boot, seed=seed)
     for f in fprs:
-        out[f"tpr@{f:g}"] = tpr_at_fpr(fpr, tpr, f, int((~m).sum()))
+        out[f"tpr@{f:g}"] = tpr_at_fpr(fpr, tpr, f, n_non)
+        out[f"tpr_strict@{f:g}"] = tpr_at_fpr_strict(fpr, tpr, f, n_non)
+    if n_boot > 0:
+        if weights is None:
+            weights = bootstrap_weights(m, n_boot=n_boot, seed=seed)
+        ok = enough_nonmembers(ci_fpr, n_non)
+        aucs, tprs = bootstrap_replicates(s, m, weights, ci_fpr if ok else None)
+        out["auroc_lo"], out["auroc_hi"] = percentile_interval(aucs, level)
+        key = f"tpr@{ci_fpr:g}"
+        out[key + "_lo"], out[key + "_hi"] = (
+            percentile_interval(tprs, level) if ok else (float("nan"), float("nan"))
+        )
     return out
