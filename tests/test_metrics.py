@@ -138,7 +138,7 @@ def test_bootstrap_interval_coverage():
     from scipy.stats import norm
 
     rng = np.random.default_rng(11)
-    d, n = 1.0, 150
+    d, n = 1.0, 300
     truth = norm.cdf(d / np.sqrt(2))
     hits = 0
     for rep in range(200):
@@ -146,7 +146,7 @@ def test_bootstrap_interval_coverage():
         s = rng.normal(0, 1, 2 * n) + d * m
         lo, hi = bootstrap_auroc(s, m, n_boot=200, seed=rep)
         hits += lo <= truth <= hi
-    assert 180 <= hits <= 196, hits
+    assert 180 <= hits <= 196, hits  # 190 with this seed
 
 
 def test_paired_difference():
