@@ -127,18 +127,67 @@ def bootstrap_weights(is_member: np.ndarray, *, n_boot: int, seed: int) -> np.nd
     return w.reshape(n_boot, n).astype(np.int32)
 
 
+class _Bootstrap:
+    """One sort of an attack's scores, reused by every bootstrap replicate.
+
+    Non-members are sorted once; for each member, the positions of the non-members
+    below it and tied with it are found once (``searchsorted``).  A replicate, given
+    as per-sample counts, then needs only cumulative sums of integer weights: its
+    AUROC is Σ_i w_i·(C(lo_i) + C(hi_i)) / (2·W⁺·W⁻) with C the cumulative non-member
+    weight, and its TPR at an FPR comes from the same sums at the non-member score
+    blocks, interpolated on the replicate's ROC as :func:`tpr_at_fpr` does.
+    """
+
+    def __init__(self, scores: np.ndarray, is_member: np.ndarray):
+        s = _clean(scores)
+        m = np.asarray(is_member, bool)
+        idx_n, idx_m = np.flatnonzero(~m), np.flatnonzero(m)
+        self.order_n = idx_n[np.argsort(s[idx_n], kind="stable")]
+        self.order_m = idx_m[np.argsort(s[idx_m], kind="stable")]
+        sn, sm = s[self.order_n], s[self.order_m]
+        self.lo = np.searchsorted(sn, sm, "left")
+        self.hi = np.searchsorted(sn, sm, "right")
+        self.ties = bool((self.lo != self.hi).any())
+        self.block_starts = np.r_[0, np.flatnonzero(sn[1:] != sn[:-1]) + 1]  # non-member blocks
+        v = sn[self.block_starts]
+        self.gt = np.searchsorted(sm, v, "right")  # members with score ≤ v: Cm index for > v
+        self.ge = np.searchsorted(sm, v, "left")
+
+    def replicates(self, w: np.ndarray, fpr: float | None) -> tuple[np.ndarray, np.ndarray]:
+        wn = w[:, self.order_n]
+        wm = w[:, self.order_m]
+        zero = np.zeros((len(w), 1), dtype=np.int64)
+        cn = np.hstack([zero, np.cumsum(wn, axis=1, dtype=np.int64)])
+        tot_n, tot_m = cn[:, -1], wm.sum(1, dtype=np.int64)
+        hits = cn[:, self.lo] + (cn[:, self.hi] if self.ties else cn[:, self.lo])
+        auc = (wm * hits).sum(1, dtype=np.int64) / (2.0 * tot_m * tot_n)
+        if fpr is None:
+            return auc, np.full(len(w), np.nan)
+        cm = np.hstack([zero, np.cumsum(wm, axis=1, dtype=np.int64)])
+        # F(k): non-member weight with score ≥ block k's value (decreasing in k)
+        f_k = tot_n[:, None] - cn[:, self.block_starts]
+        x = fpr * tot_n
+        c = (f_k <= x[:, None]).sum(1)  # blocks at the top whose FPR stays ≤ target
+        k1 = len(self.block_starts) - 1 - c  # the first block that crosses it
+        rows = np.arange(len(w))
+        f_hi = f_k[rows, k1]
+        f_lo = np.where(c > 0, f_k[rows, np.minimum(k1 + 1, f_k.shape[1] - 1)], 0)
+        t_top = tot_m - cm[rows, self.gt[k1]]  # members strictly above block k1
+        t_end = tot_m - cm[rows, self.ge[k1]]  # ... and those tied with it
+        tpr = (t_top + (x - f_lo) / (f_hi - f_lo) * (t_end - t_top)) / tot_m
+        return auc, tpr
+
+
 def bootstrap_replicates(
     scores: np.ndarray, is_member: np.ndarray, weights: np.ndarray, fpr: float | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """AUROC (and TPR at ``fpr``, interpolated) of every bootstrap replicate, (B,) each."""
-    srt = _Sorted(scores, is_member)
+    bs = _Bootstrap(scores, is_member)
     aucs, tprs = [], []
     for i in range(0, len(weights), CHUNK):
-        bm, bn = srt.block_sums(weights[i : i + CHUNK])
-        aucs.append(_weighted_auroc(bm, bn))
-        if fpr is not None:
-            f, t = _weighted_roc(bm, bn)
-            tprs.append([np.interp(fpr, f[k], t[k]) for k in range(len(f))])
+        a, t = bs.replicates(weights[i : i + CHUNK], fpr)
+        aucs.append(a)
+        tprs.append(t)
     return np.concatenate(aucs), (np.concatenate(tprs) if fpr is not None else None)
 
 

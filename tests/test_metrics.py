@@ -120,17 +120,22 @@ def test_strict_tpr_by_hand_on_scores():
     assert tpr_at_fpr_strict(fpr, tpr, 0.01, 1000) == pytest.approx(0.03)
 
 
-def test_weighted_bootstrap_equals_explicit_resampling(problem):
-    """Replicates from one sort + counts equal AUROC / TPR of explicitly resampled data."""
+@pytest.mark.parametrize("decimals", [None, 1])
+@pytest.mark.parametrize("target", [0.002, 0.01, 0.05, 0.3])
+def test_weighted_bootstrap_equals_explicit_resampling(problem, decimals, target):
+    """Replicates from one sort + counts equal AUROC / TPR of explicitly resampled data
+    (with few ties, and with heavy ties between members and non-members)."""
     s, m = problem
+    if decimals is not None:
+        s = np.round(s, decimals)
     w = bootstrap_weights(m, n_boot=5, seed=3)
     assert (w[:, m].sum(1) == m.sum()).all() and (w[:, ~m].sum(1) == (~m).sum()).all()
-    aucs, tprs = bootstrap_replicates(s, m, w, fpr=0.05)
+    aucs, tprs = bootstrap_replicates(s, m, w, fpr=target)
     for k in range(5):
         idx = np.repeat(np.arange(len(s)), w[k])
         assert aucs[k] == pytest.approx(roc_auc_score(m[idx], s[idx]), abs=1e-12)
         f, t, _ = sk_roc_curve(m[idx], s[idx], drop_intermediate=False)
-        assert tprs[k] == pytest.approx(np.interp(0.05, f, t), abs=1e-12)
+        assert tprs[k] == pytest.approx(np.interp(target, f, t), abs=1e-12)
 
 
 def test_bootstrap_interval_coverage():

@@ -1,0 +1,126 @@
+"""Paper-size benchmark of the attack step and the metrics (issue 4).
+
+Synthetic features of the paper's CIFAR size: 64 shadows x 50,000 samples x 2 queries,
+3 targets, a 10,000-sample test split (RMIA's population z); every attack of the
+registry (both variants where there are two) against every target, then every metric
+with B = 200 bootstrap replicates and the paired Curv NLL − LiRA difference.  The
+leave-one-out protocol is excluded.  Prints wall time and peak resident memory (both
+against the limits of the issue: 60 s, 4 GiB) and each stage's share of the time.
+
+    OMP_NUM_THREADS=2 python benchmarks/attacks.py [--samples 50000 --shadows 64]
+"""
+
+import argparse
+import inspect
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package
+
+from curvmia.attacks import ATTACKS, VARIANTS  # noqa: E402
+from curvmia.metrics import (  # noqa: E402
+    bootstrap_weights,
+    paired_auroc_difference,
+    summarize,
+)
+
+FEATURES = ("loss", "p_true", "p_max", "phi", "phi_max", "mentr", "curv_zo")
+
+
+def synthetic(n_models, n, n_z, seed=0):
+    rng = np.random.default_rng(seed)
+    masks = rng.random((n_models, n)) < 0.5
+    out = {}
+    for prefix, nn, inn in (("", n, masks), ("test_", n_z, None)):
+        b = rng.normal(0, 1.5, nn).astype(np.float64)
+        conf = b[None, :, None] + rng.normal(0, 1, (n_models, nn, 2))
+        if inn is not None:
+            conf += 0.5 * inn[:, :, None]
+        p = 1 / (1 + np.exp(-conf))
+        out[prefix + "phi"] = conf
+        out[prefix + "phi_max"] = conf
+        out[prefix + "p_true"] = p
+        out[prefix + "p_max"] = p
+        out[prefix + "loss"] = -np.log(p)
+        out[prefix + "mentr"] = -np.log(p) * (1 - p)
+        out[prefix + "curv_zo"] = np.exp(-conf)
+    return out, masks, rng.integers(0, 10, n)
+
+
+def peak_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--shadows", type=int, default=64)
+    ap.add_argument("--samples", type=int, default=50_000)
+    ap.add_argument("--test-samples", type=int, default=10_000)
+    ap.add_argument("--targets", type=int, default=3)
+    ap.add_argument("--boot", type=int, default=200)
+    a = ap.parse_args()
+    feats, masks, labels = synthetic(a.shadows + a.targets, a.samples, a.test_samples)
+    sh = list(range(a.shadows))
+    shadow = {f: v[sh] for f, v in feats.items()}
+    s_in = masks[sh]
+    print(
+        f"{a.shadows} shadows x {a.samples} samples x 2 queries, {a.targets} targets, "
+        f"z = {a.test_samples}, B = {a.boot}; features in memory {peak_gib():.2f} GiB"
+    )
+    specs = []
+    for name, fn in ATTACKS.items():
+        if "variant" in inspect.signature(fn).parameters:
+            specs += [(f"{name}[{v}]", name, {"variant": v}) for v in VARIANTS]
+        else:
+            specs.append((name, name, {}))
+    t_all = time.perf_counter()
+    times: dict[str, float] = {}
+    scores = {}
+    for t in range(a.targets):
+        row = a.shadows + t
+        target = {f: v[row] for f, v in feats.items()}
+        for label, name, params in specs:
+            t0 = time.perf_counter()
+            scores[label, t] = ATTACKS[name](target, shadow, s_in, labels=labels, **params)
+            times[label] = times.get(label, 0.0) + time.perf_counter() - t0
+    t_attacks = time.perf_counter() - t_all
+    t0 = time.perf_counter()
+    aucs = {}
+    for t in range(a.targets):
+        m = masks[a.shadows + t]
+        w = bootstrap_weights(m, n_boot=a.boot, seed=t)
+        for label, _, _ in specs:
+            res = summarize(
+                scores[label, t], m, fprs=[0.01, 0.001, 0.0001], n_boot=a.boot, seed=t, weights=w
+            )
+            aucs.setdefault(label, []).append(res["auroc"])
+        d = paired_auroc_difference(
+            scores["curv_nll[paper]", t], scores["lira_online[paper]", t], m, weights=w
+        )
+    t_metrics = time.perf_counter() - t0
+    total = time.perf_counter() - t_all
+    for label, _, _ in specs:
+        print(
+            f"  {label:22s} {times[label]:6.2f} s ({100 * times[label] / total:4.1f}% of total)"
+            f"  mean AUROC {np.mean(aucs[label]):.3f}"
+        )
+    print(
+        f"  last paired diff Curv NLL − LiRA: {d['diff']:+.4f} [{d['diff_lo']:+.4f}, "
+        f"{d['diff_hi']:+.4f}]"
+    )
+    print(
+        f"attacks {t_attacks:.1f} s ({100 * t_attacks / total:.0f}%), metrics incl. "
+        f"bootstrap {t_metrics:.1f} s ({100 * t_metrics / total:.0f}%)"
+    )
+    print(
+        f"TOTAL {total:.1f} s (limit 60 s, ratio {total / 60:.2f}); "
+        f"PEAK RSS {peak_gib():.2f} GiB (limit 4 GiB, ratio {peak_gib() / 4:.2f})"
+    )
+
+
+if __name__ == "__main__":
+    main()
