@@ -1,4 +1,5 @@
-"""Tables and figures of an experiment: tidy metrics, a markdown table, ROC and histogram plots."""
+"""Tables and figures of an experiment: tidy metrics, the Table 1 layout, paired AUROC
+differences, model health, per-example exposure, leave-one-out, ROC and histogram plots."""
 
 from __future__ import annotations
 
@@ -11,9 +12,91 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .metrics import roc_curve, summarize  # noqa: E402
+from .attacks import (  # noqa: E402
+    ATTACKS,
+    TABLE1_METHODS,
+    coverage,
+    healthy_shadows,
+    spec_label,
+)
+from .masks import complement_of  # noqa: E402
+from .metrics import (  # noqa: E402
+    bootstrap_weights,
+    paired_auroc_difference,
+    roc_curve,
+    summarize,
+)
 
 AGGREGATES = ("mean", "std")
+
+# SPEC §7: the paper's Table 1, AUROC % / balanced accuracy % (mean over 3 targets).
+PAPER_TABLE1 = {
+    "ImageNet": {
+        "Curv NLL": (77.45, 69.16),
+        "Curv LR": (72.28, 68.76),
+        "LiRA (Carlini)": (73.46, 66.14),
+        "Yeom": (63.23, 58.50),
+        "Sablayrolles": (76.50, 66.93),
+        "Watson": (69.44, 61.40),
+        "Ye": (75.79, 66.16),
+        "Song": (63.29, 57.88),
+    },
+    "CIFAR-100": {
+        "Curv NLL": (93.48, 84.47),
+        "Curv LR": (90.14, 80.48),
+        "LiRA (Carlini)": (88.89, 81.55),
+        "Yeom": (82.11, 76.29),
+        "Sablayrolles": (81.11, 70.22),
+        "Watson": (71.66, 62.71),
+        "Ye": (90.88, 80.73),
+        "Song": (82.28, 75.58),
+    },
+    "CIFAR-10": {
+        "Curv NLL": (68.95, 61.96),
+        "Curv LR": (58.96, 55.04),
+        "LiRA (Carlini)": (61.79, 58.27),
+        "Yeom": (60.44, 55.57),
+        "Sablayrolles": (61.50, 56.65),
+        "Watson": (58.58, 54.86),
+        "Ye": (67.30, 59.62),
+        "Song": (60.42, 55.63),
+    },
+}
+# SPEC §7: CIFAR-100 TPR % at FPR 1% / 0.1% / 0.01%.
+PAPER_TPR_CIFAR100 = {
+    "Curv NLL": (41.54, 7.75, 0.00),
+    "Curv LR": (35.54, 23.44, 5.23),
+    "LiRA (Carlini)": (21.78, 15.80, 6.56),
+    "Ye": (34.72, 6.63, 2.86),
+}
+PAPER_DATASETS = {
+    "cifar10": "CIFAR-10",
+    "cifar-10": "CIFAR-10",
+    "cifar100": "CIFAR-100",
+    "cifar-100": "CIFAR-100",
+    "imagenet": "ImageNet",
+    "imagenet1k": "ImageNet",
+}
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+class _Weights:
+    """Bootstrap counts per target (seed + target index), drawn once and shared by every
+    attack with the same members on that target, so differences between them are paired."""
+
+    def __init__(self, n_boot: int, seed: int):
+        self.n_boot, self.seed, self.cache = n_boot, seed, {}
+
+    def __call__(self, t: int, is_member: np.ndarray) -> np.ndarray | None:
+        if self.n_boot <= 0:
+            return None
+        m = np.asarray(is_member, bool)
+        key = (t, m.tobytes())
+        if key not in self.cache:
+            self.cache[key] = bootstrap_weights(m, n_boot=self.n_boot, seed=self.seed + t)
+        return self.cache[key]
 
 
 def metrics_frame(
@@ -22,19 +105,32 @@ def metrics_frame(
     fprs: list[float],
     n_boot: int,
     seed: int,
+    ci_fpr: float = 0.01,
 ) -> pd.DataFrame:
     """Tidy metrics: one row per attack × target, then ``mean`` and ``std`` (ddof 0) rows.
 
     ``attack_results`` maps an attack label to ``{"scores": (T, N),
-    "is_member": (T, N), "targets": (T,)}`` as written by the attack step.
+    "is_member": (T, N), "targets": (T,)}`` as written by the attack step (plus,
+    optionally, ``n_shadows``, ``n_no_in_shadow``, ``n_no_out_shadow``).  Bootstrap
+    counts are drawn once per target (seed + target index) and shared by all attacks.
     """
+    weights = _Weights(n_boot, seed)
     rows = []
     for label, res in attack_results.items():
+        extra = {
+            k: int(res[k]) for k in ("n_shadows", "n_no_in_shadow", "n_no_out_shadow") if k in res
+        }
         for t, target in enumerate(res["targets"]):
             m = summarize(
-                res["scores"][t], res["is_member"][t], fprs=fprs, n_boot=n_boot, seed=seed + t
+                res["scores"][t],
+                res["is_member"][t],
+                fprs=fprs,
+                n_boot=n_boot,
+                seed=seed + t,
+                ci_fpr=ci_fpr,
+                weights=weights(t, res["is_member"][t]),
             )
-            rows.append({"attack": label, "target": str(int(target)), **m})
+            rows.append({"attack": label, "target": str(int(target)), **m, **extra})
     df = pd.DataFrame(rows)
     metric_cols = [c for c in df.columns if c not in ("attack", "target")]
     agg = []
@@ -45,6 +141,38 @@ def metrics_frame(
     return pd.concat([df, pd.DataFrame(agg)], ignore_index=True)
 
 
+def paired_frame(
+    attack_results: dict[str, dict[str, np.ndarray]],
+    pairs: list[list[str]],
+    *,
+    n_boot: int,
+    seed: int,
+) -> tuple[pd.DataFrame, list[list[str]]]:
+    """AUROC(a) − AUROC(b) per target with paired 95% bootstrap intervals (the same
+    counts as :func:`metrics_frame`), plus mean/std rows.  Returns the frame and the
+    pairs skipped because a label is not configured."""
+    weights = _Weights(max(n_boot, 1), seed)
+    rows, skipped = [], []
+    for a, b in pairs:
+        if a not in attack_results or b not in attack_results:
+            skipped.append([a, b])
+            continue
+        ra, rb = attack_results[a], attack_results[b]
+        per = []
+        for t, target in enumerate(ra["targets"]):
+            m = ra["is_member"][t]
+            if not np.array_equal(m, rb["is_member"][t]):
+                raise ValueError(f"paired difference {a} − {b}: target {target} differs")
+            d = paired_auroc_difference(ra["scores"][t], rb["scores"][t], m, weights=weights(t, m))
+            per.append(d)
+            rows.append({"a": a, "b": b, "target": str(int(target)), **d})
+        diffs = np.array([p["diff"] for p in per])
+        rows.append({"a": a, "b": b, "target": "mean", "diff": diffs.mean()})
+        rows.append({"a": a, "b": b, "target": "std", "diff": diffs.std()})
+    cols = ["a", "b", "target", "diff", "diff_lo", "diff_hi"]
+    return pd.DataFrame(rows, columns=cols), skipped
+
+
 def _pct(mean: float, std: float) -> str:
     if math.isnan(mean):
         return "n/a"
@@ -52,13 +180,17 @@ def _pct(mean: float, std: float) -> str:
 
 
 def markdown_table(df: pd.DataFrame, fprs: list[float]) -> str:
-    """Mean ± std over targets (in %) per attack, in the paper's Table 1 spirit."""
+    """Mean ± std over targets (in %) of every metric of every attack.
+
+    TPR columns: interpolated on the ROC and, labelled *strict*, the LiRA/MICO
+    convention (last ROC point with FPR < target)."""
     mean = df[df.target == "mean"].set_index("attack")
     std = df[df.target == "std"].set_index("attack")
-    cols = ["auroc", "bal_acc_paper", "bal_acc_best"] + [f"tpr@{f:g}" for f in fprs]
-    heads = ["AUROC %", r"Bal. acc. % (\|FPR+TPR−1\| thr.)", "Bal. acc. % (best thr.)"] + [
-        f"TPR % @ {100 * f:g}% FPR" for f in fprs
-    ]
+    cols = ["auroc", "bal_acc_paper", "bal_acc_best"]
+    heads = ["AUROC %", r"Bal. acc. % (\|FPR+TPR−1\| thr.)", "Bal. acc. % (best thr.)"]
+    for f in fprs:
+        cols += [f"tpr@{f:g}", f"tpr_strict@{f:g}"]
+        heads += [f"TPR % @ {100 * f:g}% FPR (interp.)", f"TPR % @ FPR < {100 * f:g}% (strict)"]
     lines = ["| attack | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
     for label in mean.index:
         cells = [_pct(mean.loc[label, c], std.loc[label, c]) for c in cols]
@@ -76,27 +208,340 @@ def markdown_table(df: pd.DataFrame, fprs: list[float]) -> str:
     return "\n".join(lines + notes) + "\n"
 
 
+def interval_table(df: pd.DataFrame, ci_fpr: float = 0.01) -> str:
+    """Per-target AUROC and TPR@ci_fpr with their 95% bootstrap intervals (in %)."""
+    per = df[~df.target.isin(AGGREGATES)]
+    key = f"tpr@{ci_fpr:g}"
+    lines = [
+        f"| attack | target | AUROC % [95% CI] | TPR % @ {100 * ci_fpr:g}% FPR [95% CI] |",
+        "|---|---|---|---|",
+    ]
+    for _, r in per.iterrows():
+        auc = f"{100 * r.auroc:.2f}"
+        if "auroc_lo" in r and not math.isnan(r.auroc_lo):
+            auc += f" [{100 * r.auroc_lo:.2f}, {100 * r.auroc_hi:.2f}]"
+        tpr = "n/a"
+        if key in r and not math.isnan(r[key]):
+            tpr = f"{100 * r[key]:.2f}"
+            if key + "_lo" in r and not math.isnan(r[key + "_lo"]):
+                tpr += f" [{100 * r[key + '_lo']:.2f}, {100 * r[key + '_hi']:.2f}]"
+        lines.append(f"| {r.attack} | {r.target} | {auc} | {tpr} |")
+    return "\n".join(lines) + "\n"
+
+
+def _table1_label(specs: list[dict], method_name: str) -> str | None:
+    """The first configured label that is ``method_name`` in its paper form."""
+    for spec in specs:
+        if spec["name"] == method_name and spec.get("variant", "paper") == "paper":
+            return spec_label(spec)
+    return None
+
+
+def table1_markdown(df: pd.DataFrame, specs: list[dict], dataset: str) -> str:
+    """Our results in the layout of the paper's Table 1 (AUROC % / balanced accuracy %
+    at the |FPR+TPR−1| threshold, mean ± std over targets), with the published
+    numbers beside ours where the dataset is one of the paper's."""
+    mean = df[df.target == "mean"].set_index("attack")
+    std = df[df.target == "std"].set_index("attack")
+    paper_ds = PAPER_DATASETS.get(dataset.lower())
+    head = f"| method | ours ({dataset}): AUROC % / bal. acc. % |"
+    rule = "|---|---|"
+    if paper_ds:
+        head += f" paper ({paper_ds}) |"
+        rule += "---|"
+    lines = [head, rule]
+    used = set()
+    for name, method in TABLE1_METHODS.items():
+        label = _table1_label(specs, name)
+        if label is None or label not in mean.index:
+            ours = "not run"
+        else:
+            used.add(label)
+            ours = (
+                f"{_pct(mean.loc[label, 'auroc'], std.loc[label, 'auroc'])} / "
+                f"{_pct(mean.loc[label, 'bal_acc_paper'], std.loc[label, 'bal_acc_paper'])}"
+                f" (`{label}`)"
+            )
+        line = f"| {method} | {ours} |"
+        if paper_ds:
+            auc, bal = PAPER_TABLE1[paper_ds][method]
+            line += f" {auc:.2f} / {bal:.2f} |"
+        lines.append(line)
+    for label in mean.index:
+        if label in used:
+            continue
+        ours = (
+            f"{_pct(mean.loc[label, 'auroc'], std.loc[label, 'auroc'])} / "
+            f"{_pct(mean.loc[label, 'bal_acc_paper'], std.loc[label, 'bal_acc_paper'])}"
+        )
+        lines.append(
+            f"| `{label}` (not in the paper's table) | {ours} |" + (" |" if paper_ds else "")
+        )
+    note = (
+        f"\nPublished numbers: the paper's Table 1 for {paper_ds} (SPEC §7), mean over its 3 "
+        "targets."
+        if paper_ds
+        else f"\nOurs only: {dataset} is not one of the paper's datasets (ImageNet, CIFAR-100, "
+        "CIFAR-10), so its published numbers are not comparable and are not shown."
+    )
+    if paper_ds == "CIFAR-100":
+        note += " Paper's CIFAR-100 TPR % at FPR 1% / 0.1% / 0.01%: " + "; ".join(
+            f"{k} {' / '.join(f'{v:.2f}' for v in vals)}" for k, vals in PAPER_TPR_CIFAR100.items()
+        )
+    return "\n".join(lines) + "\n" + note + "\n"
+
+
+def diff_markdown(diff: pd.DataFrame, skipped: list[list[str]]) -> str:
+    """Paired AUROC differences per target with their 95% intervals."""
+    lines = ["| a − b | target | ΔAUROC % [95% paired CI] |", "|---|---|---|"]
+    for _, r in diff.iterrows():
+        cell = f"{100 * r['diff']:+.2f}"
+        if r.target not in AGGREGATES and not math.isnan(r.diff_lo):
+            cell += f" [{100 * r.diff_lo:+.2f}, {100 * r.diff_hi:+.2f}]"
+        lines.append(f"| {r.a} − {r.b} | {r.target} | {cell} |")
+    for a, b in skipped:
+        lines.append(f"| {a} − {b} | – | not computed: attack label not configured |")
+    return "\n".join(lines) + "\n"
+
+
+def coverage_note(df: pd.DataFrame) -> str:
+    """How many samples had no IN or no OUT shadow (their scores are NaN, ranked lowest)."""
+    per = df[~df.target.isin(AGGREGATES)]
+    if "n_no_in_shadow" not in per:
+        return ""
+    n_in = int(per["n_no_in_shadow"].max())
+    n_out = int(per["n_no_out_shadow"].max())
+    n_nan = per.groupby("attack")["n_nan_scores"].max()
+    nan_txt = ", ".join(f"{k} {int(v)}" for k, v in n_nan.items() if v > 0) or "none"
+    return (
+        f"Samples with no IN shadow: {n_in}; with no OUT shadow: {n_out}. Attacks that need "
+        "the missing side score them NaN, which every metric ranks lowest (a confident "
+        f"non-member). NaN scores per target (max over targets): {nan_txt}.\n"
+    )
+
+
+# --------------------------------------------------------------------------- model health
+
+
+def health_frame(
+    models: pd.DataFrame, *, min_test_acc: float, action: str
+) -> tuple[pd.DataFrame, list[int]]:
+    """Model table with ``passes_floor`` and ``used`` columns; returns it and the
+    excluded shadow rows.  ``action="fail"`` raises on a shadow below the floor.
+    A target below the floor is attacked anyway and flagged in ``note``."""
+    df = models.sort_values("row").reset_index(drop=True).copy()
+    shadows = [int(r) for r in df.loc[df.role == "shadow", "row"]]
+    acc = {int(r): float(a) for r, a in zip(df.row, df.test_acc)}
+    _, excluded = healthy_shadows(shadows, acc, min_test_acc, action)
+    df["passes_floor"] = df.test_acc >= min_test_acc
+    df["used"] = ~df.row.isin(excluded)
+    df["note"] = ""
+    df.loc[df.row.isin(excluded), "note"] = f"shadow excluded: test accuracy < {min_test_acc}"
+    low_target = (df.role == "target") & ~df.passes_floor
+    df.loc[low_target, "note"] = f"target below the floor {min_test_acc}: attacked, flagged"
+    return df, excluded
+
+
+def health_markdown(health: pd.DataFrame, min_test_acc: float) -> str:
+    """Per-model train/test accuracy and what the health floor did."""
+    lines = [
+        "| row | role | train acc. % | test acc. % | used | note |",
+        "|---|---|---|---|---|---|",
+    ]
+    for _, r in health.iterrows():
+        lines.append(
+            f"| {int(r.row)} | {r.role} | {100 * r.train_acc:.2f} | {100 * r.test_acc:.2f} | "
+            f"{'yes' if r.used else 'no'} | {r.note or ''} |"
+        )
+    excl = health[~health.used]
+    lines += [
+        "",
+        f"Test-accuracy floor {min_test_acc}: {len(excl)} shadow(s) excluded"
+        + (f" (rows {', '.join(str(int(r)) for r in excl.row)})" if len(excl) else "")
+        + ".",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- per example
+
+
+def exposure(scores: np.ndarray, is_member: np.ndarray) -> np.ndarray:
+    """Per sample, the fraction of the target's non-members it outscores (ties ½):
+    1 − the FPR an attacker must accept to flag it.  NaN scores rank lowest."""
+    s = np.where(np.isnan(scores), -np.inf, scores)
+    non = np.sort(s[~np.asarray(is_member, bool)])
+    lo = np.searchsorted(non, s, "left")
+    hi = np.searchsorted(non, s, "right")
+    return (lo + hi) / (2.0 * len(non))
+
+
+def per_example_frame(attack_results: dict, labels: np.ndarray) -> pd.DataFrame:
+    """Tidy per-example results: one row per attack × target × sample with its label,
+    membership, score and exposure."""
+    parts = []
+    for label, res in attack_results.items():
+        for t, target in enumerate(res["targets"]):
+            s, m = res["scores"][t], res["is_member"][t]
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "attack": label,
+                        "target": int(target),
+                        "sample": np.arange(len(s)),
+                        "label": labels,
+                        "is_member": m,
+                        "score": s,
+                        "exposure": exposure(s, m),
+                    }
+                )
+            )
+    return pd.concat(parts, ignore_index=True)
+
+
+def vulnerability_frame(per_example: pd.DataFrame, rank_label: str) -> pd.DataFrame:
+    """Vulnerability ranking across targets: per sample and attack, the mean exposure
+    over the targets of which it is a member; ranked by ``rank_label``'s column.
+    Samples that are a member of no target come last (NaN)."""
+    mem = per_example[per_example.is_member]
+    wide = mem.pivot_table(index="sample", columns="attack", values="exposure", aggfunc="mean")
+    wide.columns = [f"exposure_{c}" for c in wide.columns]
+    n_in = mem.groupby("sample")["target"].nunique().rename("n_targets_member")
+    labels = per_example.groupby("sample")["label"].first()
+    out = pd.concat([labels, n_in, wide], axis=1).reset_index().rename(columns={"index": "sample"})
+    out["n_targets_member"] = out["n_targets_member"].fillna(0).astype(int)
+    key = f"exposure_{rank_label}"
+    out = out.sort_values([key, "sample"], ascending=[False, True], na_position="last")
+    out.insert(0, "rank", np.arange(1, len(out) + 1))
+    return out.reset_index(drop=True)
+
+
+def plot_exposed(
+    images: np.ndarray, vuln: pd.DataFrame, path: str, *, top_k: int, rank_label: str
+) -> None:
+    """The ``top_k`` most exposed population images with label and exposure."""
+    top = vuln.head(top_k)
+    cols = min(6, max(1, len(top)))
+    rows = max(1, math.ceil(len(top) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.9 * rows), squeeze=False)
+    others = [
+        c for c in vuln.columns if c.startswith("exposure_") and c != f"exposure_{rank_label}"
+    ]
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (_, r) in zip(axes.ravel(), top.iterrows()):
+        img = images[int(r["sample"])]
+        img = img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+        best_other = max((r[c] for c in others if not math.isnan(r[c])), default=float("nan"))
+        ax.set_title(
+            f"#{int(r['sample'])} label {int(r['label'])}\n"
+            f"{rank_label} {r[f'exposure_{rank_label}']:.3f}\n"
+            f"max other {best_other:.3f}",
+            fontsize=7,
+        )
+    fig.suptitle(f"Most exposed members (ranked by {rank_label} exposure)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- leave one out
+
+
+def loo_layouts(rows: list[int], n_random: int, complements: bool) -> list[tuple[int, list[int]]]:
+    """Leave-one-out (SPEC §1): each model as target, the others minus its complement as
+    shadows."""
+    out = []
+    for t in rows:
+        c = complement_of(t, n_random, complements)
+        out.append((t, [r for r in rows if r not in (t, c)]))
+    return out
+
+
+def loo_frame(
+    specs: list[dict],
+    feats: dict[str, np.ndarray],
+    masks: np.ndarray,
+    layouts: list[tuple[int, list[int]]],
+    labels: np.ndarray,
+    *,
+    fprs: list[float],
+) -> pd.DataFrame:
+    """Metrics (no bootstrap) of every attack with every model as target.
+
+    ``feats`` maps feature names to (M, N, Q) arrays over the models of ``layouts``
+    in the order of ``sorted(rows)``; ``masks`` is the full mask set."""
+    rows_sorted = sorted({t for t, _ in layouts} | {r for _, s in layouts for r in s})
+    pos = {r: i for i, r in enumerate(rows_sorted)}
+    out = []
+    for t, shadows in layouts:
+        tf = {f: v[pos[t]] for f, v in feats.items()}
+        sf = {f: v[[pos[r] for r in shadows]] for f, v in feats.items()}
+        s_in = masks[shadows]
+        cov = coverage(s_in)
+        for spec in specs:
+            params = {k: v for k, v in spec.items() if k not in ("name", "label")}
+            score = ATTACKS[spec["name"]](tf, sf, s_in, labels=labels, **params)
+            m = summarize(score, masks[t], fprs=fprs, n_boot=0, seed=0)
+            out.append(
+                {"attack": spec_label(spec), "target": t, "n_shadows": len(shadows), **cov, **m}
+            )
+    return pd.DataFrame(out)
+
+
+def loo_markdown(loo: pd.DataFrame, fixed: pd.DataFrame | None = None) -> str:
+    """Leave-one-out AUROC (mean ± std over all models) beside the fixed targets'."""
+    g = loo.groupby("attack", sort=False)["auroc"]
+    bal = loo.groupby("attack", sort=False)["bal_acc_paper"]
+    n = loo.target.nunique()
+    head = f"| attack | leave-one-out AUROC % ({n} targets) | LOO bal. acc. % |"
+    rule = "|---|---|---|"
+    if fixed is not None:
+        head += " fixed targets AUROC % |"
+        rule += "---|"
+    lines = [head, rule]
+    for label, vals in g:
+        line = f"| {label} | {_pct(vals.mean(), vals.std(ddof=0))} | "
+        b = bal.get_group(label)
+        line += f"{_pct(b.mean(), b.std(ddof=0))} |"
+        if fixed is not None:
+            f = fixed[fixed.attack == label].set_index("target")
+            line += (
+                f" {_pct(f.loc['mean', 'auroc'], f.loc['std', 'auroc'])} |"
+                if "mean" in f.index
+                else " – |"
+            )
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- figures
+
+
 def plot_roc(attack_results: dict[str, dict[str, np.ndarray]], path: str) -> None:
-    """Log-log ROC curves of every attack, one panel per target."""
+    """One log-log ROC figure with every attack: per attack, the TPR averaged over the
+    targets at each FPR of a common log grid (vertical averaging)."""
     first = next(iter(attack_results.values()))
-    n_t = len(first["targets"])
-    fig, axes = plt.subplots(1, n_t, figsize=(4.2 * n_t, 4.0), squeeze=False)
-    for t in range(n_t):
-        ax = axes[0, t]
-        for label, res in attack_results.items():
+    n_non = int(min((~np.asarray(m, bool)).sum() for m in first["is_member"]))
+    lo = 1.0 / n_non
+    grid = np.logspace(np.log10(lo), 0, 200)
+    fig, ax = plt.subplots(figsize=(6.0, 5.0))
+    for label, res in attack_results.items():
+        tprs = []
+        for t in range(len(res["targets"])):
             fpr, tpr = roc_curve(res["scores"][t], res["is_member"][t])
-            ax.plot(fpr, tpr, label=label, lw=1.2)
-        n_non = int((~first["is_member"][t]).sum())
-        lo = 1.0 / n_non
-        ax.plot([lo, 1], [lo, 1], "k:", lw=0.8)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlim(lo, 1)
-        ax.set_ylim(lo, 1)
-        ax.set_xlabel("FPR")
-        ax.set_ylabel("TPR")
-        ax.set_title(f"target model {int(first['targets'][t])}")
-    axes[0, 0].legend(fontsize=7, loc="lower right")
+            tprs.append(np.interp(grid, fpr, tpr))
+        ax.plot(grid, np.mean(tprs, 0), label=label, lw=1.2)
+    ax.plot([lo, 1], [lo, 1], "k:", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, 1)
+    ax.set_ylim(lo, 1)
+    ax.set_xlabel("FPR")
+    ax.set_ylabel("TPR")
+    ax.set_title(f"all attacks, TPR averaged over {len(first['targets'])} targets", fontsize=9)
+    ax.legend(fontsize=6, loc="lower right", ncol=2 if len(attack_results) > 8 else 1)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -1,10 +1,28 @@
-# Attacks: one job per configured attack; its params are that entry only.
+# Attacks: one job per configured attack; its params are that entry only. Shadows that fail
+# the model-health floor (health section) are left out of every attack's statistics.
+
+
+rule health:
+    input:
+        f"{RESULTS}/models.csv",
+    output:
+        report(f"{RESULTS}/health.csv", caption="../report/health.rst", category="Models"),
+    params:
+        health=as_json(config["health"]),
+    conda:
+        "../envs/curvmia.yaml"
+    log:
+        f"{RESULTS}/logs/health.log",
+    shell:
+        "python $CURVMIA_SCRIPTS/health.py --models {input} --health {params.health:q}"
+        " --out {output} > {log} 2>&1"
 
 
 rule attack:
     input:
         manifest=f"{DATA}/manifest.json",
         masks=f"{RESULTS}/masks.npz",
+        health=f"{RESULTS}/health.csv",
         shadow_scores=score_files(SHADOWS),
         target_scores=score_files(TARGETS),
     output:
@@ -19,6 +37,7 @@ rule attack:
         f"{RESULTS}/logs/attack/{{label}}.log",
     shell:
         "python $CURVMIA_SCRIPTS/attack.py --data {input.manifest} --masks {input.masks}"
+        " --health {input.health}"
         " --shadow-rows {params.shadows} --target-rows {params.targets}"
         " --shadow-scores {input.shadow_scores} --target-scores {input.target_scores}"
         " --spec {params.spec:q} --out {output} > {log} 2>&1"

@@ -40,6 +40,9 @@ def _check_config():
         dup = sorted({l for l in labels if labels.count(l) > 1})
         if dup:
             raise ValueError(f"attacks: duplicate labels {dup}; give each entry a unique 'label'")
+        ra = config["report"]["rank_attack"]
+        if ra is not None and ra not in labels:
+            raise ValueError(f"report.rank_attack: {ra!r} is not an attack label {labels}")
         ht = config["report"]["hist_target"]
         if ht is not None and ht not in m["targets"]:
             raise ValueError(f"report.hist_target: {ht} is not one of masks.targets {m['targets']}")
@@ -55,6 +58,11 @@ MODELS = sorted(SHADOWS + TARGETS)
 ATTACK_SPECS = {
     spec.get("label", spec["name"]): spec for spec in config["attacks"]
 }
+RANK_ATTACK = (
+    config["report"]["rank_attack"]
+    if config["report"]["rank_attack"] is not None
+    else ATTACK_LABELS[0]
+)
 HIST_TARGET = (
     config["report"]["hist_target"]
     if config["report"]["hist_target"] is not None
@@ -82,4 +90,7 @@ def final_outputs():
         f"{RESULTS}/roc.png",
         f"{RESULTS}/curv_hist.png",
         f"{RESULTS}/models.csv",
-    ]
+        f"{RESULTS}/health.csv",
+        f"{RESULTS}/per_example.csv.gz",
+        f"{RESULTS}/exposed.png",
+    ] + ([f"{RESULTS}/loo.md"] if config["metrics"]["loo"] else [])

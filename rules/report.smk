@@ -1,22 +1,84 @@
-# Metrics, figures and the Snakemake report.
+# Metrics, figures, per-example results, leave-one-out and the Snakemake report.
 
 
 rule metrics:
     input:
-        expand(f"{RESULTS}/attacks/{{label}}.npz", label=ATTACK_LABELS),
+        health=f"{RESULTS}/health.csv",
+        attacks=expand(f"{RESULTS}/attacks/{{label}}.npz", label=ATTACK_LABELS),
     output:
         csv=report(f"{RESULTS}/metrics.csv", caption="../report/metrics.rst", category="Metrics"),
+        diff=report(
+            f"{RESULTS}/auroc_diff.csv", caption="../report/auroc_diff.rst", category="Metrics"
+        ),
+        table1=f"{RESULTS}/table1.md",
         md=f"{RESULTS}/metrics.md",
         roc=report(f"{RESULTS}/roc.png", caption="../report/roc.rst", category="Metrics"),
     params:
         metrics=as_json(config["metrics"]),
+        specs=as_json(config["attacks"]),
+        dataset=config["data"]["dataset"],
+        min_test_acc=config["health"]["min_test_acc"],
     conda:
         "../envs/curvmia.yaml"
     log:
         f"{RESULTS}/logs/metrics.log",
     shell:
-        "python $CURVMIA_SCRIPTS/metrics.py --metrics {params.metrics:q} --csv {output.csv}"
-        " --md {output.md} --roc {output.roc} {input} > {log} 2>&1"
+        "python $CURVMIA_SCRIPTS/metrics.py --metrics {params.metrics:q} --specs {params.specs:q}"
+        " --dataset {params.dataset:q} --health {input.health}"
+        " --min-test-acc {params.min_test_acc} --csv {output.csv} --diff-csv {output.diff}"
+        " --table1 {output.table1} --md {output.md} --roc {output.roc} {input.attacks}"
+        " > {log} 2>&1"
+
+
+rule per_example:
+    input:
+        manifest=f"{DATA}/manifest.json",
+        attacks=expand(f"{RESULTS}/attacks/{{label}}.npz", label=ATTACK_LABELS),
+    output:
+        tidy=f"{RESULTS}/per_example.csv.gz",
+        ranking=report(
+            f"{RESULTS}/vulnerability.csv", caption="../report/vulnerability.rst", category="Examples"
+        ),
+        figure=report(f"{RESULTS}/exposed.png", caption="../report/exposed.rst", category="Examples"),
+    params:
+        rank_attack=RANK_ATTACK,
+        top_k=config["report"]["top_k"],
+    conda:
+        "../envs/curvmia.yaml"
+    log:
+        f"{RESULTS}/logs/per_example.log",
+    shell:
+        "python $CURVMIA_SCRIPTS/per_example.py --data {input.manifest}"
+        " --rank-attack {params.rank_attack:q} --top-k {params.top_k}"
+        " --tidy {output.tidy} --ranking {output.ranking} --figure {output.figure}"
+        " {input.attacks} > {log} 2>&1"
+
+
+rule loo:
+    input:
+        manifest=f"{DATA}/manifest.json",
+        masks=f"{RESULTS}/masks.npz",
+        health=f"{RESULTS}/health.csv",
+        fixed=f"{RESULTS}/metrics.csv",
+        scores=score_files(MODELS),
+    output:
+        csv=report(f"{RESULTS}/loo.csv", caption="../report/loo.rst", category="Metrics"),
+        md=f"{RESULTS}/loo.md",
+    params:
+        masks=as_json(config["masks"]),
+        specs=as_json(config["attacks"]),
+        fprs=as_json(config["metrics"]["fprs"]),
+    conda:
+        "../envs/curvmia.yaml"
+    log:
+        f"{RESULTS}/logs/loo.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/loo.tsv"
+    shell:
+        "python $CURVMIA_SCRIPTS/loo.py --data {input.manifest} --masks {input.masks}"
+        " --masks-cfg {params.masks:q} --specs {params.specs:q} --fprs {params.fprs:q}"
+        " --health {input.health} --fixed {input.fixed} --csv {output.csv} --md {output.md}"
+        " --scores {input.scores} > {log} 2>&1"
 
 
 rule curv_hist:

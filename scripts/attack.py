@@ -4,21 +4,32 @@ import argparse
 import json
 
 import numpy as np
+import pandas as pd
 
-from curvmia.attacks import run_attack
+from curvmia.attacks import coverage, run_attack
 from curvmia.data import load_prepared
 from curvmia.io import load_npz, save_npz
-from curvmia.scores import FEATURES, load_features
+from curvmia.scores import load_features
 
 
 def rows(s: str) -> list[int]:
     return [int(v) for v in s.split(",")]
 
 
+def load_all(paths: list[str]) -> dict[str, np.ndarray]:
+    """Population features and the test split's (``test_<name>``), (M, N, Q) each."""
+    feats = load_features(paths)
+    feats.update({f"test_{k}": v for k, v in load_features(paths, "test_").items()})
+    return feats
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", required=True, help="prepared dataset directory")
     ap.add_argument("--masks", required=True)
+    ap.add_argument(
+        "--health", required=True, help="health.csv: shadows with used=False are dropped"
+    )
     ap.add_argument("--shadow-rows", type=rows, required=True, help="comma-separated mask rows")
     ap.add_argument("--target-rows", type=rows, required=True, help="comma-separated mask rows")
     ap.add_argument("--shadow-scores", nargs="+", required=True, help="score files, row order")
@@ -31,16 +42,30 @@ def main() -> None:
     labels = load_prepared(a.data).train_labels
     if len(a.shadow_scores) != len(a.shadow_rows) or len(a.target_scores) != len(a.target_rows):
         raise SystemExit("--shadow-scores/--target-scores must give one file per row")
-    shadow = load_features(a.shadow_scores)
-    target_stack = load_features(a.target_scores)
-    targets = [{f: target_stack[f][i] for f in FEATURES} for i in range(len(a.target_rows))]
+    health = pd.read_csv(a.health)
+    unused = set(health.loc[~health.used, "row"].astype(int))
+    keep = [i for i, r in enumerate(a.shadow_rows) if r not in unused]
+    shadow_rows = [a.shadow_rows[i] for i in keep]
+    shadow = load_all([a.shadow_scores[i] for i in keep])
+    target_stack = load_all(a.target_scores)
+    targets = [{f: v[i] for f, v in target_stack.items()} for i in range(len(a.target_rows))]
     scores, is_member = run_attack(
-        spec, targets, shadow, masks[a.shadow_rows], masks[a.target_rows], labels
+        spec, targets, shadow, masks[shadow_rows], masks[a.target_rows], labels
     )
-    save_npz(a.out, scores=scores, is_member=is_member, targets=np.asarray(a.target_rows))
+    cov = coverage(masks[shadow_rows])
+    save_npz(
+        a.out,
+        scores=scores,
+        is_member=is_member,
+        targets=np.asarray(a.target_rows),
+        shadows=np.asarray(shadow_rows),
+        n_shadows=np.asarray(len(shadow_rows)),
+        n_no_in_shadow=np.asarray(cov["n_no_in_shadow"]),
+        n_no_out_shadow=np.asarray(cov["n_no_out_shadow"]),
+    )
     print(
-        f"{spec}: {len(a.shadow_rows)} shadows, {len(a.target_rows)} targets, "
-        f"{int(np.isnan(scores).sum())} NaN scores"
+        f"{spec}: {len(shadow_rows)} shadows (excluded by health: {sorted(unused) or 'none'}), "
+        f"{len(a.target_rows)} targets, {int(np.isnan(scores).sum())} NaN scores, {cov}"
     )
 
 
