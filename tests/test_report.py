@@ -3,10 +3,25 @@
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from curvmia.report import markdown_table, metrics_frame
+from curvmia.report import (
+    diff_markdown,
+    exposure,
+    health_frame,
+    health_markdown,
+    loo_frame,
+    loo_layouts,
+    loo_markdown,
+    markdown_table,
+    metrics_frame,
+    paired_frame,
+    per_example_frame,
+    table1_markdown,
+    vulnerability_frame,
+)
 
 
 def _results():
@@ -44,3 +59,151 @@ def test_markdown_table_is_well_formed():
     cells = {len(re.split(r"(?<!\\)\|", line)) for line in rows}
     assert len(cells) == 1 and len(rows) == 4  # header, rule, two attacks
     assert "| strong | " in md and "n/a" in md and "fewer than 10/FPR" in md
+
+
+def test_metrics_frame_has_strict_tpr_and_shares_bootstrap_counts():
+    rng = np.random.default_rng(1)
+    m = rng.random((2, 3000)) < 0.5
+    s = rng.normal(0, 1, (2, 3000)) + m
+    res = {lab: {"scores": s, "is_member": m, "targets": np.array([3, 4])} for lab in ("a", "b")}
+    df = metrics_frame(res, fprs=[0.01], n_boot=30, seed=0)
+    a = df[df.attack == "a"].set_index("target")
+    b = df[df.attack == "b"].set_index("target")
+    # same scores, same members, same counts: identical intervals
+    assert a.loc["3", "auroc_lo"] == b.loc["3", "auroc_lo"]
+    assert a.loc["3", "tpr_strict@0.01"] <= a.loc["3", "tpr@0.01"]
+    assert a.loc["3", "tpr@0.01_lo"] <= a.loc["3", "tpr@0.01"] <= a.loc["3", "tpr@0.01_hi"]
+
+
+def test_paired_frame_and_skipped_pairs():
+    res = _results()
+    res["same"] = dict(res["strong"])
+    res["weak"]["is_member"] = res["strong"]["is_member"]
+    diff, skipped = paired_frame(
+        res, [["strong", "weak"], ["strong", "same"], ["strong", "nope"]], n_boot=50, seed=0
+    )
+    assert skipped == [["strong", "nope"]]
+    sw = diff[(diff.b == "weak") & ~diff.target.isin(["mean", "std"])]
+    ref = [
+        roc_auc_score(res["strong"]["is_member"][t], res["strong"]["scores"][t])
+        - roc_auc_score(res["weak"]["is_member"][t], res["weak"]["scores"][t])
+        for t in range(3)
+    ]
+    np.testing.assert_allclose(sw["diff"], ref)
+    assert (sw.diff_lo < sw["diff"]).all() and (sw["diff"] < sw.diff_hi).all()
+    same = diff[(diff.b == "same") & ~diff.target.isin(["mean", "std"])]
+    assert (same[["diff", "diff_lo", "diff_hi"]].to_numpy() == 0).all()
+    md = diff_markdown(diff, skipped)
+    assert "strong − nope | – | not computed" in md
+
+
+def _specs():
+    return [
+        {"name": "curv_nll", "variant": "paper"},
+        {"name": "curv_nll", "variant": "clean", "label": "curv_nll_clean"},
+        {"name": "yeom"},
+    ]
+
+
+def _frame_for(labels):
+    rng = np.random.default_rng(0)
+    m = rng.random((3, 400)) < 0.5
+    res = {
+        lab: {"scores": rng.normal(0, 1, (3, 400)) + m, "is_member": m, "targets": np.arange(3)}
+        for lab in labels
+    }
+    return metrics_frame(res, fprs=[0.01], n_boot=0, seed=0)
+
+
+def test_table1_layout_with_and_without_paper_numbers():
+    df = _frame_for(["curv_nll", "curv_nll_clean", "yeom"])
+    cifar = table1_markdown(df, _specs(), "cifar100")
+    rows = [line for line in cifar.splitlines() if line.startswith("| ")]
+    # header + the 8 methods of Table 1 + the clean variant as an extra row
+    assert len(rows) == 10
+    nll = next(r for r in rows if r.startswith("| Curv NLL |"))
+    assert "(`curv_nll`)" in nll and nll.endswith("93.48 / 84.47 |")
+    assert next(r for r in rows if r.startswith("| Watson |")).endswith(
+        "| not run | 71.66 / 62.71 |"
+    )
+    assert "| `curv_nll_clean` (not in the paper's table) |" in cifar
+    assert "41.54 / 7.75 / 0.00" in cifar  # the CIFAR-100 TPR line
+    digits = table1_markdown(df, _specs(), "digits")
+    assert "paper (" not in digits and "93.48" not in digits and "Ours only" in digits
+    assert "68.95" in table1_markdown(df, _specs(), "cifar10")
+
+
+def test_health_frame_excludes_flags_or_fails():
+    models = pd.DataFrame(
+        {
+            "row": [0, 1, 2, 3, 4],
+            "role": ["shadow", "shadow", "target", "shadow", "target"],
+            "train_acc": [1.0] * 5,
+            "test_acc": [0.9, 0.3, 0.2, 0.95, 0.9],
+        }
+    )
+    df, excluded = health_frame(models, min_test_acc=0.5, action="exclude")
+    assert excluded == [1]
+    assert list(df.used) == [True, False, True, True, True]
+    assert "excluded" in df.loc[1, "note"] and "flagged" in df.loc[2, "note"]
+    md = health_markdown(df, 0.5)
+    assert "1 shadow(s) excluded (rows 1)" in md and "| 1 | shadow | 100.00 | 30.00 | no |" in md
+    with pytest.raises(ValueError, match="shadows \\[1\\]"):
+        health_frame(models, min_test_acc=0.5, action="fail")
+
+
+def test_exposure_per_example_and_vulnerability_ranking():
+    # target 0: members 0, 1; non-members 2, 3 with scores 1, 3
+    res = {
+        "a": {
+            "scores": np.array([[4.0, 2.0, 1.0, 3.0], [0.0, 5.0, 1.0, 2.0]]),
+            "is_member": np.array([[1, 1, 0, 0], [0, 1, 1, 0]], bool),
+            "targets": np.array([7, 8]),
+        }
+    }
+    np.testing.assert_allclose(
+        exposure(res["a"]["scores"][0], res["a"]["is_member"][0]), [1.0, 0.5, 0.25, 0.75]
+    )
+    tidy = per_example_frame(res, np.array([5, 6, 7, 8]))
+    assert len(tidy) == 8 and list(tidy.columns) == [
+        "attack",
+        "target",
+        "sample",
+        "label",
+        "is_member",
+        "score",
+        "exposure",
+    ]
+    vuln = vulnerability_frame(tidy, "a")
+    # sample 1: member of both targets, exposures 0.5 (target 7) and 1.0 (target 8, whose
+    # non-members are samples 0 and 3 with scores 0 and 2); sample 0: 1.0 (target 7 only);
+    # sample 2 (target 8 only): score 1 beats one of the two non-members → 0.5
+    by = vuln.set_index("sample")
+    assert by.loc[1, "exposure_a"] == pytest.approx(0.75) and by.loc[1, "n_targets_member"] == 2
+    assert by.loc[0, "exposure_a"] == pytest.approx(1.0)
+    assert by.loc[2, "exposure_a"] == pytest.approx(0.5)
+    assert list(vuln["sample"]) == [0, 1, 2, 3] and np.isnan(by.loc[3, "exposure_a"])
+    assert list(vuln["rank"]) == [1, 2, 3, 4] and by.loc[2, "label"] == 7
+
+
+def test_leave_one_out_layouts_and_frame():
+    from curvmia.attacks import ATTACKS
+    from curvmia.masks import make_masks
+
+    lay = loo_layouts([0, 1, 2, 3, 4, 5], n_random=3, complements=True)
+    assert lay[0] == (0, [1, 2, 4, 5]) and lay[4] == (4, [0, 2, 3, 5])
+    assert loo_layouts([0, 1, 2], 3, False)[1] == (1, [0, 2])
+    rng = np.random.default_rng(0)
+    masks = make_masks(300, 3, 0.5, 0, True)
+    feats = {f: rng.normal(0, 1, (6, 300, 2)) for f in ("loss", "phi", "phi_max")}
+    specs = [{"name": "yeom"}, {"name": "lira_online", "variant": "clean", "label": "lc"}]
+    df = loo_frame(specs, feats, masks, lay, np.zeros(300, int), fprs=[0.1])
+    assert len(df) == 12 and set(df.attack) == {"yeom", "lc"}
+    r = df[(df.attack == "lc") & (df.target == 4)].iloc[0]
+    t = {f: v[4] for f, v in feats.items()}
+    s = {f: v[[0, 2, 3, 5]] for f, v in feats.items()}
+    score = ATTACKS["lira_online"](t, s, masks[[0, 2, 3, 5]], variant="clean")
+    assert r.auroc == pytest.approx(roc_auc_score(masks[4], score))
+    assert r.n_shadows == 4 and r.n_no_in_shadow == 0
+    md = loo_markdown(df, None)
+    assert "(6 targets)" in md and md.count("\n| ") == 2  # one row per attack
