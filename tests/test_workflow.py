@@ -61,6 +61,10 @@ def with_changes(tmp_path: Path, name: str, change) -> Path:
     return path
 
 
+# what one changed attack reruns: itself, the metrics, the per-example export, leave-one-out
+AFTER_ATTACK = {"attack": 1, "metrics": 1, "per_example": 1, "loo": 1, "all": 1}
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("wf")
@@ -75,7 +79,7 @@ def metrics(work: Path) -> pd.DataFrame:
 def test_metrics_values(finished_run):
     df = metrics(finished_run)
     per_target = df[~df.target.isin(["mean", "std"])]
-    assert set(per_target.attack) == {"curv_nll", "lira_online", "yeom"}
+    assert set(per_target.attack) == {"curv_nll", "lira_online", "yeom", "song", "rmia_online"}
     assert set(per_target.target) == {"4", "9"}
     assert per_target.auroc.between(0, 1).all()
     assert (per_target.auroc_lo <= per_target.auroc).all()
@@ -88,20 +92,56 @@ def test_metrics_values(finished_run):
     assert (per_target.n_members + per_target.n_nonmembers == 500).all()
     models = pd.read_csv(finished_run / "results" / "test" / "models.csv")
     assert len(models) == 10 and (models.train_acc > models.test_acc).all()
+    # every sample had IN and OUT shadows (pairs layout): no NaN score anywhere
+    assert (per_target.n_no_in_shadow == 0).all() and (per_target.n_nan_scores == 0).all()
+    assert (per_target["tpr_strict@0.01"].isna()).all()  # 250 non-members < 10/1%
+
+
+def test_per_example_health_and_loo(finished_run):
+    res = finished_run / "results" / "test"
+    tidy = pd.read_csv(res / "per_example.csv.gz")
+    assert len(tidy) == 5 * 2 * 500  # attacks × targets × population
+    df = metrics(finished_run)
+    for (attack, target), g in tidy.groupby(["attack", "target"]):
+        from sklearn.metrics import roc_auc_score
+
+        row = df[(df.attack == attack) & (df.target == str(target))].iloc[0]
+        assert roc_auc_score(g.is_member, g.score) == pytest.approx(row.auroc)
+    vuln = pd.read_csv(res / "vulnerability.csv")
+    assert vuln.exposure_curv_nll.dropna().is_monotonic_decreasing
+    assert len(vuln) == 500 and (vuln.n_targets_member == 1).all()  # targets 4, 9: a pair
+    health = pd.read_csv(res / "health.csv")
+    assert health.used.all() and len(health) == 10
+    loo = pd.read_csv(res / "loo.csv")
+    assert len(loo) == 10 * 5 and (loo.n_shadows == 8).all()
+    assert loo[loo.attack == "curv_nll"].auroc.mean() > 0.55
+    diff = pd.read_csv(res / "auroc_diff.csv", dtype={"target": str})
+    per = diff[diff.target.isin(["4", "9"])]
+    assert len(per) == 2 and (per.diff_lo <= per["diff"]).all()
 
 
 def test_report(finished_run):
     report = finished_run / "report.html"
     snakemake(finished_run, TEST_CONFIG, "--report", str(report))
     html = report.read_text(errors="replace")
-    for name in ("metrics.csv", "roc.png", "curv_hist.png", "models.csv"):
+    for name in (
+        "metrics.csv",
+        "roc.png",
+        "curv_hist.png",
+        "models.csv",
+        "health.csv",
+        "auroc_diff.csv",
+        "vulnerability.csv",
+        "exposed.png",
+        "loo.csv",
+    ):
         assert name in html, name
 
 
 def test_attack_change_reruns_only_attack_and_after(finished_run, tmp_path):
     cfg = with_changes(tmp_path, "attack.yaml", lambda c: c["attacks"][0].update(variant="clean"))
     plan = planned_jobs(snakemake(finished_run, cfg, "-n"))
-    assert plan == {"attack": 1, "metrics": 1, "all": 1}, plan
+    assert plan == AFTER_ATTACK, plan
     before = metrics(finished_run)
     snakemake(finished_run, cfg)
     after = metrics(finished_run)
@@ -111,10 +151,16 @@ def test_attack_change_reruns_only_attack_and_after(finished_run, tmp_path):
     pd.testing.assert_series_equal(b.loc["yeom", "auroc"], a.loc["yeom", "auroc"])
     # and back: the original setting is again a change of params
     plan = planned_jobs(snakemake(finished_run, TEST_CONFIG, "-n"))
-    assert plan == {"attack": 1, "metrics": 1, "all": 1}, plan
+    assert plan == AFTER_ATTACK, plan
 
 
 def test_scoring_change_never_retrains(finished_run, tmp_path):
     cfg = with_changes(tmp_path, "scoring.yaml", lambda c: c["scoring"].update(niter=3))
     plan = planned_jobs(snakemake(finished_run, cfg, "-n"))
-    assert plan == {"score": 10, "attack": 3, "metrics": 1, "curv_hist": 1, "all": 1}, plan
+    assert plan == {"score": 10, "curv_hist": 1, **AFTER_ATTACK, "attack": 5}, plan
+
+
+def test_health_floor_change_reruns_attacks_not_models(finished_run, tmp_path):
+    cfg = with_changes(tmp_path, "health.yaml", lambda c: c.update(health={"min_test_acc": 0.9}))
+    plan = planned_jobs(snakemake(finished_run, cfg, "-n"))
+    assert plan == {"health": 1, **AFTER_ATTACK, "attack": 5}, plan
