@@ -401,14 +401,21 @@ def per_example_frame(attack_results: dict, labels: np.ndarray) -> pd.DataFrame:
 
 def vulnerability_frame(per_example: pd.DataFrame, rank_label: str) -> pd.DataFrame:
     """Vulnerability ranking across targets: per sample and attack, the mean exposure
-    over the targets of which it is a member; ranked by ``rank_label``'s column.
+    (and mean raw score) over the targets of which it is a member; ranked by
+    ``rank_label``'s exposure.
     Samples that are a member of no target come last (NaN)."""
     mem = per_example[per_example.is_member]
     wide = mem.pivot_table(index="sample", columns="attack", values="exposure", aggfunc="mean")
     wide.columns = [f"exposure_{c}" for c in wide.columns]
+    raw = mem.pivot_table(index="sample", columns="attack", values="score", aggfunc="mean")
+    raw.columns = [f"score_{c}" for c in raw.columns]
     n_in = mem.groupby("sample")["target"].nunique().rename("n_targets_member")
     labels = per_example.groupby("sample")["label"].first()
-    out = pd.concat([labels, n_in, wide], axis=1).reset_index().rename(columns={"index": "sample"})
+    out = (
+        pd.concat([labels, n_in, wide, raw], axis=1)
+        .reset_index()
+        .rename(columns={"index": "sample"})
+    )
     out["n_targets_member"] = out["n_targets_member"].fillna(0).astype(int)
     key = f"exposure_{rank_label}"
     out = out.sort_values([key, "sample"], ascending=[False, True], na_position="last")
@@ -436,7 +443,8 @@ def plot_exposed(
         best_other = max((r[c] for c in others if not math.isnan(r[c])), default=float("nan"))
         ax.set_title(
             f"#{int(r['sample'])} label {int(r['label'])}\n"
-            f"{rank_label} {r[f'exposure_{rank_label}']:.3f}\n"
+            f"{rank_label} {r[f'exposure_{rank_label}']:.3f}"
+            f" (score {r[f'score_{rank_label}']:.3g})\n"
             f"max other {best_other:.3f}",
             fontsize=7,
         )

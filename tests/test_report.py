@@ -182,6 +182,7 @@ def test_exposure_per_example_and_vulnerability_ranking():
     assert by.loc[1, "exposure_a"] == pytest.approx(0.75) and by.loc[1, "n_targets_member"] == 2
     assert by.loc[0, "exposure_a"] == pytest.approx(1.0)
     assert by.loc[2, "exposure_a"] == pytest.approx(0.5)
+    assert by.loc[1, "score_a"] == pytest.approx(3.5)  # mean of 2.0 (target 7) and 5.0
     assert list(vuln["sample"]) == [0, 1, 2, 3] and np.isnan(by.loc[3, "exposure_a"])
     assert list(vuln["rank"]) == [1, 2, 3, 4] and by.loc[2, "label"] == 7
 
