@@ -109,7 +109,7 @@ def main() -> None:
     for b in sizes:
         n = max(b, a.min_samples)
         x, y = x_all[:n], y_all[:n]
-        block = zo_block_size(b, a.niter, max_batch)
+        block = zo_block_size(b, max_batch)
 
         def run_zo(x=x, y=y, n=n, block=block):
             for i in range(0, n, block):

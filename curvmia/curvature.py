@@ -160,12 +160,14 @@ def forward_batch_size(
     return max(4, min(cap, n) // 4 * 4)
 
 
-def zo_block_size(batch_size: int, niter: int, max_batch: int) -> int:
-    """Samples per ZO call: the user's batch, or more when one forward batch holds more.
+def zo_block_size(batch_size: int, max_batch: int) -> int:
+    """Samples per ZO call: the user's batch, or at least one forward batch's worth of
+    (sample, iteration) pairs, max_batch // 4.
 
-    Grouping samples this way keeps the forward batches full whatever ``batch_size`` is.
+    With that many samples the niter·block pairs fill niter forward batches exactly, so the
+    forward batches stay full (no small ragged batch) whatever ``batch_size`` is.
     """
-    return max(batch_size, -(-max_batch // (4 * niter)))
+    return max(batch_size, max_batch // 4)
 
 
 def zo_curvature(

@@ -135,7 +135,7 @@ def score_split(
     y_all = torch.from_numpy(labels).to(device)
     if max_batch is None:
         max_batch = 4 * niter * batch_size
-    block = zo_block_size(batch_size, niter, max_batch)
+    block = zo_block_size(batch_size, max_batch)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     for q in range(len(QUERIES)):
         words = [*seed_words, q]
