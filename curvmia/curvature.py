@@ -25,6 +25,7 @@ image: a lone image is duplicated.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Sequence
 
 import torch
@@ -85,6 +86,8 @@ def keyed_rademacher(
     Each 64-bit word hash(key, stream, word) gives 64 consecutive signs
     (bit j of word w is element 64w + j of the flattened shape; bit 1 → +1).
     """
+    if sys.byteorder != "little":  # the byte-to-sign table below assumes it
+        raise RuntimeError("keyed_rademacher needs a little-endian machine")
     d = math.prod(shape)
     nwords = (d + 63) // 64
     dev = keys.device

@@ -357,3 +357,18 @@ def test_hutchinson_keyed_independent_of_batch_size():
         for j in range(2):
             got = torch.cat([p[j] for p in parts])
             torch.testing.assert_close(got, full[j], rtol=1e-5, atol=1e-7)
+
+
+def test_forward_batch_size_follows_the_memory_budget():
+    from curvmia.curvature import activation_bytes, forward_batch_size, zo_block_size
+
+    model = bn_cnn()
+    sample = torch.zeros(2, 6, 6)
+    per = activation_bytes(model, sample)
+    # conv, BN, ReLU, conv, ReLU outputs (6·6·6 floats each), flatten (216) and logits (5)
+    assert per == 4 * (5 * 216 + 216 + 5)
+    sizes = [forward_batch_size(model, sample, mb, cap=10_000) for mb in (0.001, 0.1, 1, 10)]
+    assert sizes[0] == 4 and all(s % 4 == 0 for s in sizes)
+    assert sizes == sorted(sizes) and sizes[-1] > sizes[1]
+    assert forward_batch_size(model, sample, 1e6) == 256  # the CPU cap
+    assert zo_block_size(1, 256) == 64 and zo_block_size(500, 256) == 500
