@@ -224,8 +224,9 @@ def prepare_model(model: nn.Module, scoring: dict, device: torch.device) -> nn.M
 
 
 def use_channels_last(scoring: dict, device: torch.device) -> bool:
+    """channels_last: true, false, or auto (= on a CUDA device)."""
     mode = scoring.get("channels_last", "auto")
-    return mode == "on" or (mode == "auto" and device.type == "cuda")
+    return mode is True or (mode == "auto" and device.type == "cuda")
 
 
 def score_model(

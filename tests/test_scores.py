@@ -245,3 +245,16 @@ def test_fused_attention_off_for_second_order_vit():
         assert tr[0].item() == pytest.approx(hess.trace().item(), rel=1e-8, abs=1e-12)
     finally:
         set_fused_attn(was)
+
+
+def test_channels_last_option_scores_the_same_model():
+    from curvmia.scores import score_model
+
+    cpu = torch.device("cpu")
+    quiet = {"device": cpu, "log": lambda s: None, "row": 1}
+    a = score_model(_bn_model(), _toy_data(), scoring={**SCORING, "channels_last": False}, **quiet)
+    b = score_model(_bn_model(), _toy_data(), scoring={**SCORING, "channels_last": True}, **quiet)
+    assert json.loads(str(b["meta"]))["channels_last"] is True
+    assert json.loads(str(a["meta"]))["channels_last"] is False
+    np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(b["curv_hutch"], a["curv_hutch"], rtol=1e-3, atol=1e-6)
