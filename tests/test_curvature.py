@@ -356,7 +356,7 @@ def test_hutchinson_keyed_independent_of_batch_size():
         ]
         for j in range(2):
             got = torch.cat([p[j] for p in parts])
-            torch.testing.assert_close(got, full[j], rtol=1e-5, atol=1e-7)
+            assert torch.equal(got, full[j]), (bs, j)  # bit-identical (measured)
 
 
 def test_forward_batch_size_follows_the_memory_budget():

@@ -135,12 +135,9 @@ def test_scores_bit_identical_across_batch_sizes_budgets_and_shards():
             _bn_model(), data, scoring={**SCORING, "batch_size": bs, "memory_mb": mem}, **quiet
         )
         for f in FEATURES:
-            if f.startswith("curv_hutch"):
-                # double backward is not guaranteed batch-invariant: a float32 tolerance
-                np.testing.assert_allclose(got[f], ref[f], rtol=1e-5, err_msg=f"{f} bs={bs}")
-            else:
-                np.testing.assert_array_equal(got[f], ref[f], err_msg=f"{f} bs={bs}")
-                np.testing.assert_array_equal(got["test_" + f], ref["test_" + f])
+            # the Hutchinson features too (measured; torch does not promise it for backward)
+            np.testing.assert_array_equal(got[f], ref[f], err_msg=f"{f} bs={bs}")
+            np.testing.assert_array_equal(got["test_" + f], ref["test_" + f])
     # three shards (uneven: 37 = 12 + 12 + 13 and 11 = 3 + 4 + 4) merge into the unsharded file
     parts = [
         score_model(_bn_model(), data, scoring={**SCORING, "shards": 3}, shard=(i, 3), **quiet)
@@ -150,10 +147,7 @@ def test_scores_bit_identical_across_batch_sizes_budgets_and_shards():
     merged = merge_shards(parts, log=lambda s: None)
     assert sorted(merged) == sorted(ref)
     for k in ref:
-        if k.startswith(("curv_hutch", "test_curv_hutch")):
-            np.testing.assert_allclose(merged[k], ref[k], rtol=1e-5)
-        else:
-            np.testing.assert_array_equal(merged[k], ref[k], err_msg=k)
+        np.testing.assert_array_equal(merged[k], ref[k], err_msg=k)
     # the files on disk: same arrays, same metadata
     import tempfile
 
@@ -162,6 +156,7 @@ def test_scores_bit_identical_across_batch_sizes_budgets_and_shards():
         save_npz(f"{d}/b.npz", **ref)
         a, b = load_npz(f"{d}/a.npz"), load_npz(f"{d}/b.npz")
         assert str(a["meta"]) == str(b["meta"])
+        assert open(f"{d}/a.npz", "rb").read() == open(f"{d}/b.npz", "rb").read()
     # shards out of order or from another model are refused
     with pytest.raises(ValueError, match="shard"):
         merge_shards([parts[1], parts[0], parts[2]], log=lambda s: None)
