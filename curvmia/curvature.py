@@ -1,30 +1,178 @@
-"""Input-loss curvature estimators.
+"""Input-loss curvature estimators (SPEC §3).
 
-``zo_curvature`` is the paper's zero-order (black-box) score (SPEC §3): for
-``niter`` iterations draw two independent Rademacher tensors r_v, r_u shaped
-like x, set v = h(r_v + 1e-7), u = h(r_u + 1e-7), and average
+Zero-order (black-box) score, the paper's signal: for ``niter`` iterations
+draw two independent Rademacher tensors r_v, r_u shaped like x, set
+v = h(r_v + 1e-7), u = h(r_u + 1e-7), and average
 |l(x+v+u) − l(x−v+u) − l(x+v−u) + l(x−v−u)| / (4h), with l the per-sample
 cross-entropy at the true label.  It estimates h·E|r_uᵀ H r_v|, a tr(H²)-like
-quantity, not tr(H).  The four perturbed copies of a batch go through the model
-as one forward batch.
+quantity, not tr(H).
+
+White-box scores, the paper's definition: Hutchinson tr(H) ≈ mean_k r_kᵀ H r_k
+and tr(H²) ≈ mean_k ‖H r_k‖², with H·r an exact Hessian-vector product
+(double backward of the batch-summed loss; samples do not interact in eval
+mode, so the input gradient of the sum is each sample's own gradient).
+
+Determinism.  With ``seed`` given, every Rademacher sign is a pure function of
+(seed words, sample index, stream, element): a counter-based hash (splitmix64
+finaliser, vectorised in int64 on x's device), so draws never depend on batch
+size, internal chunking, memory budget or device.  Streams 2t and 2t+1 are
+r_v and r_u of ZO iteration t; stream ``PROBE_STREAM + k`` is Hutchinson
+probe k.  The CPU forward of a single image takes a different kernel path
+than a batch (its rounding differs), so no forward here ever runs on one
+image: a lone image is duplicated.
 """
 
 from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+MASK64 = (1 << 64) - 1
+PROBE_STREAM = 1 << 20  # Hutchinson probe streams start here (ZO uses 0 .. 2·niter−1)
+_GOLDEN = 0x9E3779B97F4A7C15
+_M1 = 0xBF58476D1CE4E5B9
+_M2 = 0x94D049BB133111EB
+
+
+def _s64(v: int) -> int:
+    """A 64-bit pattern as the signed int64 torch stores."""
+    v &= MASK64
+    return v - (1 << 64) if v >> 63 else v
+
+
+def _srl(z: torch.Tensor, s: int) -> torch.Tensor:
+    """Logical right shift of int64 (torch's >> is arithmetic)."""
+    return (z >> s) & ((1 << (64 - s)) - 1)
+
+
+def mix64(z: torch.Tensor) -> torch.Tensor:
+    """splitmix64 finaliser on int64 tensors (wrapping arithmetic)."""
+    z = (z ^ _srl(z, 30)) * _s64(_M1)
+    z = (z ^ _srl(z, 27)) * _s64(_M2)
+    return z ^ _srl(z, 31)
+
+
+def _mix64_int(z: int) -> int:
+    z &= MASK64
+    z = ((z ^ (z >> 30)) * _M1) & MASK64
+    z = ((z ^ (z >> 27)) * _M2) & MASK64
+    return z ^ (z >> 31)
+
+
+def base_key(seed_words: Sequence[int]) -> int:
+    """Fold seed words (seed, model row, split, query, …) into one 64-bit key."""
+    k = 0
+    for w in seed_words:
+        k = _mix64_int(k ^ _mix64_int((int(w) + _GOLDEN) & MASK64))
+    return k
+
+
+def sample_keys(seed_words: Sequence[int], index: torch.Tensor) -> torch.Tensor:
+    """Per-sample int64 keys from the seed words and the samples' global indices."""
+    idx = index.to(torch.int64)
+    return mix64(mix64(idx + _s64(_GOLDEN)) ^ _s64(base_key(seed_words)))
+
+
+def keyed_rademacher(
+    keys: torch.Tensor, streams: torch.Tensor | int, shape: Sequence[int], dtype: torch.dtype
+) -> torch.Tensor:
+    """±1 tensor (len(keys), *shape): row i is a function of (keys[i], streams[i]) only.
+
+    Each 64-bit word hash(key, stream, word) gives 64 consecutive signs
+    (bit j of word w is element 64w + j of the flattened shape; bit 1 → +1).
+    """
+    if sys.byteorder != "little":  # the byte-to-sign table below assumes it
+        raise RuntimeError("keyed_rademacher needs a little-endian machine")
+    d = math.prod(shape)
+    nwords = (d + 63) // 64
+    dev = keys.device
+    streams = torch.as_tensor(streams, dtype=torch.int64, device=dev).expand(len(keys))
+    ks = mix64(keys ^ mix64((streams + 1) * _s64(_GOLDEN)))
+    words = torch.arange(1, nwords + 1, dtype=torch.int64, device=dev) * _s64(_M2)
+    hw = mix64(ks[:, None] + words[None, :])
+    # bytes of each word, least significant first (little-endian), then 8 signs per byte
+    table = _sign_table(dtype, dev)
+    signs = table[hw.view(torch.uint8).to(torch.int64)].reshape(len(keys), nwords * 64)
+    return signs[:, :d].reshape(len(keys), *shape)
+
+
+_TABLES: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+
+
+def _sign_table(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(256, 8) table: row v holds the signs of bits 0..7 of byte v."""
+    key = (dtype, device)
+    if key not in _TABLES:
+        v = torch.arange(256)[:, None]
+        _TABLES[key] = (((v >> torch.arange(8)) & 1) * 2 - 1).to(dtype=dtype, device=device)
+    return _TABLES[key]
+
 
 def rademacher(
     shape: torch.Size, generator: torch.Generator | None, dtype: torch.dtype
 ) -> torch.Tensor:
-    """±1 tensor drawn on the CPU (so the draws do not depend on the device)."""
+    """±1 tensor drawn on the CPU from a torch generator (the unkeyed, legacy draws)."""
     r = torch.randint(0, 2, shape, generator=generator, dtype=torch.int64)
     return (2 * r - 1).to(dtype)
 
 
-@torch.no_grad()
+def forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """model(x), never on a single image (duplicated so it takes the batched kernels)."""
+    if x.shape[0] == 1:
+        return model(torch.cat([x, x]))[:1]
+    return model(x)
+
+
+def activation_bytes(model: nn.Module, sample: torch.Tensor) -> int:
+    """Bytes of all leaf-module outputs of one forward image (an upper bound on its memory)."""
+    total = 0
+
+    def hook(_m, _i, out):
+        nonlocal total
+        if isinstance(out, torch.Tensor):
+            total += out.numel() * out.element_size()
+
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    try:
+        with torch.inference_mode():
+            model(torch.cat([sample[None], sample[None]]))
+    finally:
+        for hd in handles:
+            hd.remove()
+    return max(total // 2, sample.numel() * sample.element_size())
+
+
+def forward_batch_size(
+    model: nn.Module, sample: torch.Tensor, memory_mb: float, cap: int | None = None
+) -> int:
+    """Images per forward batch that fit ``memory_mb`` of activations (a multiple of 4, ≥ 4).
+
+    ``cap`` (default 256 on the CPU, where larger batches fall out of cache and ran
+    slower when measured, 4096 on a GPU) bounds it from above.
+    """
+    if cap is None:
+        cap = 256 if sample.device.type == "cpu" else 4096
+    per = activation_bytes(model, sample) + 4 * sample.numel() * sample.element_size()
+    n = int(memory_mb * 2**20 // per)
+    return max(4, min(cap, n) // 4 * 4)
+
+
+def zo_block_size(batch_size: int, max_batch: int) -> int:
+    """Samples per ZO call: the user's batch, or at least one forward batch's worth of
+    (sample, iteration) pairs, max_batch // 4.
+
+    With that many samples the niter·block pairs fill niter forward batches exactly, so the
+    forward batches stay full (no small ragged batch) whatever ``batch_size`` is.
+    """
+    return max(batch_size, max_batch // 4)
+
+
 def zo_curvature(
     model: nn.Module,
     x: torch.Tensor,
@@ -33,23 +181,204 @@ def zo_curvature(
     h: float = 1e-3,
     niter: int = 10,
     generator: torch.Generator | None = None,
+    seed: Sequence[int] | int | None = None,
+    index: torch.Tensor | None = None,
+    max_batch: int | None = None,
+    fwd: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    pad: bool = False,
 ) -> torch.Tensor:
     """Zero-order curvature score of each sample, shape (B,), in x's dtype.
 
     ``x`` is the normalised input batch, ``y`` the true labels; the model must
-    already be in eval mode.  Per iteration r_v is drawn before r_u, each with
-    x's shape, from ``generator`` on the CPU.
+    already be in eval mode.  Draws: with ``seed`` (an int or seed words) the
+    keyed draws of samples ``index`` (default 0..B−1), identical for any batch
+    or chunk size; otherwise r_v then r_u per iteration from ``generator`` on
+    the CPU.  All 4·niter·B perturbed copies go through the model in forward
+    batches of at most ``max_batch`` images (default: everything at once);
+    ``fwd`` replaces ``model`` as the forward (e.g. a compiled one) and ``pad``
+    fills the last batch up to ``max_batch`` so its shape never changes.
     """
     if niter < 1:
         raise ValueError(f"niter must be >= 1, got {niter}")
     b = x.shape[0]
-    y4 = y.repeat(4)
-    acc = torch.zeros(b, dtype=x.dtype, device=x.device)
-    for _ in range(niter):
-        v = h * (rademacher(x.shape, generator, x.dtype).to(x.device) + 1e-7)
-        u = h * (rademacher(x.shape, generator, x.dtype).to(x.device) + 1e-7)
-        batch = torch.cat([x + v + u, x - v + u, x + v - u, x - v - u])
-        loss = F.cross_entropy(model(batch), y4, reduction="none").view(4, b)
-        q = loss[0] - loss[1] - loss[2] + loss[3]
-        acc += torch.abs(q / (4 * h))
+    shape = tuple(x.shape[1:])
+    npairs = b * niter
+    per_fwd = npairs if max_batch is None else max(1, max_batch // 4)
+    run = fwd if fwd is not None else model
+    dev = x.device
+    if seed is not None:
+        words = [seed] if isinstance(seed, int) else list(seed)
+        idx = torch.arange(b) if index is None else torch.as_tensor(index)
+        keys = sample_keys(words, idx.to(dev))
+
+        def draws(sb: torch.Tensor, st: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            k = keys[sb]
+            return (
+                keyed_rademacher(k, 2 * st, shape, x.dtype),
+                keyed_rademacher(k, 2 * st + 1, shape, x.dtype),
+            )
+    else:
+        pre = torch.stack(
+            [
+                torch.stack([rademacher(x.shape, generator, x.dtype) for _ in range(2)])
+                for _ in range(niter)
+            ]
+        ).to(dev)  # (niter, 2, B, *shape), drawn in the legacy order
+
+        def draws(sb: torch.Tensor, st: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return pre[st, 0, sb], pre[st, 1, sb]
+
+    vals = torch.empty(npairs, dtype=x.dtype, device=dev)
+    with torch.inference_mode():
+        for p0 in range(0, npairs, per_fwd):
+            p1 = min(p0 + per_fwd, npairs)
+            pidx = torch.arange(p0, p1, device=dev)
+            sb, st = pidx // niter, pidx % niter
+            rv, ru = draws(sb, st)
+            xb = x[sb]
+            v = h * (rv + 1e-7)
+            u = h * (ru + 1e-7)
+            batch = torch.cat([xb + v + u, xb - v + u, xb + v - u, xb - v - u])
+            yb = y[sb].repeat(4)
+            n = p1 - p0
+            if pad and n < per_fwd:
+                fill = 4 * (per_fwd - n)
+                batch = torch.cat([batch, batch[:1].expand(fill, *shape)])
+                logits = run(batch)[: 4 * n]
+            else:
+                logits = run(batch)
+            loss = F.cross_entropy(logits, yb, reduction="none").view(4, n)
+            q = loss[0] - loss[1] - loss[2] + loss[3]
+            vals[p0:p1] = torch.abs(q / (4 * h))
+        per = vals.view(b, niter)
+        acc = per[:, 0].clone()
+        for t in range(1, niter):  # fixed summation order, independent of b
+            acc += per[:, t]
     return acc / niter
+
+
+def _hvp_fn(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    """Set up exact Hessian-vector products of the per-sample loss w.r.t. the input.
+
+    Returns the input actually used (a lone image is duplicated) and hvp(R) → H R
+    for a stack R of shape (K, *padded x shape).  One forward and one
+    graph-building backward are shared by all products; the K products are one
+    vectorised backward through that graph (``is_grads_batched``; measured
+    faster than K separate backwards and than torch.func forward-over-reverse on
+    the CPU), falling back to a loop where an op has no batching rule.
+    """
+    if x.shape[0] == 1:
+        x, y = torch.cat([x, x]), torch.cat([y, y])
+    xg = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        loss = F.cross_entropy(model(xg), y, reduction="sum")
+        (g,) = torch.autograd.grad(loss, xg, create_graph=True)
+
+    def hvp(rs: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            if rs.shape[0] > 1:
+                try:
+                    (hv,) = torch.autograd.grad(
+                        g, xg, grad_outputs=rs, retain_graph=True, is_grads_batched=True
+                    )
+                    return hv.detach()
+                except RuntimeError:
+                    pass
+            out = [torch.autograd.grad(g, xg, grad_outputs=r, retain_graph=True)[0] for r in rs]
+        return torch.stack(out).detach()
+
+    return xg.detach(), hvp
+
+
+def hutchinson(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    nprobes: int = 10,
+    generator: torch.Generator | None = None,
+    seed: Sequence[int] | int | None = None,
+    index: torch.Tensor | None = None,
+    probes: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hutchinson estimates (tr H, tr H²) per sample, each of shape (B,), in x's dtype.
+
+    Probes: ``probes`` (K, *x.shape[1:]) shared by all samples when given (the
+    rows of a Hadamard matrix make both estimates exact); otherwise ``nprobes``
+    Rademacher tensors per sample, keyed like ``zo_curvature`` when ``seed`` is
+    given (stream PROBE_STREAM + k), else drawn from ``generator`` on the CPU.
+    """
+    b = x.shape[0]
+    shape = tuple(x.shape[1:])
+    if probes is not None:
+        nprobes = probes.shape[0]
+    if nprobes < 1:
+        raise ValueError(f"nprobes must be >= 1, got {nprobes}")
+    if probes is not None:
+        rs = probes.to(x)[:, None].expand(nprobes, b, *shape)
+    elif seed is not None:
+        words = [seed] if isinstance(seed, int) else list(seed)
+        idx = torch.arange(b) if index is None else torch.as_tensor(index)
+        keys = sample_keys(words, idx.to(x.device))
+        rs = torch.stack(
+            [keyed_rademacher(keys, PROBE_STREAM + k, shape, x.dtype) for k in range(nprobes)]
+        )
+    else:
+        rs = torch.stack([rademacher(x.shape, generator, x.dtype) for _ in range(nprobes)])
+        rs = rs.to(x.device)
+    xg, hvp = _hvp_fn(model, x, y)
+    if xg.shape[0] != b:
+        rs = torch.cat([rs, rs], dim=1)
+    hv = hvp(rs.contiguous())[:, :b]
+    rs = rs[:, :b]
+    tr = (rs[0] * hv[0]).flatten(1).sum(1)
+    tr2 = hv[0].pow(2).flatten(1).sum(1)
+    for k in range(1, nprobes):  # fixed summation order
+        tr += (rs[k] * hv[k]).flatten(1).sum(1)
+        tr2 += hv[k].pow(2).flatten(1).sum(1)
+    return tr / nprobes, tr2 / nprobes
+
+
+def hutchinson_trace(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    nprobes: int = 10,
+    square: bool = False,
+    generator: torch.Generator | None = None,
+    seed: Sequence[int] | int | None = None,
+    index: torch.Tensor | None = None,
+    probes: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Hutchinson tr(H) (or tr(H²) with ``square``) of the input Hessian per sample, (B,)."""
+    tr, tr2 = hutchinson(
+        model, x, y, nprobes=nprobes, generator=generator, seed=seed, index=index, probes=probes
+    )
+    return tr2 if square else tr
+
+
+def input_hessian(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Exact per-sample input Hessian (B, D, D), D = x[0].numel(), from D basis HVPs.
+
+    For small inputs (tests, diagnostics): costs D backward passes of the batch.
+    """
+    b = x.shape[0]
+    d = x[0].numel()
+    xg, hvp = _hvp_fn(model, x, y)
+    eye = torch.eye(d, dtype=x.dtype, device=x.device)
+    basis = eye[:, None, :].expand(d, xg.shape[0], d).reshape(d, *xg.shape)
+    cols = hvp(basis.contiguous())[:, :b].reshape(d, b, d)  # cols[j] = H e_j
+    return cols.permute(1, 2, 0)
+
+
+def exact_hessian_trace(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, square: bool = False
+) -> torch.Tensor:
+    """Exact per-sample tr(H) (or tr(H²) = ‖H‖_F²) of the input Hessian, (B,)."""
+    hess = input_hessian(model, x, y)
+    if square:
+        return hess.pow(2).sum((1, 2))
+    return hess.diagonal(dim1=1, dim2=2).sum(1)

@@ -11,10 +11,16 @@ query (0 = the original image, 1 = its horizontal flip), the score file holds
 - ``phi_max``: its max-class analogue  z_max − logsumexp(z_{y'≠max})
 - ``mentr``: Song & Mittal's modified entropy
 - ``curv_zo``: zero-order input-loss curvature
+- ``curv_hutch``: Hutchinson tr(H) of the input Hessian (signed; NaN when
+  ``scoring.hutch_nprobes`` is 0, i.e. not computed)
+- ``curv_hutch_sq``: Hutchinson tr(H²) = mean ‖H r‖² (NaN when not computed)
 
 Population arrays use these names; test-split arrays are prefixed ``test_``.
-``meta`` is a JSON string with the settings, device, dtype, torch version and
-the count of exactly-zero curvature values.
+``meta`` is a JSON string with the settings, device, dtype, precision flags,
+torch version, the count of exactly-zero ZO values and the fraction of
+negative traces.  Every random sign is keyed on (seed, model row, split,
+query, sample index), so a split can be scored in shards (``shard``) whose
+concatenation is bit-identical to one unsharded run on the CPU.
 """
 
 from __future__ import annotations
@@ -27,11 +33,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from .curvature import zo_curvature
+from .curvature import forward, forward_batch_size, hutchinson, zo_block_size, zo_curvature
 from .data import normalize, to_float
 from .io import load_npz
 
-FEATURES = ("loss", "p_true", "p_max", "phi", "phi_max", "mentr", "curv_zo")
+FEATURES = (
+    "loss",
+    "p_true",
+    "p_max",
+    "phi",
+    "phi_max",
+    "mentr",
+    "curv_zo",
+    "curv_hutch",
+    "curv_hutch_sq",
+)
+HUTCH_FEATURES = ("curv_hutch", "curv_hutch_sq")
+SPLITS = (("", "population", 0), ("test_", "test", 1))
 QUERIES = ("original", "hflip")
 
 
@@ -73,6 +91,13 @@ def query_view(x: torch.Tensor, query: int) -> torch.Tensor:
     raise ValueError(f"unknown query {query}; expected 0 (original) or 1 (hflip)")
 
 
+def shard_range(n: int, shard: int, nshards: int) -> tuple[int, int]:
+    """Sample range [start, stop) of shard ``shard`` of ``nshards`` (sizes differ ≤ 1)."""
+    if not 0 <= shard < nshards:
+        raise ValueError(f"shard {shard} out of range for {nshards} shards")
+    return n * shard // nshards, n * (shard + 1) // nshards
+
+
 def score_split(
     model: nn.Module,
     images_u8: np.ndarray,
@@ -88,28 +113,75 @@ def score_split(
     dtype: torch.dtype,
     log: Callable[[str], None] = print,
     name: str = "population",
+    nprobes: int = 0,
+    max_batch: int | None = None,
+    start: int = 0,
+    fwd: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    channels_last: bool = False,
 ) -> dict[str, np.ndarray]:
-    """All features of one split, each (N, Q) float64."""
+    """All features of one split (or of samples start.. of it), each (N, Q) float64.
+
+    ``images_u8[i]`` is sample ``start + i`` of the split: its draws are keyed on
+    that global index, so results never depend on ``batch_size``, ``max_batch``
+    (images per forward batch, default ``4·niter·batch_size``) or sharding.
+    Samples go to the ZO engine in blocks large enough to fill its forward batches;
+    Hutchinson runs in batches of ``batch_size`` samples.
+    """
     n = len(labels)
     out = {f: np.zeros((n, len(QUERIES)), dtype=np.float64) for f in FEATURES}
+    if nprobes == 0:
+        for f in HUTCH_FEATURES:
+            out[f][:] = np.nan
     y_all = torch.from_numpy(labels).to(device)
+    if max_batch is None:
+        max_batch = 4 * niter * batch_size
+    block = zo_block_size(batch_size, max_batch)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
     for q in range(len(QUERIES)):
-        gen = torch.Generator().manual_seed(
-            int(np.random.SeedSequence([*seed_words, q]).generate_state(1, np.uint64)[0] >> 1)
-        )
+        words = [*seed_words, q]
         t0 = time.perf_counter()
         last = t0
-        for i in range(0, n, batch_size):
-            xb = torch.from_numpy(images_u8[i : i + batch_size]).to(device)
+        for i in range(0, n, block):
+            xb = torch.from_numpy(images_u8[i : i + block]).to(device)
             xb = query_view(normalize(to_float(xb), mean, std), q).to(dtype)
-            yb = y_all[i : i + batch_size]
-            with torch.no_grad():
-                feats = logit_features(model(xb), yb)
-            feats["curv_zo"] = zo_curvature(model, xb, yb, h=h, niter=niter, generator=gen)
-            for f in FEATURES:
-                out[f][i : i + len(yb), q] = feats[f].to(torch.float64).cpu().numpy()
+            xb = xb.contiguous(memory_format=fmt) if xb.dim() == 4 else xb
+            yb = y_all[i : i + block]
+            idx = torch.arange(start + i, start + i + len(yb))
+            nb = len(yb)
+            with torch.inference_mode():
+                logits = torch.cat(
+                    [forward(model, xb[j : j + max_batch]) for j in range(0, nb, max_batch)]
+                )
+            feats = logit_features(logits, yb)
+            feats["curv_zo"] = zo_curvature(
+                model,
+                xb,
+                yb,
+                h=h,
+                niter=niter,
+                seed=words,
+                index=idx,
+                max_batch=max_batch,
+                fwd=fwd,
+                pad=fwd is not None,
+            )
+            for f, v in feats.items():
+                out[f][i : i + nb, q] = v.to(torch.float64).cpu().numpy()
+            if nprobes:
+                for j in range(0, nb, batch_size):
+                    tr, tr2 = hutchinson(
+                        model,
+                        xb[j : j + batch_size],
+                        yb[j : j + batch_size],
+                        nprobes=nprobes,
+                        seed=words,
+                        index=idx[j : j + batch_size],
+                    )
+                    sl = slice(i + j, i + j + len(tr))
+                    out["curv_hutch"][sl, q] = tr.to(torch.float64).cpu().numpy()
+                    out["curv_hutch_sq"][sl, q] = tr2.to(torch.float64).cpu().numpy()
             now = time.perf_counter()
-            done = min(i + batch_size, n)
+            done = min(i + block, n)
             if now - last > 5.0 or done == n:
                 log(
                     f"{name} query {q} ({QUERIES[q]}): {done}/{n} samples, "
@@ -117,6 +189,44 @@ def score_split(
                 )
                 last = now
     return out
+
+
+def disable_fused_attention() -> None:
+    """Make timm build attention layers without fused SDPA kernels (call before building).
+
+    Fused attention kernels have no double backward, which the Hutchinson path needs;
+    timm layers read the flag when they are constructed.
+    """
+    from timm.layers import set_fused_attn
+
+    set_fused_attn(False)
+
+
+def scoring_dtype(scoring: dict) -> torch.dtype:
+    """float64 for the clean variant, float32 (TF32 off) for paper."""
+    return torch.float64 if scoring["variant"] == "clean" else torch.float32
+
+
+def prepare_model(model: nn.Module, scoring: dict, device: torch.device) -> nn.Module:
+    """Cast and move the model for scoring, in eval mode (BatchNorm statistics untouched).
+
+    TF32 is switched off for the whole process.  channels_last (``auto`` = on CUDA only,
+    where it speeds up convolutions) applies to 4-D weights only.
+    """
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    model = model.to(device=device, dtype=scoring_dtype(scoring)).eval()
+    if use_channels_last(scoring, device):
+        model = model.to(memory_format=torch.channels_last)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def use_channels_last(scoring: dict, device: torch.device) -> bool:
+    """channels_last: true, false, or auto (= on a CUDA device)."""
+    mode = scoring.get("channels_last", "auto")
+    return mode is True or (mode == "auto" and device.type == "cuda")
 
 
 def score_model(
@@ -127,25 +237,32 @@ def score_model(
     row: int,
     device: torch.device,
     log: Callable[[str], None] = print,
+    shard: tuple[int, int] = (0, 1),
 ) -> dict[str, np.ndarray]:
     """Score population and test split of a prepared dataset; return arrays for ``save_npz``.
 
     The model is moved and cast in place. ``scoring.variant``: ``paper`` runs in float32
     (TF32 off) and keeps exact zero curvature values; ``clean`` runs the model in float64.
+    ``shard = (i, n)`` scores only shard i of n of each split (``merge_shards`` joins them).
     """
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    dtype = torch.float64 if scoring["variant"] == "clean" else torch.float32
-    model = model.to(device=device, dtype=dtype).eval()
+    dtype = scoring_dtype(scoring)
+    model = prepare_model(model, scoring, device)
+    sample = torch.zeros(tuple(data.train_images.shape[1:]), dtype=dtype, device=device)
+    max_batch = forward_batch_size(model, sample, scoring.get("memory_mb", 256))
+    fwd = None
+    compiled = bool(scoring.get("compile", False)) and device.type == "cuda"
+    if compiled:
+        fwd = torch.compile(model, dynamic=False)
+    channels_last = use_channels_last(scoring, device)
     arrays: dict[str, np.ndarray] = {}
-    for prefix, imgs, labs, name, split_id in (
-        ("", data.train_images, data.train_labels, "population", 0),
-        ("test_", data.test_images, data.test_labels, "test", 1),
-    ):
+    for prefix, name, split_id in SPLITS:
+        imgs = getattr(data, "train_images" if split_id == 0 else "test_images")
+        labs = getattr(data, "train_labels" if split_id == 0 else "test_labels")
+        lo, hi = shard_range(len(labs), *shard)
         feats = score_split(
             model,
-            imgs,
-            labs,
+            imgs[lo:hi],
+            labs[lo:hi],
             mean=data.mean,
             std=data.std,
             h=scoring["h"],
@@ -156,22 +273,81 @@ def score_model(
             dtype=dtype,
             log=log,
             name=name,
+            nprobes=scoring.get("hutch_nprobes", 0),
+            max_batch=max_batch,
+            start=lo,
+            fwd=fwd,
+            channels_last=channels_last,
         )
         arrays.update({prefix + k: v for k, v in feats.items()})
     meta = {
         "row": row,
-        "scoring": scoring,
+        "scoring": {k: v for k, v in scoring.items() if k != "shards"},
         "dtype": str(dtype),
         "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": str(torch.__version__),
-        "tf32": False,
+        "tf32": {
+            "matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+            "cudnn": bool(torch.backends.cudnn.allow_tf32),
+        },
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "channels_last": channels_last,
+        "compiled": compiled,
+        "threads": torch.get_num_threads(),
         "queries": list(QUERIES),
-        "zero_curv_zo": int((arrays["curv_zo"] == 0).sum()),
-        "zero_curv_zo_test": int((arrays["test_curv_zo"] == 0).sum()),
+        "n": len(data.train_labels),
+        "n_test": len(data.test_labels),
     }
-    log(f"exact zero curv_zo: {meta['zero_curv_zo']} population, {meta['zero_curv_zo_test']} test")
-    arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
-    return arrays
+    if shard != (0, 1):
+        meta["shard"] = list(shard)
+        arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
+        return arrays
+    return finalize(arrays, meta, log)
+
+
+def finalize(
+    arrays: dict[str, np.ndarray], meta: dict, log: Callable[[str], None] = print
+) -> dict[str, np.ndarray]:
+    """Add the summary counts (exact-zero ZO values, negative traces) to meta."""
+    meta = {k: v for k, v in meta.items() if k != "shard"}
+    for prefix, name, _ in SPLITS:
+        zo = arrays[prefix + "curv_zo"]
+        tr = arrays[prefix + "curv_hutch"]
+        key = "" if prefix == "" else "_test"
+        meta["zero_curv_zo" + key] = int((zo == 0).sum())
+        meta["negative_curv_hutch_frac" + key] = (
+            float((tr < 0).mean()) if np.isfinite(tr).all() and tr.size else None
+        )
+        log(
+            f"{name}: exact zero curv_zo {meta['zero_curv_zo' + key]}, "
+            f"negative curv_hutch fraction {meta['negative_curv_hutch_frac' + key]}"
+        )
+    out = {k: v for k, v in arrays.items() if k != "meta"}
+    out["meta"] = np.array(json.dumps(meta, sort_keys=True))
+    return out
+
+
+def merge_shards(parts: list[dict[str, np.ndarray]], log: Callable[[str], None] = print):
+    """Join shard results (in shard order) into the arrays of one unsharded run."""
+    metas = [json.loads(str(p["meta"])) for p in parts]
+    n = len(parts)
+    for i, m in enumerate(metas):
+        if m.get("shard") != [i, n]:
+            raise ValueError(f"shard {i} of {n}: file holds shard {m.get('shard')}")
+        rest = {k: v for k, v in m.items() if k != "shard"}
+        first = {k: v for k, v in metas[0].items() if k != "shard"}
+        if rest != first:
+            diff = sorted(k for k in set(rest) | set(first) if rest.get(k) != first.get(k))
+            raise ValueError(f"shard {i} of {n}: metadata differs from shard 0 in {diff}")
+    keys = [k for k in parts[0] if k != "meta"]
+    arrays = {k: np.concatenate([p[k] for p in parts]) for k in keys}
+    for prefix, name, _ in SPLITS:
+        want = metas[0]["n" if prefix == "" else "n_test"]
+        got = len(arrays[prefix + "loss"])
+        if got != want:
+            raise ValueError(f"merged {name} split has {got} samples, expected {want}")
+    return finalize(arrays, metas[0], log)
 
 
 def load_features(paths: list[str], prefix: str = "") -> dict[str, np.ndarray]:

@@ -1,25 +1,85 @@
-# Scoring: per-sample, per-query features of each model (SPEC §3).
+# Scoring: per-sample, per-query features of each model (SPEC §3). With scoring.shards > 1
+# each model's samples are split into that many shard jobs (a killed shard reruns alone) and
+# merged into the same file an unsharded job writes. The shard count is not a param of the
+# result: the scoring params carry every other scoring key.
+
+SCORE_SHARDS = int(config["scoring"]["shards"])
+SCORING_PARAMS = as_json({k: v for k, v in config["scoring"].items() if k != "shards"})
+
+for _i, _spec in enumerate(config["attacks"]):
+    if _spec.get("feature", "curv_zo").startswith("curv_hutch") and not config["scoring"][
+        "hutch_nprobes"
+    ]:
+        raise WorkflowError(
+            f"Invalid config: attacks[{_i}].feature: {_spec['feature']!r} needs "
+            "scoring.hutch_nprobes >= 1 (white-box curvature is not computed with 0 probes)"
+        )
 
 
-rule score:
-    input:
-        manifest=f"{DATA}/manifest.json",
-        model=f"{RESULTS}/models/model_{{row}}.pt",
-    output:
-        f"{RESULTS}/scores/model_{{row}}.npz",
-    params:
-        scoring=as_json(config["scoring"]),
-        device=config["compute"]["device"],
-    threads: config["compute"]["threads"]
-    resources:
-        gpu=1 if config["compute"]["device"] == "cuda" else 0,
-    conda:
-        "../envs/curvmia.yaml"
-    log:
-        f"{RESULTS}/logs/score/model_{{row}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/score/model_{{row}}.tsv"
-    shell:
-        "python $CURVMIA_SCRIPTS/score.py --data {input.manifest} --model {input.model} --row {wildcards.row}"
-        " --scoring {params.scoring:q} --device {params.device} --threads {threads}"
-        " --out {output} > {log} 2>&1"
+if SCORE_SHARDS == 1:
+
+    rule score:
+        input:
+            manifest=f"{DATA}/manifest.json",
+            model=f"{RESULTS}/models/model_{{row}}.pt",
+        output:
+            f"{RESULTS}/scores/model_{{row}}.npz",
+        params:
+            scoring=SCORING_PARAMS,
+            device=config["compute"]["device"],
+        threads: config["compute"]["threads"]
+        resources:
+            gpu=1 if config["compute"]["device"] == "cuda" else 0,
+        conda:
+            "../envs/curvmia.yaml"
+        log:
+            f"{RESULTS}/logs/score/model_{{row}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/score/model_{{row}}.tsv"
+        shell:
+            "python $CURVMIA_SCRIPTS/score.py --data {input.manifest} --model {input.model} --row {wildcards.row}"
+            " --scoring {params.scoring:q} --device {params.device} --threads {threads}"
+            " --out {output} > {log} 2>&1"
+
+else:
+
+    rule score_shard:
+        wildcard_constraints:
+            shard=r"\d+",
+        input:
+            manifest=f"{DATA}/manifest.json",
+            model=f"{RESULTS}/models/model_{{row}}.pt",
+        output:
+            f"{RESULTS}/scores/shards/model_{{row}}.{{shard}}-of-{SCORE_SHARDS}.npz",
+        params:
+            scoring=SCORING_PARAMS,
+            device=config["compute"]["device"],
+            nshards=SCORE_SHARDS,
+        threads: config["compute"]["threads"]
+        resources:
+            gpu=1 if config["compute"]["device"] == "cuda" else 0,
+        conda:
+            "../envs/curvmia.yaml"
+        log:
+            f"{RESULTS}/logs/score/model_{{row}}.{{shard}}-of-{SCORE_SHARDS}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/score/model_{{row}}.{{shard}}-of-{SCORE_SHARDS}.tsv"
+        shell:
+            "python $CURVMIA_SCRIPTS/score.py --data {input.manifest} --model {input.model} --row {wildcards.row}"
+            " --scoring {params.scoring:q} --device {params.device} --threads {threads}"
+            " --shard {wildcards.shard}/{params.nshards} --out {output} > {log} 2>&1"
+
+    rule score_merge:
+        input:
+            expand(
+                f"{RESULTS}/scores/shards/model_{{{{row}}}}.{{shard}}-of-{SCORE_SHARDS}.npz",
+                shard=range(SCORE_SHARDS),
+            ),
+        output:
+            f"{RESULTS}/scores/model_{{row}}.npz",
+        conda:
+            "../envs/curvmia.yaml"
+        log:
+            f"{RESULTS}/logs/score/model_{{row}}.merge.log",
+        shell:
+            "python $CURVMIA_SCRIPTS/merge_scores.py --shards {input} --out {output} > {log} 2>&1"

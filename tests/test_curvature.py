@@ -1,6 +1,7 @@
 """Zero-order curvature: same-draw reference loop, and the closed-form Hessian of a linear model."""
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -91,3 +92,283 @@ def test_zo_on_linear_softmax_matches_closed_form_hessian():
         # here H has few comparable eigenvalues (rank ≤ 9), so the Frobenius shortcut is only rough
         frob = h * np.sqrt(2 / np.pi) * np.linalg.norm(hess)
         assert 0.5 < expected / frob < 1.5
+
+
+# ---- keyed draws, pure-Python reference
+
+M64 = (1 << 64) - 1
+
+
+def _mix(z: int) -> int:
+    z &= M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return z ^ (z >> 31)
+
+
+def ref_signs(seed_words, index: int, stream: int, d: int) -> np.ndarray:
+    """The documented draw scheme in plain Python integers (no torch)."""
+    g = 0x9E3779B97F4A7C15
+    base = 0
+    for w in seed_words:
+        base = _mix(base ^ _mix(w + g))
+    key = _mix(_mix(index + g) ^ base)
+    ks = _mix(key ^ _mix(((stream + 1) * g) & M64))
+    out = []
+    for w in range((d + 63) // 64):
+        word = _mix(ks + ((w + 1) * 0x94D049BB133111EB & M64))
+        out.extend(1.0 if (word >> j) & 1 else -1.0 for j in range(64))
+    return np.array(out[:d])
+
+
+def test_keyed_rademacher_matches_reference_and_is_balanced():
+    from curvmia.curvature import keyed_rademacher, sample_keys
+
+    words = [3, 11, 0, 1]
+    idx = torch.tensor([0, 1, 5, 1000, 2**40])
+    keys = sample_keys(words, idx)
+    got = keyed_rademacher(keys, torch.tensor([0, 7, 1, 2**20, 3]), (3, 5, 7), torch.float32)
+    assert got.shape == (5, 3, 5, 7) and got.dtype == torch.float32
+    for row, (i, s) in enumerate(zip(idx.tolist(), [0, 7, 1, 2**20, 3], strict=True)):
+        np.testing.assert_array_equal(got[row].reshape(-1).numpy(), ref_signs(words, i, s, 105))
+    big = keyed_rademacher(sample_keys([0], torch.arange(200)), 0, (1000,), torch.float64)
+    # 200,000 signs: mean within 5 standard errors of 0; neighbours and rows uncorrelated
+    assert abs(big.mean().item()) < 5 / np.sqrt(big.numel())
+    assert abs((big[:, 1:] * big[:, :-1]).mean().item()) < 5 / np.sqrt(big.numel())
+    assert abs((big[1:] * big[:-1]).mean().item()) < 5 / np.sqrt(big.numel())
+
+
+def bn_cnn(dtype=torch.float32) -> nn.Module:
+    torch.manual_seed(0)
+    m = nn.Sequential(
+        nn.Conv2d(2, 6, 3, padding=1),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.Conv2d(6, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(6 * 6 * 6, 5),
+    )
+    with torch.no_grad():  # non-trivial running statistics
+        m[1].running_mean.uniform_(-0.5, 0.5)
+        m[1].running_var.uniform_(0.5, 2.0)
+    return m.to(dtype).eval()
+
+
+def test_zo_keyed_bit_identical_across_batch_and_chunk_sizes():
+    model = bn_cnn()
+    torch.manual_seed(3)
+    x = torch.randn(64, 2, 6, 6)
+    y = torch.randint(0, 5, (64,))
+    kw = {"h": 1e-3, "niter": 3, "seed": [9, 2, 0, 1]}
+    full = zo_curvature(model, x, y, index=torch.arange(64), **kw)
+    assert (full >= 0).all() and (full > 0).float().mean() > 0.5  # float32: a few exact zeros
+    for bs in (1, 7, 64):
+        parts = torch.cat(
+            [
+                zo_curvature(
+                    model,
+                    x[i : i + bs],
+                    y[i : i + bs],
+                    index=torch.arange(i, i + bs)[: len(x[i : i + bs])],
+                    **kw,
+                )
+                for i in range(0, 64, bs)
+            ]
+        )
+        assert torch.equal(parts, full), bs
+    # internal forward batches (memory budgets) that leave ragged last chunks: 64*3 pairs
+    for max_batch in (4, 20, 44, 1000):
+        assert torch.equal(zo_curvature(model, x, y, max_batch=max_batch, **kw), full), max_batch
+    # padded (compile-style) fixed-shape batches give the same values too
+    assert torch.equal(zo_curvature(model, x, y, max_batch=28, pad=True, **kw), full)
+    # another seed or another sample index changes the draws
+    assert not torch.equal(zo_curvature(model, x, y, h=1e-3, niter=3, seed=[9, 2, 0, 0]), full)
+    shifted = zo_curvature(model, x, y, index=torch.arange(1, 65), **kw)
+    assert not torch.equal(shifted, full)
+
+
+def test_zo_keyed_matches_independent_loop_on_same_draws():
+    """Paper-style loop: per iteration four separate forward calls of the batch."""
+    model = tiny_cnn()
+    torch.manual_seed(1)
+    x = torch.randn(5, 1, 6, 6, dtype=torch.float64)
+    y = torch.randint(0, 5, (5,))
+    h, niter, words = 1e-3, 4, [1, 2, 3]
+    idx = [10, 11, 12, 13, 14]
+    total = np.zeros(5)
+    for t in range(niter):
+        rv = torch.tensor(np.stack([ref_signs(words, i, 2 * t, 36) for i in idx])).view_as(x)
+        ru = torch.tensor(np.stack([ref_signs(words, i, 2 * t + 1, 36) for i in idx])).view_as(x)
+        v, u = h * (rv + 1e-7), h * (ru + 1e-7)
+        with torch.no_grad():
+            ls = [
+                nn.functional.cross_entropy(model(z), y, reduction="none").numpy()
+                for z in (x + v + u, x - v + u, x + v - u, x - v - u)
+            ]
+        total += np.abs((ls[0] - ls[1] - ls[2] + ls[3]) / (4 * h))
+    got = zo_curvature(model, x, y, h=h, niter=niter, seed=words, index=torch.tensor(idx))
+    np.testing.assert_allclose(got.numpy(), total / niter, rtol=1e-6, atol=1e-12)
+
+
+# ---- white-box estimators
+
+
+def mlp() -> nn.Module:
+    torch.manual_seed(2)
+    return (
+        nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.Softplus(), nn.Linear(12, 4))
+        .double()
+        .eval()
+    )
+
+
+def autograd_hessians(model, x, y) -> np.ndarray:
+    """Reference: torch.autograd.functional.hessian, one sample at a time."""
+    out = []
+    for i in range(len(x)):
+
+        def f(z, i=i):
+            return nn.functional.cross_entropy(model(z[None]), y[i : i + 1])
+
+        hess = torch.autograd.functional.hessian(f, x[i])
+        out.append(hess.reshape(x[i].numel(), x[i].numel()).numpy())
+    return np.stack(out)
+
+
+def sylvester_hadamard(d: int) -> np.ndarray:
+    h = np.ones((1, 1))
+    while h.shape[0] < d:
+        h = np.block([[h, h], [h, -h]])
+    return h
+
+
+@pytest.mark.parametrize("which", ["cnn", "mlp"])
+def test_hutchinson_full_basis_is_exact(which):
+    from curvmia.curvature import exact_hessian_trace, hutchinson, input_hessian
+
+    if which == "cnn":
+        model, shape = tiny_cnn(), (1, 6, 6)
+        model[2] = nn.Softplus()  # smooth: a Hessian with negative eigenvalues too
+    else:
+        model, shape = mlp(), (1, 4, 4)
+    torch.manual_seed(4)
+    x = torch.randn(6, *shape, dtype=torch.float64)
+    y = torch.randint(0, 4, (6,))
+    ref = autograd_hessians(model, x, y)
+    np.testing.assert_allclose(input_hessian(model, x, y).numpy(), ref, atol=1e-12)
+    tr = np.trace(ref, axis1=1, axis2=2)
+    fro2 = (ref**2).sum((1, 2))
+    np.testing.assert_allclose(exact_hessian_trace(model, x, y).numpy(), tr, atol=1e-12)
+    np.testing.assert_allclose(
+        exact_hessian_trace(model, x, y, square=True).numpy(), fro2, rtol=1e-10
+    )
+    d = int(np.prod(shape))
+    # Hadamard rows (±1, orthogonal) as probes: mean rᵀHr = tr H and mean ‖Hr‖² = tr H² exactly
+    # 64 rows of the first d columns of a 64×64 Hadamard matrix: its columns are orthogonal,
+    # so Σ_k r_k r_kᵀ = 64·I on any subset of them
+    probes = torch.tensor(sylvester_hadamard(64)[:, :d]).view(-1, *shape)
+    est, est2 = hutchinson(model, x, y, probes=probes)
+    np.testing.assert_allclose(est.numpy(), tr, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(est2.numpy(), fro2, rtol=1e-10)
+    if which == "cnn":
+        assert (tr < 0).any() or (np.linalg.eigvalsh(ref) < 0).any()
+
+
+def test_hutchinson_random_probes_within_stated_tolerance():
+    """K = 4000 Rademacher probes: Var(rᵀHr) = 2(‖H‖_F² − Σ H_ii²), so the error of the mean
+    is below 5 standard errors with overwhelming probability."""
+    from curvmia.curvature import hutchinson_trace
+
+    model = mlp()
+    torch.manual_seed(5)
+    x = torch.randn(4, 1, 4, 4, dtype=torch.float64)
+    y = torch.randint(0, 4, (4,))
+    ref = autograd_hessians(model, x, y)
+    k = 4000
+    est = hutchinson_trace(model, x, y, nprobes=k, seed=[0])
+    est2 = hutchinson_trace(model, x, y, nprobes=k, square=True, seed=[0])
+    for i in range(4):
+        hh = ref[i]
+        var = 2 * ((hh**2).sum() - (np.diag(hh) ** 2).sum())
+        assert abs(est[i].item() - np.trace(hh)) < 5 * np.sqrt(var / k) + 1e-12
+        # ‖Hr‖² = rᵀH²r: the same bound with H² in H's place
+        h2 = hh @ hh
+        var2 = 2 * ((h2**2).sum() - (np.diag(h2) ** 2).sum())
+        assert abs(est2[i].item() - np.trace(h2)) < 5 * np.sqrt(var2 / k) + 1e-12
+    # generator draws work too and differ from the keyed ones
+    g = hutchinson_trace(model, x, y, nprobes=3, generator=torch.Generator().manual_seed(0))
+    assert g.shape == (4,) and not torch.equal(
+        g, hutchinson_trace(model, x, y, nprobes=3, seed=[0])
+    )
+
+
+def test_linear_softmax_closed_form_input_hessian():
+    """z = Wx + b: H = Wᵀ(diag p − p pᵀ)W, written out in numpy."""
+    from curvmia.curvature import exact_hessian_trace, hutchinson, input_hessian
+
+    torch.manual_seed(6)
+    lin = nn.Linear(16, 5).double()
+    model = nn.Sequential(nn.Flatten(), lin).eval()
+    x = torch.randn(3, 1, 4, 4, dtype=torch.float64)
+    y = torch.tensor([0, 2, 4])
+    w, bias = lin.weight.detach().numpy(), lin.bias.detach().numpy()
+    got = input_hessian(model, x, y).numpy()
+    for i in range(3):
+        z = w @ x[i].reshape(-1).numpy() + bias
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        hess = w.T @ (np.diag(p) - np.outer(p, p)) @ w
+        np.testing.assert_allclose(got[i], hess, atol=1e-12)
+        assert exact_hessian_trace(model, x[i : i + 1], y[i : i + 1]).item() == pytest.approx(
+            np.trace(hess), rel=1e-10
+        )
+    probes = torch.tensor(sylvester_hadamard(16)).view(16, 1, 4, 4)
+    tr, tr2 = hutchinson(model, x, y, probes=probes)
+    hs = [
+        w.T @ (np.diag(pp) - np.outer(pp, pp)) @ w
+        for pp in torch.softmax(model(x), 1).detach().numpy()
+    ]
+    np.testing.assert_allclose(tr.numpy(), [np.trace(hh) for hh in hs], rtol=1e-10)
+    np.testing.assert_allclose(tr2.numpy(), [(hh**2).sum() for hh in hs], rtol=1e-10)
+
+
+def test_hutchinson_keyed_independent_of_batch_size():
+    from curvmia.curvature import hutchinson
+
+    model = bn_cnn()
+    torch.manual_seed(7)
+    x = torch.randn(64, 2, 6, 6)
+    y = torch.randint(0, 5, (64,))
+    full = hutchinson(model, x, y, nprobes=3, seed=[1, 2], index=torch.arange(64))
+    assert (full[0] >= 0).all()  # ReLU network: H = Jᵀ(diag p − ppᵀ)J is PSD
+    for bs in (1, 7):
+        parts = [
+            hutchinson(
+                model,
+                x[i : i + bs],
+                y[i : i + bs],
+                nprobes=3,
+                seed=[1, 2],
+                index=torch.arange(i, min(i + bs, 64)),
+            )
+            for i in range(0, 64, bs)
+        ]
+        for j in range(2):
+            got = torch.cat([p[j] for p in parts])
+            assert torch.equal(got, full[j]), (bs, j)  # bit-identical (measured)
+
+
+def test_forward_batch_size_follows_the_memory_budget():
+    from curvmia.curvature import activation_bytes, forward_batch_size, zo_block_size
+
+    model = bn_cnn()
+    sample = torch.zeros(2, 6, 6)
+    per = activation_bytes(model, sample)
+    # conv, BN, ReLU, conv, ReLU outputs (6·6·6 floats each), flatten (216) and logits (5)
+    assert per == 4 * (5 * 216 + 216 + 5)
+    sizes = [forward_batch_size(model, sample, mb, cap=10_000) for mb in (0.001, 0.1, 1, 10)]
+    assert sizes[0] == 4 and all(s % 4 == 0 for s in sizes)
+    assert sizes == sorted(sizes) and sizes[-1] > sizes[1]
+    assert forward_batch_size(model, sample, 1e6) == 256  # the CPU cap
+    assert zo_block_size(1, 256) == 64 and zo_block_size(500, 256) == 500

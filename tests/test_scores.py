@@ -76,3 +76,180 @@ def test_score_model_is_deterministic_and_complete():
     )
     np.testing.assert_allclose(d["loss"], a["loss"], rtol=1e-5)
     assert json.loads(str(d["meta"]))["dtype"] == "torch.float64"
+
+
+def _toy_data(n=37, n_test=11, shape=(1, 4, 4), classes=3):
+    from curvmia.data import Prepared
+
+    rng = np.random.default_rng(1)
+    return Prepared(
+        train_images=rng.integers(0, 256, (n, *shape), dtype=np.uint8),
+        train_labels=rng.integers(0, classes, n).astype(np.int64),
+        test_images=rng.integers(0, 256, (n_test, *shape), dtype=np.uint8),
+        test_labels=rng.integers(0, classes, n_test).astype(np.int64),
+        manifest={"mean": [0.5] * shape[0], "std": [0.3] * shape[0]},
+    )
+
+
+def _bn_model():
+    from torch import nn
+
+    torch.manual_seed(0)
+    m = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(64, 3),
+    )
+    with torch.no_grad():
+        m[1].running_mean.uniform_(-0.3, 0.3)
+        m[1].running_var.uniform_(0.5, 2.0)
+    return m
+
+
+SCORING = {
+    "variant": "paper",
+    "h": 1e-3,
+    "niter": 3,
+    "batch_size": 16,
+    "seed": 5,
+    "hutch_nprobes": 2,
+    "memory_mb": 256,
+}
+
+
+def test_scores_bit_identical_across_batch_sizes_budgets_and_shards():
+    from curvmia.io import load_npz, save_npz
+    from curvmia.scores import FEATURES, merge_shards, score_model
+
+    data = _toy_data()
+    cpu = torch.device("cpu")
+    quiet = {"device": cpu, "log": lambda s: None, "row": 4}
+    ref = score_model(_bn_model(), data, scoring=SCORING, **quiet)
+    assert np.isfinite(ref["curv_hutch"]).all() and (ref["curv_hutch_sq"] > 0).all()
+    assert (ref["curv_hutch"] >= 0).all()  # ReLU network: PSD input Hessian
+    # memory budgets of 0.01 MiB give forward batches of a few images, with ragged last chunks
+    for bs, mem in ((1, 256), (7, 0.01), (64, 0.003), (16, 0.01)):
+        got = score_model(
+            _bn_model(), data, scoring={**SCORING, "batch_size": bs, "memory_mb": mem}, **quiet
+        )
+        for f in FEATURES:
+            # the Hutchinson features too (measured; torch does not promise it for backward)
+            np.testing.assert_array_equal(got[f], ref[f], err_msg=f"{f} bs={bs}")
+            np.testing.assert_array_equal(got["test_" + f], ref["test_" + f])
+    # three shards (uneven: 37 = 12 + 12 + 13 and 11 = 3 + 4 + 4) merge into the unsharded file
+    parts = [
+        score_model(_bn_model(), data, scoring={**SCORING, "shards": 3}, shard=(i, 3), **quiet)
+        for i in range(3)
+    ]
+    assert [len(p["loss"]) for p in parts] == [12, 12, 13]
+    merged = merge_shards(parts, log=lambda s: None)
+    assert sorted(merged) == sorted(ref)
+    for k in ref:
+        np.testing.assert_array_equal(merged[k], ref[k], err_msg=k)
+    # the files on disk: same arrays, same metadata
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        save_npz(f"{d}/a.npz", **merged)
+        save_npz(f"{d}/b.npz", **ref)
+        a, b = load_npz(f"{d}/a.npz"), load_npz(f"{d}/b.npz")
+        assert str(a["meta"]) == str(b["meta"])
+        assert open(f"{d}/a.npz", "rb").read() == open(f"{d}/b.npz", "rb").read()
+    # shards out of order or from another model are refused
+    with pytest.raises(ValueError, match="shard"):
+        merge_shards([parts[1], parts[0], parts[2]], log=lambda s: None)
+    other = score_model(
+        _bn_model(), data, scoring=SCORING, shard=(2, 3), device=cpu, row=5, log=lambda s: None
+    )
+    with pytest.raises(ValueError, match="row"):
+        merge_shards([parts[0], parts[1], other], log=lambda s: None)
+
+
+def test_scoring_leaves_batchnorm_statistics_and_weights_untouched():
+    from curvmia.scores import score_model
+
+    model = _bn_model().train()  # even when handed over in train mode
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    out = score_model(
+        model, _toy_data(), scoring=SCORING, row=0, device=torch.device("cpu"), log=lambda s: None
+    )
+    assert not model.training
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    meta = json.loads(str(out["meta"]))
+    assert meta["tf32"] == {"matmul": False, "cudnn": False}
+    assert meta["device"] == "cpu" and meta["torch"] == torch.__version__
+    assert meta["negative_curv_hutch_frac"] == 0.0
+    assert meta["dtype"] == "torch.float32" and "shards" not in meta["scoring"]
+
+
+def test_hutch_off_gives_nan_features():
+    from curvmia.scores import score_model
+
+    out = score_model(
+        _bn_model(),
+        _toy_data(),
+        scoring={**SCORING, "hutch_nprobes": 0},
+        row=0,
+        device=torch.device("cpu"),
+        log=lambda s: None,
+    )
+    assert np.isnan(out["curv_hutch"]).all() and np.isnan(out["test_curv_hutch_sq"]).all()
+    assert json.loads(str(out["meta"]))["negative_curv_hutch_frac"] is None
+
+
+def test_fused_attention_off_for_second_order_vit():
+    import timm
+    from timm.layers import set_fused_attn, use_fused_attn
+
+    from curvmia.curvature import exact_hessian_trace, hutchinson
+    from curvmia.scores import disable_fused_attention
+
+    was = use_fused_attn()
+    try:
+        disable_fused_attention()
+        torch.manual_seed(0)
+        vit = (
+            timm.create_model(
+                "vit_tiny_patch16_224",
+                pretrained=False,
+                img_size=8,
+                patch_size=4,
+                in_chans=1,
+                embed_dim=16,
+                depth=1,
+                num_heads=2,
+                num_classes=3,
+            )
+            .double()
+            .eval()
+        )
+        assert vit.blocks[0].attn.fused_attn is False
+        x = torch.randn(2, 1, 8, 8, dtype=torch.float64)
+        y = torch.tensor([0, 2])
+        h = np.ones((1, 1))
+        while h.shape[0] < 64:
+            h = np.block([[h, h], [h, -h]])
+        tr, _ = hutchinson(vit, x, y, probes=torch.tensor(h).view(64, 1, 8, 8))
+        torch.testing.assert_close(tr, exact_hessian_trace(vit, x, y), rtol=1e-8, atol=1e-12)
+        # the reference: the diagonal of torch.autograd.functional.hessian
+        f = lambda z: torch.nn.functional.cross_entropy(vit(z[None]), y[:1])  # noqa: E731
+        hess = torch.autograd.functional.hessian(f, x[0]).reshape(64, 64)
+        assert tr[0].item() == pytest.approx(hess.trace().item(), rel=1e-8, abs=1e-12)
+    finally:
+        set_fused_attn(was)
+
+
+def test_channels_last_option_scores_the_same_model():
+    from curvmia.scores import score_model
+
+    cpu = torch.device("cpu")
+    quiet = {"device": cpu, "log": lambda s: None, "row": 1}
+    a = score_model(_bn_model(), _toy_data(), scoring={**SCORING, "channels_last": False}, **quiet)
+    b = score_model(_bn_model(), _toy_data(), scoring={**SCORING, "channels_last": True}, **quiet)
+    assert json.loads(str(b["meta"]))["channels_last"] is True
+    assert json.loads(str(a["meta"]))["channels_last"] is False
+    np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(b["curv_hutch"], a["curv_hutch"], rtol=1e-3, atol=1e-6)
