@@ -149,6 +149,9 @@ def fit_auroc(eps, auroc, *, L: float, m: float, level: float = 0.05) -> BoundFi
             "constant AUROC; the measurements do not show the bound's trend"
         )
     names = ("s", "c", "offset")
+    loose = [k for k, v, e in zip(names, popt, se) if not abs(v) > 2 * e]
+    if loose and dof > 0:
+        note += f"; within 2 standard errors of 0: {', '.join(loose)}"
     return BoundFit(
         L, m, n, dict(zip(names, map(float, popt))), dict(zip(names, map(float, se))),
         resid, rss, float(f_stat), p_value, significant, note,
@@ -432,30 +435,31 @@ def plot_sweep(res: dict, cfg: dict, path: str) -> None:
         ax.legend(fontsize=7)
         ax = axes[2]
         one = f.drop_duplicates("model")
-        ax.errorbar(
-            one["eps_train"], one["eps_emp"].clip(upper=1e3),
-            yerr=[one["eps_emp"].clip(upper=1e3) - one["eps_emp_lo"], np.zeros(len(one))],
-            fmt="o", label="empirical ε (point, lower bound)",
-        )  # fmt: skip
+        finite = np.isfinite(one["eps_emp"])
+        ax.plot(one["eps_train"][finite], one["eps_emp"][finite], "o", mfc="none",
+                label="empirical ε (point estimate)")  # fmt: skip
+        ax.plot(one["eps_train"], one["eps_emp_lo"], "v", label="empirical ε lower bound")
         ax.plot(e, e, "k--", label="training ε")
         ax.set(xlabel="training ε", ylabel="ε", title=f"empirical ε (δ = {cfg['delta']:g})")
         ax.legend(fontsize=7)
     else:
         a, ap = res["auroc"], res["auroc_points"]
         ax = axes[0]
-        for key, lab in (("curv", cfg["curv_attack"]), ("loss", cfg["loss_attack"])):
-            ax.plot(ap[key]["value"], ap[key]["auroc"], "o", alpha=0.5)
-            ax.plot(a["m"], a[key], "-", label=lab)
+        for i, (key, lab) in enumerate(
+            (("curv", cfg["curv_attack"]), ("loss", cfg["loss_attack"]))
+        ):
+            ax.plot(ap[key]["value"], ap[key]["auroc"], "o", color=f"C{i}", alpha=0.5)
+            ax.plot(a["m"], a[key], "-", color=f"C{i}", label=lab)
         if res["crossover"] is not None:
             ax.axvline(res["crossover"], color="k", ls=":", label="crossover")
         ax.set(xlabel="training-set size m", ylabel="AUROC", title="AUROC vs m", xscale="log")
         ax.legend(fontsize=7)
         for ax, est in ((axes[1], "kl_knn"), (axes[2], "kl_gauss")):
-            for stat in ("logcurv_zo", "loss"):
+            for i, stat in enumerate(("logcurv_zo", "loss")):
                 g = f[f["statistic"] == stat]
-                ax.plot(g["value"], g[est], "o", ms=4, label=stat)
+                ax.plot(g["value"], g[est], "o", ms=4, color=f"C{i}", label=stat)
                 gm = g.groupby("value")[est].mean()
-                ax.plot(gm.index, gm.values, "-")
+                ax.plot(gm.index, gm.values, "-", color=f"C{i}")
             ax.set(xlabel="training-set size m", ylabel="KL", xscale="log",
                    title=f"KL(members ‖ non-members), {est[3:]}")  # fmt: skip
             ax.legend(fontsize=7)

@@ -82,4 +82,4 @@ def final_outputs():
         f"{RESULTS}/roc.png",
         f"{RESULTS}/curv_hist.png",
         f"{RESULTS}/models.csv",
-    ]
+    ] + theory_outputs()

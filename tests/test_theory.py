@@ -31,6 +31,8 @@ from curvmia.theory import (
     fit_auroc,
     kl_bound,
     main_targets_frame,
+    plot_sweep,
+    sweep_note,
 )
 
 CFG = {
@@ -316,6 +318,10 @@ def test_dp_sweep_analysis(tmp_path, monkeypatch):
     lo = f[f["statistic"] == "loss"].groupby("value")[["kl_gauss", "auroc"]].mean()
     assert lo["kl_gauss"].iloc[-1] > lo["kl_gauss"].iloc[0]
     assert lo["auroc"].iloc[-1] > 0.55
+    plot_sweep(res, CFG, str(tmp_path / "dp.png"))
+    assert (tmp_path / "dp.png").stat().st_size > 10_000
+    note = sweep_note(res, CFG)
+    assert "fit significant" in note and "12 targets" in note
 
 
 def test_size_sweep_analysis_and_script(tmp_path):

@@ -90,18 +90,33 @@ def test_metrics_values(finished_run):
     assert len(models) == 10 and (models.train_acc > models.test_acc).all()
 
 
+def test_theory_values(finished_run):
+    df = pd.read_csv(finished_run / "results" / "test" / "theory" / "targets.csv")
+    assert set(df.target) == {4, 9}
+    assert {"logcurv_zo", "loss", "p_true", "phi"} <= set(df.statistic)
+    assert (df.n_members + df.n_nonmembers == 500).all()
+    assert (df.audit_n_members + df.audit_n_nonmembers == 250).all()  # the evaluation half
+    assert set(df.audit_attack) <= {"curv_nll", "lira_online", "yeom"}
+    assert (df.eps_emp_lo >= 0).all() and (df.eps_emp_lo <= df.eps_emp_hi).all()
+    assert (df.bound_kl == float("inf")).all()
+    # loss, p_true and phi are monotone maps of each other at one query: one AUROC
+    one = df[df.statistic.isin(["loss", "p_true"])].groupby("target").auroc
+    assert (one.max() - one.min()).max() < 1e-9
+    assert df[df.statistic == "loss"].auroc.between(0.55, 1).all()  # members have lower loss
+
+
 def test_report(finished_run):
     report = finished_run / "report.html"
     snakemake(finished_run, TEST_CONFIG, "--report", str(report))
     html = report.read_text(errors="replace")
-    for name in ("metrics.csv", "roc.png", "curv_hist.png", "models.csv"):
+    for name in ("metrics.csv", "roc.png", "curv_hist.png", "models.csv", "bounds.png"):
         assert name in html, name
 
 
 def test_attack_change_reruns_only_attack_and_after(finished_run, tmp_path):
     cfg = with_changes(tmp_path, "attack.yaml", lambda c: c["attacks"][0].update(variant="clean"))
     plan = planned_jobs(snakemake(finished_run, cfg, "-n"))
-    assert plan == {"attack": 1, "metrics": 1, "all": 1}, plan
+    assert plan == {"attack": 1, "metrics": 1, "theory": 1, "all": 1}, plan
     before = metrics(finished_run)
     snakemake(finished_run, cfg)
     after = metrics(finished_run)
@@ -111,10 +126,17 @@ def test_attack_change_reruns_only_attack_and_after(finished_run, tmp_path):
     pd.testing.assert_series_equal(b.loc["yeom", "auroc"], a.loc["yeom", "auroc"])
     # and back: the original setting is again a change of params
     plan = planned_jobs(snakemake(finished_run, TEST_CONFIG, "-n"))
-    assert plan == {"attack": 1, "metrics": 1, "all": 1}, plan
+    assert plan == {"attack": 1, "metrics": 1, "theory": 1, "all": 1}, plan
 
 
 def test_scoring_change_never_retrains(finished_run, tmp_path):
     cfg = with_changes(tmp_path, "scoring.yaml", lambda c: c["scoring"].update(niter=3))
     plan = planned_jobs(snakemake(finished_run, cfg, "-n"))
-    assert plan == {"score": 10, "attack": 3, "metrics": 1, "curv_hist": 1, "all": 1}, plan
+    assert plan == {
+        "score": 10,
+        "attack": 3,
+        "metrics": 1,
+        "curv_hist": 1,
+        "theory": 1,
+        "all": 1,
+    }, plan
