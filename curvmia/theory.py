@@ -33,7 +33,7 @@ import pandas as pd  # noqa: E402
 from scipy import stats as sps  # noqa: E402
 from scipy.optimize import curve_fit  # noqa: E402
 
-from .distinguish import audit, distinguishability, statistics  # noqa: E402
+from .distinguish import audit, distinguishability, epsilon_bounds, statistics  # noqa: E402
 from .io import load_npz  # noqa: E402
 
 SWEEPS = ("dp", "size")
@@ -319,6 +319,42 @@ def attack_points(metrics: pd.DataFrame, attack: str, key: str) -> pd.DataFrame:
     return pts[["value", "seed", "auroc"]].astype({"value": float})
 
 
+def operating_point_epsilon(metrics: pd.DataFrame, *, delta: float, alpha: float) -> pd.DataFrame:
+    """Empirical ε lower bound per sweep target from the attacks' TPR at fixed FPR in a
+    metrics.csv (columns ``tpr@<fpr>``, with ``n_members`` and ``n_nonmembers``).
+
+    Counts are TP = round(TPR·n_members) and FP = ceil(FPR·n_nonmembers). The threshold at
+    a fixed FPR is an order statistic of the non-member scores, whose true FPR is
+    Beta(FP + 1, n − FP) distributed, so the Clopper–Pearson upper limit stays valid; TPR is
+    read off the interpolated ROC, so the bound is approximate. The best of all attacks ×
+    FPRs is taken with a Bonferroni correction (α divided by the number of candidates).
+    Empty cells (too few non-members for that FPR) are skipped.
+    """
+    mt = metrics[~metrics["target"].isin(["mean", "std"])]
+    cols = [c for c in mt.columns if c.startswith("tpr@")]
+    rows = []
+    for (value, seed), g in mt.groupby(["value", "seed"], sort=True):
+        cands = []
+        for c in cols:
+            f = float(c[4:])
+            for _, r in g[g[c].notna()].iterrows():
+                cands.append((r["attack"], f, r[c], int(r["n_members"]), int(r["n_nonmembers"])))
+        best = {"value": value, "seed": int(seed), "eps_ops_lo": float("nan"),
+                "eps_ops_attack": "", "eps_ops_fpr": float("nan")}  # fmt: skip
+        for attack, f, tpr, n_pos, n_neg in cands:
+            b = epsilon_bounds(
+                round(tpr * n_pos), n_pos, math.ceil(f * n_neg - 1e-9), n_neg,
+                delta=delta, alpha=alpha / len(cands),
+            )  # fmt: skip
+            lo = max(0.0, float(b["eps_lo"]))
+            if not lo <= best["eps_ops_lo"]:
+                best.update(eps_ops_lo=lo, eps_ops_attack=attack, eps_ops_fpr=f)
+        rows.append(best)
+    return pd.DataFrame(
+        rows, columns=["value", "seed", "eps_ops_lo", "eps_ops_attack", "eps_ops_fpr"]
+    )
+
+
 def analyse_sweep(targets_csv: str, metrics_csv: str, sweep: str, cfg: dict) -> dict:
     """Everything the sweep figure and note need: per-target frame, attack AUROCs, and the
     bound fit (dp) or the curvature/loss crossover (size)."""
@@ -329,6 +365,8 @@ def analyse_sweep(targets_csv: str, metrics_csv: str, sweep: str, cfg: dict) -> 
         c = attack_points(metrics, cfg["curv_attack"], "curv_attack")
         lo = attack_points(metrics, cfg["loss_attack"], "loss_attack")
     frame = sweep_frame(targets, Path(targets_csv).parent, cfg)
+    ops = operating_point_epsilon(metrics, delta=cfg["delta"], alpha=cfg["alpha"])
+    frame = frame.merge(ops.astype({"value": float}), how="left", on=["value", "seed"])
     res: dict = {"sweep": sweep, "frame": frame}
     if sweep == "dp":
         m_vals = frame.drop_duplicates("model")["m"]
@@ -382,6 +420,15 @@ def sweep_note(res: dict, cfg: dict) -> str:
             f"the training ε for {viol} of {len(one)} targets"
             + (" (a DP violation or a bug)." if viol else ".")
         )
+        ops = one["eps_ops_lo"].dropna()
+        if len(ops):
+            lines.append(
+                f"From the attacks' TPR at fixed FPR in metrics.csv: ε ≥ {ops.min():.3g}.."
+                f"{ops.max():.3g}; exceeds the training ε for "
+                f"{int((one['eps_ops_lo'] > one['eps_train']).sum())} of {len(one)} targets."
+            )
+        else:
+            lines.append("metrics.csv reports no TPR at fixed FPR (too few non-members).")
         gap_ok = int((one["loss_gap_clipped"] <= one["bound_error_stability"]).sum())
         lines.append(
             f"Clipped loss gap within the error-stability bound L(1−e^−ε) for {gap_ok} of "
@@ -438,7 +485,8 @@ def plot_sweep(res: dict, cfg: dict, path: str) -> None:
         finite = np.isfinite(one["eps_emp"])
         ax.plot(one["eps_train"][finite], one["eps_emp"][finite], "o", mfc="none",
                 label="empirical ε (point estimate)")  # fmt: skip
-        ax.plot(one["eps_train"], one["eps_emp_lo"], "v", label="empirical ε lower bound")
+        ax.plot(one["eps_train"], one["eps_emp_lo"], "v", label="ε lower bound (statistics)")
+        ax.plot(one["eps_train"], one["eps_ops_lo"], "^", label="ε lower bound (attacks' TPR@FPR)")
         ax.plot(e, e, "k--", label="training ε")
         ax.set(xlabel="training ε", ylabel="ε", title=f"empirical ε (δ = {cfg['delta']:g})")
         ax.legend(fontsize=7)

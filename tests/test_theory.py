@@ -31,6 +31,7 @@ from curvmia.theory import (
     fit_auroc,
     kl_bound,
     main_targets_frame,
+    operating_point_epsilon,
     plot_sweep,
     sweep_note,
 )
@@ -322,6 +323,7 @@ def test_dp_sweep_analysis(tmp_path, monkeypatch):
     assert (tmp_path / "dp.png").stat().st_size > 10_000
     note = sweep_note(res, CFG)
     assert "fit significant" in note and "12 targets" in note
+    assert f["eps_ops_lo"].notna().all() and (f["eps_ops_attack"] != "").all()
 
 
 def test_size_sweep_analysis_and_script(tmp_path):
@@ -392,3 +394,24 @@ def test_main_targets_frame(tmp_path):
     bad = {**attack, "is_member": ~attack["is_member"]}
     with pytest.raises(ValueError, match="membership"):
         main_targets_frame(paths, [2, 3], masks, {"bad": bad}, CFG)
+
+
+def test_operating_point_epsilon_hand_computed():
+    base = {"value": 2.0, "seed": 0, "n_members": 1000, "n_nonmembers": 2000}
+    metrics = pd.DataFrame(
+        [
+            {**base, "attack": "weak", "target": "m0", "tpr@0.01": 0.02, "tpr@0.001": np.nan},
+            {**base, "attack": "strong", "target": "m0", "tpr@0.01": 0.30, "tpr@0.001": np.nan},
+            {**base, "attack": "strong", "target": "mean", "tpr@0.01": 0.9, "tpr@0.001": 0.9},
+        ]
+    )
+    out = operating_point_epsilon(metrics, delta=0.0, alpha=0.05)
+    assert len(out) == 1
+    r = out.iloc[0]
+    assert r["eps_ops_attack"] == "strong" and r["eps_ops_fpr"] == 0.01
+    # 2 candidates (the aggregate row and the empty cells do not count): α/2 each, then α/4
+    # per rate; TP = 300 of 1000, FP = 20 of 2000
+    tpr_lo = _cp_reference(300, 1000, 0.05 / 4, "lower")
+    fpr_hi = _cp_reference(20, 2000, 0.05 / 4, "upper")
+    assert r["eps_ops_lo"] == pytest.approx(math.log(tpr_lo / fpr_hi), rel=1e-6)
+    assert 2.5 < r["eps_ops_lo"] < math.log(30)
