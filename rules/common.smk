@@ -93,4 +93,4 @@ def final_outputs():
         f"{RESULTS}/health.csv",
         f"{RESULTS}/per_example.csv.gz",
         f"{RESULTS}/exposed.png",
-    ] + ([f"{RESULTS}/loo.md"] if config["metrics"]["loo"] else [])
+    ] + ([f"{RESULTS}/loo.md"] if config["metrics"]["loo"] else []) + theory_outputs()

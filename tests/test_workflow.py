@@ -62,7 +62,7 @@ def with_changes(tmp_path: Path, name: str, change) -> Path:
 
 
 # what one changed attack reruns: itself, the metrics, the per-example export, leave-one-out
-AFTER_ATTACK = {"attack": 1, "metrics": 1, "per_example": 1, "loo": 1, "all": 1}
+AFTER_ATTACK = {"attack": 1, "metrics": 1, "per_example": 1, "loo": 1, "theory": 1, "all": 1}
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +120,21 @@ def test_per_example_health_and_loo(finished_run):
     assert len(per) == 2 and (per.diff_lo <= per["diff"]).all()
 
 
+def test_theory_values(finished_run):
+    df = pd.read_csv(finished_run / "results" / "test" / "theory" / "targets.csv")
+    assert set(df.target) == {4, 9}
+    assert {"logcurv_zo", "loss", "p_true", "phi"} <= set(df.statistic)
+    assert (df.n_members + df.n_nonmembers == 500).all()
+    assert (df.audit_n_members + df.audit_n_nonmembers == 250).all()  # the evaluation half
+    assert set(df.audit_attack) <= {"curv_nll", "lira_online", "yeom", "song", "rmia_online"}
+    assert (df.eps_emp_lo >= 0).all() and (df.eps_emp_lo <= df.eps_emp_hi).all()
+    assert (df.bound_kl == float("inf")).all()
+    # loss, p_true and phi are monotone maps of each other at one query: one AUROC
+    one = df[df.statistic.isin(["loss", "p_true"])].groupby("target").auroc
+    assert (one.max() - one.min()).max() < 1e-9
+    assert df[df.statistic == "loss"].auroc.between(0.55, 1).all()  # members have lower loss
+
+
 def test_report(finished_run):
     report = finished_run / "report.html"
     snakemake(finished_run, TEST_CONFIG, "--report", str(report))
@@ -134,6 +149,7 @@ def test_report(finished_run):
         "vulnerability.csv",
         "exposed.png",
         "loo.csv",
+        "bounds.png",
     ):
         assert name in html, name
 

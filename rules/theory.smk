@@ -1,0 +1,65 @@
+# Theory (SPEC §6): the paper's bounds beside measured distinguishability and the empirical
+# epsilon of the best attack, for the main experiment's targets and, when present, for the DP
+# and dataset-size sweeps (results/<experiment>/sweeps/<sweep>/{targets,metrics}.csv).
+#
+# The sweep analysis is requested only for sweeps listed in theory.sweeps whose two inputs
+# some other rule produces (or that already exist). The check runs lazily, when rule all
+# collects its inputs after every rule file is included, so it does not depend on include
+# order, and a workflow without sweep rules still parses and dry-runs.
+include: "theory_common.smk"
+
+
+rule theory:
+    input:
+        masks=f"{RESULTS}/masks.npz",
+        scores=score_files(TARGETS),
+        attacks=expand(f"{RESULTS}/attacks/{{label}}.npz", label=ATTACK_LABELS),
+    output:
+        csv=report(f"{THEORY}/targets.csv", caption="../report/theory.rst", category="Theory"),
+        md=f"{THEORY}/targets.md",
+        fig=report(f"{THEORY}/bounds.png", caption="../report/theory.rst", category="Theory"),
+    params:
+        theory=as_json({k: config["theory"][k] for k in THEORY_MAIN_KEYS}),
+        targets=",".join(map(str, TARGETS)),
+    conda:
+        "../envs/curvmia.yaml"
+    log:
+        f"{RESULTS}/logs/theory.log",
+    shell:
+        "python $CURVMIA_SCRIPTS/theory.py --theory {params.theory:q} --masks {input.masks}"
+        " --target-rows {params.targets} --target-scores {input.scores}"
+        " --attacks {input.attacks} --csv {output.csv} --md {output.md} --fig {output.fig}"
+        " > {log} 2>&1"
+
+
+rule theory_sweep:
+    input:
+        unpack(lambda wc: _sweep_inputs(wc.sweep)),
+    output:
+        csv=report(
+            f"{THEORY}/sweep_{{sweep}}.csv",
+            caption="../report/theory_sweep.rst",
+            category="Theory",
+            subcategory="{sweep} sweep",
+        ),
+        fit=f"{THEORY}/sweep_{{sweep}}.json",
+        note=f"{THEORY}/sweep_{{sweep}}.md",
+        fig=report(
+            f"{THEORY}/sweep_{{sweep}}.png",
+            caption="../report/theory_sweep.rst",
+            category="Theory",
+            subcategory="{sweep} sweep",
+        ),
+    params:
+        theory=as_json({k: v for k, v in config["theory"].items() if k != "sweeps"}),
+    wildcard_constraints:
+        sweep="dp|size",
+    conda:
+        "../envs/curvmia.yaml"
+    log:
+        f"{RESULTS}/logs/theory_sweep_{{sweep}}.log",
+    shell:
+        "python $CURVMIA_SCRIPTS/theory_sweep.py --sweep {wildcards.sweep}"
+        " --theory {params.theory:q} --targets {input.targets} --metrics {input.metrics}"
+        " --csv {output.csv} --fit {output.fit} --note {output.note} --fig {output.fig}"
+        " > {log} 2>&1"

@@ -1,0 +1,417 @@
+"""Theory bounds, the bound fit, KL estimators, empirical epsilon, and the sweep analysis."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from _util import REPO, subprocess_env
+from scipy.stats import binom, norm
+
+from curvmia.distinguish import (
+    audit,
+    clopper_pearson,
+    epsilon_bounds,
+    gaussian_kl,
+    kl_gauss,
+    kl_knn,
+    statistics,
+)
+from curvmia.io import save_npz
+from curvmia.scores import FEATURES
+from curvmia.theory import (
+    analyse_sweep,
+    auroc_form,
+    crossover,
+    curvature_bound,
+    error_stability_bound,
+    fit_auroc,
+    kl_bound,
+    main_targets_frame,
+    operating_point_epsilon,
+    plot_sweep,
+    sweep_note,
+)
+
+CFG = {
+    "loss_clip": 10.0,
+    "c2": 0.0,
+    "query": 0,
+    "kl_k": 5,
+    "delta": 1e-5,
+    "alpha": 0.05,
+    "audit_select": 0.5,
+    "seed": 0,
+    "fit_attack": "curv_nll",
+    "curv_attack": "curv_nll",
+    "loss_attack": "yeom",
+}
+
+
+# --- bounds -----------------------------------------------------------------------------------
+
+
+def test_bounds_at_hand_checked_points():
+    # L(1 - e^-1) with L = 10: 10 * (1 - 0.36787944117144233)
+    assert error_stability_bound(1.0, 10.0) == pytest.approx(6.321205588285577, rel=1e-12)
+    assert error_stability_bound(0.0, 10.0) == 0.0
+    assert error_stability_bound(np.inf, 3.0) == 3.0
+    # ε = ln 2 -> 1 - e^-ε = 1/2: L(m+1)/2 + c2 = 2 * 10 / 2 + 1
+    assert curvature_bound(math.log(2), 9, 2.0, 1.0) == pytest.approx(11.0, rel=1e-12)
+    assert kl_bound(3.0) == 3.0 and kl_bound(0.5) == 0.5
+    # u = 1/2: L m u = 3, + L + c = 4, s * 16 + offset = 8.1
+    assert auroc_form(math.log(2), 0.5, -1.0, 0.1, L=2.0, m=3.0) == pytest.approx(8.1, rel=1e-12)
+    assert auroc_form(0.0, 1.0, 0.0, 0.0, L=2.0, m=100.0) == pytest.approx(4.0)
+
+
+# --- KL estimators ----------------------------------------------------------------------------
+
+
+def test_gaussian_kl_closed_form():
+    # log(2) + (1 + 1) / (2 * 4) - 1/2
+    assert gaussian_kl(0.0, 1.0, 1.0, 2.0) == pytest.approx(math.log(2) - 0.25, rel=1e-12)
+    assert gaussian_kl(3.0, 0.7, 3.0, 0.7) == 0.0
+
+
+@pytest.mark.parametrize(
+    "mu1,sd1,mu2,sd2", [(0.0, 1.0, 1.0, 2.0), (0.0, 1.0, 0.5, 1.0), (-2.0, 0.5, -1.0, 1.5)]
+)
+def test_kl_estimators_match_closed_form(mu1, sd1, mu2, sd2):
+    rng = np.random.default_rng(1)
+    x = rng.normal(mu1, sd1, 6000)
+    y = rng.normal(mu2, sd2, 6000)
+    truth = gaussian_kl(mu1, sd1, mu2, sd2)
+    assert kl_gauss(x, y) == pytest.approx(truth, abs=0.03)
+    assert kl_knn(x, y, k=5) == pytest.approx(truth, abs=0.06)
+    # identical distributions: both near 0
+    assert abs(kl_knn(x, rng.normal(mu1, sd1, 6000))) < 0.05
+
+
+def test_kl_knn_survives_ties():
+    rng = np.random.default_rng(2)
+    x = np.r_[np.full(50, -50.0), rng.normal(0, 1, 950)]  # exact-zero curvatures as log 1e-22
+    y = np.r_[np.full(50, -50.0), rng.normal(0, 1, 950)]
+    val = kl_knn(x, y)
+    assert np.isfinite(val) and abs(val) < 0.15
+
+
+def test_statistics_orientation_and_extra_curvature():
+    feats = {
+        "loss": np.array([[1.0, 9.0], [2.0, 9.0]]),
+        "p_true": np.array([[0.5, 0.1], [0.2, 0.1]]),
+        "curv_zo": np.array([[1e-3, 1.0], [1.0, 1.0]]),
+        "curv_hutch": np.array([[-2.0, 0.0], [0.5, 0.0]]),
+    }
+    st = statistics(feats, 0)
+    assert set(st) == {"logcurv_zo", "logcurv_hutch", "loss", "p_true"}
+    np.testing.assert_allclose(st["loss"], [-1.0, -2.0])
+    np.testing.assert_allclose(st["logcurv_zo"], [-math.log(1e-3), 0.0], atol=1e-12)
+    np.testing.assert_allclose(st["logcurv_hutch"], [-math.log(2.0), -math.log(0.5)])
+
+
+# --- bound fit --------------------------------------------------------------------------------
+
+TRUE = {"s": 0.002, "c": 1.0, "offset": 0.5}
+EPS = np.array([0.05, 0.1, 0.2, 0.4, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0])
+
+
+def _synthetic_fit(seed, noise=0.005, L=2.0, m=5.0):
+    rng = np.random.default_rng(seed)
+    e = np.repeat(EPS, 3)
+    y = auroc_form(e, TRUE["s"], TRUE["c"], TRUE["offset"], L=L, m=m) + rng.normal(0, noise, e.size)
+    return fit_auroc(e, y, L=L, m=m)
+
+
+def test_fit_recovers_known_parameters_within_standard_errors():
+    fit = _synthetic_fit(0)
+    assert fit.significant and fit.p_value < 1e-6
+    for k, v in TRUE.items():
+        assert abs(fit.params[k] - v) < 2.5 * fit.stderr[k], (k, fit.params[k], fit.stderr[k])
+        assert fit.stderr[k] < 0.5 * abs(v) + 0.05
+    assert fit.residuals.shape == (30,)
+    assert fit.residuals.std() == pytest.approx(0.005, rel=0.35)
+    # and the standard errors are honest: ~95% of 1.96-SE intervals cover the truth
+    cover = {k: 0 for k in TRUE}
+    for seed in range(60):
+        f = _synthetic_fit(100 + seed)
+        for k, v in TRUE.items():
+            cover[k] += abs(f.params[k] - v) <= 1.96 * f.stderr[k]
+    assert all(c >= 50 for c in cover.values()), cover
+
+
+def test_fit_on_noise_is_not_significant():
+    rng = np.random.default_rng(3)
+    e = np.repeat(EPS, 2)
+    fit = fit_auroc(e, 0.5 + rng.normal(0, 0.01, e.size), L=2.0, m=5.0)
+    assert not fit.significant and "not significant" in fit.note
+    few = fit_auroc([1.0, 2.0], [0.5, 0.6], L=2.0, m=5.0)
+    assert not few.significant and "not fitted" in few.note
+
+
+def test_crossover():
+    m = [500, 1000, 3000, 7000]
+    mc, note = crossover(m, [0.6, 0.62, 0.70, 0.72], [0.8, 0.7, 0.66, 0.6])
+    # d = -0.08 at 1000, +0.04 at 3000: 1000 + 2000 * 0.08 / 0.12
+    assert mc == pytest.approx(1000 + 2000 * 0.08 / 0.12)
+    assert "3000" in note
+    assert crossover(m, [0.9] * 4, [0.8] * 4)[0] is None
+    none, note = crossover(m, [0.5] * 4, [0.8] * 4)
+    assert none is None and "loss stays ahead" in note
+
+
+# --- empirical epsilon ------------------------------------------------------------------------
+
+
+def _cp_reference(k, n, a, side):
+    """Clopper-Pearson limit by bisection on the binomial tail (independent of beta.ppf)."""
+    lo, hi = 0.0, 1.0
+    for _ in range(200):
+        p = (lo + hi) / 2
+        if side == "lower":  # P(X >= k | p) = a
+            lo, hi = (p, hi) if binom.sf(k - 1, n, p) < a else (lo, p)
+        else:  # P(X <= k | p) = a
+            lo, hi = (p, hi) if binom.cdf(k, n, p) > a else (lo, p)
+    return (lo + hi) / 2
+
+
+def test_epsilon_bound_hand_computed():
+    b = epsilon_bounds(90, 100, 10, 100, delta=0.0, alpha=0.05)
+    assert b["eps"] == pytest.approx(math.log(9.0))
+    tpr_lo = _cp_reference(90, 100, 0.025, "lower")
+    fpr_hi = _cp_reference(10, 100, 0.025, "upper")
+    assert float(b["eps_lo"]) == pytest.approx(math.log(tpr_lo / fpr_hi), rel=1e-6)
+    assert 1.0 < float(b["eps_lo"]) < math.log(9.0) < float(b["eps_hi"])
+    # with delta: log((0.9 - 0.1) / 0.1)
+    assert epsilon_bounds(90, 100, 10, 100, delta=0.1, alpha=0.05)["eps"] == pytest.approx(
+        math.log(8.0)
+    )
+    # no false positives: a finite lower bound, an infinite point estimate
+    b0 = epsilon_bounds(50, 100, 0, 100, delta=0.0, alpha=0.05)
+    assert b0["eps"] == np.inf and np.isfinite(b0["eps_lo"])
+    assert float(clopper_pearson(0, 100, 0.025, "upper")) == pytest.approx(1 - 0.025 ** (1 / 100))
+    # TPR below delta proves nothing
+    assert epsilon_bounds(0, 100, 0, 100, delta=1e-5, alpha=0.05)["eps_lo"] == -np.inf
+
+
+def test_epsilon_interval_covers_the_truth():
+    rng = np.random.default_rng(4)
+    tpr, fpr, n, delta = 0.6, 0.1, 400, 1e-5
+    truth = math.log((tpr - delta) / fpr)
+    tp = rng.binomial(n, tpr, 2000)
+    fp = rng.binomial(n, fpr, 2000)
+    b = epsilon_bounds(tp, n, fp, n, delta=delta, alpha=0.05)
+    assert (b["eps_lo"] <= truth).mean() >= 0.95
+    assert ((b["eps_lo"] <= truth) & (truth <= b["eps_hi"])).mean() >= 0.90
+    assert np.median(b["eps_lo"]) > 1.0  # and it is informative
+
+
+def test_audit_on_synthetic_attack_covers_the_truth():
+    """Gaussian attack scores: members N(1.5, 1), non-members N(0, 1); the true ε of the
+    chosen threshold t is log((1 − Φ(t − 1.5) − δ) / (1 − Φ(t)))."""
+    delta, hits, los = 1e-5, 0, []
+    for seed in range(150):
+        rng = np.random.default_rng(1000 + seed)
+        m = rng.random(2000) < 0.5
+        s = rng.normal(0, 1, 2000) + 1.5 * m
+        r = audit({"a": s, "noise": rng.normal(size=2000)}, m, delta=delta, alpha=0.05,
+                  select_frac=0.5, seed=seed)  # fmt: skip
+        t = r["audit_threshold"]
+        truth = math.log((norm.sf(t - 1.5) - delta) / norm.sf(t))
+        hits += r["eps_emp_lo"] <= truth
+        los.append(r["eps_emp_lo"])
+        assert r["audit_attack"] == "a" or r["eps_emp_lo"] == 0.0
+        assert r["audit_n_members"] + r["audit_n_nonmembers"] == 1000
+    assert hits >= 0.95 * 150
+    assert np.median(los) > 0.5
+    # no signal: no bound
+    rng = np.random.default_rng(5)
+    m = rng.random(2000) < 0.5
+    r = audit({"a": rng.normal(size=2000)}, m, delta=delta, alpha=0.05, select_frac=0.5, seed=0)
+    assert r["eps_emp_lo"] < 0.3
+
+
+# --- per-target and sweep analysis on files in the issue-5 output format ----------------------
+
+
+def _features(rng, member, effect):
+    """Score-file arrays (population and test split, 2 queries) whose loss and curvature are
+    lower for members by ``effect`` standard deviations."""
+    n = len(member)
+    out = {}
+    for prefix, mem in (("", member), ("test_", np.zeros(200, bool))):
+        k = len(mem)
+        z = rng.normal(size=(k, 2)) - effect * mem[:, None]
+        loss = np.exp(z - 1.0)
+        f = {
+            "loss": loss,
+            "p_true": np.exp(-loss),
+            "p_max": np.exp(-loss),
+            "phi": -np.log(np.expm1(loss)),
+            "phi_max": -np.log(np.expm1(loss)),
+            "mentr": loss,
+            "curv_zo": np.exp(z + 0.3 * rng.normal(size=(k, 2)) - 3.0),
+        }
+        out.update({prefix + key: v for key, v in f.items()})
+    out["meta"] = np.array(json.dumps({"row": 0, "synthetic": True, "n": n}))
+    return out
+
+
+def _write_sweep(tmp_path, sweep, values, effect_of, auroc_of):
+    d = tmp_path / "results" / "exp" / "sweeps" / sweep
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(7)
+    rows, mrows = [], []
+    for value in values:
+        for seed in (0, 1):
+            model = f"{sweep}_{value}_{seed}"
+            n = 600
+            m_count = int(value) if sweep == "size" else 300
+            member = np.zeros(n, bool)
+            member[rng.permutation(n)[:m_count]] = True
+            feats = _features(rng, member, effect_of(value))
+            assert set(FEATURES) <= set(feats)
+            spath = d / "scores" / f"{model}.npz"
+            mpath = d / "members" / f"{model}.npy"
+            mpath.parent.mkdir(exist_ok=True)
+            save_npz(spath, **feats)
+            np.save(mpath, member)
+            rows.append({"sweep": sweep, "value": value, "seed": seed, "model": model,
+                         "scores": str(spath.relative_to(tmp_path)),
+                         "members": str(mpath.relative_to(tmp_path)), "test_acc": 0.9})  # fmt: skip
+            for attack in ("curv_nll", "yeom"):
+                a = auroc_of(attack, value) + 0.002 * (seed - 0.5)
+                mrows.append({"attack": attack, "target": model, "auroc": a,
+                              "bal_acc_paper": a, "bal_acc_best": a, "n_members": m_count,
+                              "n_nonmembers": n - m_count, "n_nan_scores": 0, "auroc_lo": a - 0.02,
+                              "auroc_hi": a + 0.02, "tpr@0.01": 0.05, "tpr@0.001": np.nan,
+                              "tpr@0.0001": np.nan, "value": value, "seed": seed})  # fmt: skip
+    # the aggregate rows of the main metrics.csv format are ignored
+    mrows.append({**mrows[0], "target": "mean"})
+    pd.DataFrame(rows).to_csv(d / "targets.csv", index=False)
+    pd.DataFrame(mrows).to_csv(d / "metrics.csv", index=False)
+    return d
+
+
+DP_EPS = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
+
+
+def _dp_auroc(attack, eps):
+    return float(auroc_form(eps, 1e-9, 10.0, 0.52, L=10.0, m=300.0))
+
+
+def test_dp_sweep_analysis(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    d = _write_sweep(tmp_path, "dp", DP_EPS, lambda e: 0.1 * math.log1p(e), _dp_auroc)
+    res = analyse_sweep(str(d / "targets.csv"), str(d / "metrics.csv"), "dp", CFG)
+    f = res["frame"]
+    assert len(f.drop_duplicates("model")) == 12
+    assert set(f["statistic"]) == {"logcurv_zo", "loss", "p_true", "phi"}
+    assert (f["m"] == 300).all() and (f["eps_train"] == f["value"]).all()
+    # L(1 - e^-ε) at each training ε
+    np.testing.assert_allclose(f["bound_error_stability"], 10 * (1 - np.exp(-f["value"])))
+    fit = res["fit"]
+    assert fit.m == 300 and fit.n == 12 and fit.significant
+    assert fit.params["offset"] == pytest.approx(0.52, abs=3 * fit.stderr["offset"] + 1e-3)
+    # membership effect grows with ε: the loss KL and AUROC follow
+    lo = f[f["statistic"] == "loss"].groupby("value")[["kl_gauss", "auroc"]].mean()
+    assert lo["kl_gauss"].iloc[-1] > lo["kl_gauss"].iloc[0]
+    assert lo["auroc"].iloc[-1] > 0.55
+    plot_sweep(res, CFG, str(tmp_path / "dp.png"))
+    assert (tmp_path / "dp.png").stat().st_size > 10_000
+    note = sweep_note(res, CFG)
+    assert "fit significant" in note and "12 targets" in note
+    assert f["eps_ops_lo"].notna().all() and (f["eps_ops_attack"] != "").all()
+
+
+def test_size_sweep_analysis_and_script(tmp_path):
+    sizes = [50, 100, 200, 400]
+    curv = {50: 0.60, 100: 0.65, 200: 0.70, 400: 0.72}
+    loss = {50: 0.80, 100: 0.70, 200: 0.66, 400: 0.60}
+    d = _write_sweep(tmp_path, "size", sizes, lambda m: 1.0,
+                     lambda a, m: curv[m] if a == "curv_nll" else loss[m])  # fmt: skip
+    out = tmp_path / "theory"
+    cfg = json.dumps(CFG)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "theory_sweep.py"), "--sweep", "size",
+         "--theory", cfg, "--targets", str(d / "targets.csv"), "--metrics",
+         str(d / "metrics.csv"), "--csv", str(out / "size.csv"), "--fit", str(out / "size.json"),
+         "--note", str(out / "size.md"), "--fig", str(out / "size.png")],
+        capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "size.json").read_text())
+    # d = -0.05 at 100, +0.04 at 200: 100 + 100 * 0.05 / 0.09
+    assert summary["crossover_m"] == pytest.approx(100 + 100 * 0.05 / 0.09, rel=1e-6)
+    frame = pd.read_csv(out / "size.csv")
+    assert sorted(frame["m"].unique()) == sizes
+    assert frame["kl_gauss"].gt(0.1).all()  # a one-std effect: KL ≈ 0.5 per statistic
+    assert "Crossover: curvature overtakes loss" in (out / "size.md").read_text()
+    assert (out / "size.png").stat().st_size > 10_000
+
+
+def test_sweep_rejects_a_contract_violation(tmp_path):
+    d = _write_sweep(tmp_path, "dp", DP_EPS[:3], lambda e: 0.1, _dp_auroc)
+    t = pd.read_csv(d / "targets.csv").drop(columns=["members"])
+    t.to_csv(d / "targets.csv", index=False)
+    with pytest.raises(ValueError, match="members"):
+        analyse_sweep(str(d / "targets.csv"), str(d / "metrics.csv"), "dp", CFG)
+    with pytest.raises(ValueError, match="theory.fit_attack"):
+        _write_sweep(tmp_path / "b", "dp", DP_EPS[:3], lambda e: 0.1, _dp_auroc)
+        d2 = tmp_path / "b" / "results" / "exp" / "sweeps" / "dp"
+        analyse_sweep(str(d2 / "targets.csv"), str(d2 / "metrics.csv"), "dp",
+                      {**CFG, "fit_attack": "nope"})  # fmt: skip
+
+
+def test_main_targets_frame(tmp_path):
+    rng = np.random.default_rng(8)
+    masks = rng.random((4, 800)) < 0.5
+    paths = []
+    for row in (2, 3):
+        p = tmp_path / f"model_{row}.npz"
+        save_npz(p, **_features(rng, masks[row], 1.0))
+        paths.append(str(p))
+    attack = {
+        "targets": np.array([2, 3]),
+        "is_member": masks[[2, 3]],
+        "scores": masks[[2, 3]] * 2.0 + rng.normal(size=(2, 800)),
+    }
+    df = main_targets_frame(paths, [2, 3], masks, {"strong": attack}, CFG)
+    assert set(df["target"]) == {2, 3}
+    assert (df["audit_attack"] == "strong").all()
+    assert (df["eps_train"] == np.inf).all() and (df["bound_kl"] == np.inf).all()
+    assert df["eps_emp_lo"].min() > 1.0  # a 2-std attack proves a sizeable ε
+    loss_rows = df[df["statistic"] == "loss"]
+    assert loss_rows["auroc"].between(0.7, 0.85).all()  # Φ(1/√2) ≈ 0.76
+    # a 1-std shift of a Gaussian seen through exp(): KL = 0.5 whatever the monotone map,
+    # which the kNN estimator sees and the Gaussian one need not
+    assert loss_rows["kl_knn"].between(0.25, 0.75).all()
+    # log curvature is Gaussian with variance 1 + 0.3²: KL = 1 / (2 * 1.09)
+    curv = df[df["statistic"] == "logcurv_zo"]
+    assert curv["kl_gauss"].between(0.46 - 0.25, 0.46 + 0.25).all()
+    bad = {**attack, "is_member": ~attack["is_member"]}
+    with pytest.raises(ValueError, match="membership"):
+        main_targets_frame(paths, [2, 3], masks, {"bad": bad}, CFG)
+
+
+def test_operating_point_epsilon_hand_computed():
+    base = {"value": 2.0, "seed": 0, "n_members": 1000, "n_nonmembers": 2000}
+    metrics = pd.DataFrame(
+        [
+            {**base, "attack": "weak", "target": "m0", "tpr@0.01": 0.02, "tpr@0.001": np.nan},
+            {**base, "attack": "strong", "target": "m0", "tpr@0.01": 0.30, "tpr@0.001": np.nan},
+            {**base, "attack": "strong", "target": "mean", "tpr@0.01": 0.9, "tpr@0.001": 0.9},
+        ]
+    )
+    out = operating_point_epsilon(metrics, delta=0.0, alpha=0.05)
+    assert len(out) == 1
+    r = out.iloc[0]
+    assert r["eps_ops_attack"] == "strong" and r["eps_ops_fpr"] == 0.01
+    # 2 candidates (the aggregate row and the empty cells do not count): α/2 each, then α/4
+    # per rate; TP = 300 of 1000, FP = 20 of 2000
+    tpr_lo = _cp_reference(300, 1000, 0.05 / 4, "lower")
+    fpr_hi = _cp_reference(20, 2000, 0.05 / 4, "upper")
+    assert r["eps_ops_lo"] == pytest.approx(math.log(tpr_lo / fpr_hi), rel=1e-6)
+    assert 2.5 < r["eps_ops_lo"] < math.log(30)
