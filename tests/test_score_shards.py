@@ -33,11 +33,14 @@ def test_sharded_job_set_and_hutch_feature_check(tmp_path):
     assert counts.get("score_shard") == 30 and counts.get("score_merge") == 10, out[-3000:]
     assert "score" not in counts
 
+    appended = []
+
     def hutch_attack_without_probes(c):
         c["scoring"]["hutch_nprobes"] = 0
+        appended.append(len(c["attacks"]))
         c["attacks"].append({"name": "curv_nll", "feature": "curv_hutch", "label": "wb"})
 
     proc = dry_run(tmp_path, hutch_attack_without_probes)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "attacks[3].feature" in out and "hutch_nprobes" in out, out[-3000:]
+    assert f"attacks[{appended[0]}].feature" in out and "hutch_nprobes" in out, out[-3000:]

@@ -253,6 +253,8 @@ def _features(rng, member, effect):
             "phi_max": -np.log(np.expm1(loss)),
             "mentr": loss,
             "curv_zo": np.exp(z + 0.3 * rng.normal(size=(k, 2)) - 3.0),
+            "curv_hutch": np.exp(z + 0.3 * rng.normal(size=(k, 2)) + 1.0),
+            "curv_hutch_sq": np.exp(2 * z + 0.3 * rng.normal(size=(k, 2)) + 2.0),
         }
         out.update({prefix + key: v for key, v in f.items()})
     out["meta"] = np.array(json.dumps({"row": 0, "synthetic": True, "n": n}))
@@ -308,7 +310,14 @@ def test_dp_sweep_analysis(tmp_path, monkeypatch):
     res = analyse_sweep(str(d / "targets.csv"), str(d / "metrics.csv"), "dp", CFG)
     f = res["frame"]
     assert len(f.drop_duplicates("model")) == 12
-    assert set(f["statistic"]) == {"logcurv_zo", "loss", "p_true", "phi"}
+    assert set(f["statistic"]) == {
+        "logcurv_zo",
+        "logcurv_hutch",
+        "logcurv_hutch_sq",
+        "loss",
+        "p_true",
+        "phi",
+    }
     assert (f["m"] == 300).all() and (f["eps_train"] == f["value"]).all()
     # L(1 - e^-ε) at each training ε
     np.testing.assert_allclose(f["bound_error_stability"], 10 * (1 - np.exp(-f["value"])))
