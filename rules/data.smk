@@ -37,7 +37,7 @@ if ARCHIVE:
             f"{config['data']['root']}/raw/{DATASET}.download.log",
         shell:
             "python $CURVMIA_SCRIPTS/download_data.py --dataset {params.dataset}"
-            " --mirror {params.mirror:q} --archive {params.archive:q} --out {output} > {log} 2>&1"
+            " --mirror={params.mirror:q} --archive={params.archive:q} --out {output} > {log} 2>&1"
 
 
 rule prepare_data:
@@ -66,7 +66,7 @@ rule prepare_data:
         f"{DATA}/prepare.benchmark.tsv"
     shell:
         "python $CURVMIA_SCRIPTS/prepare_data.py --dataset {params.dataset}"
-        " --manifest {output.manifest} --archive {input.archive:q} --path {params.path:q}"
+        " --manifest {output.manifest} --archive={input.archive:q} --path={params.path:q}"
         " --test-size {params.test_size} --split-seed {params.split_seed}"
         " --image-size {params.image_size} --resize {params.resize} --stats {params.stats}"
         " --workers {threads} > {log} 2>&1"
