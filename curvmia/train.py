@@ -392,6 +392,12 @@ def train_dp_model(
     idx = np.arange(len(train_labels)) if indices is None else np.asarray(indices)
     model = build_model(cfg["arch"], num_classes, train_images.shape[1], cfg.get("model_kwargs"))
     model = dp_compatible(model).to(device)
+    need = len(idx) * int(np.prod(train_images.shape[1:])) * 4
+    if need > 16 * 2**30:
+        raise ValueError(
+            f"dp_sweep: DP training holds its {len(idx)} samples as float32 in memory "
+            f"({need / 2**30:.0f} GiB > 16 GiB); use smaller training sets for DP targets"
+        )
     x = normalize(to_float(torch.from_numpy(np.asarray(train_images[idx])).to(device)), mean, std)
     y = torch.from_numpy(np.asarray(train_labels[idx])).to(device)
     loader = torch.utils.data.DataLoader(
