@@ -31,6 +31,31 @@ def model_id(sweep: str, value: float | int, seed: int) -> str:
     return f"eps{float(value)}_seed{seed}" if sweep == "dp" else f"m{int(value)}_seed{seed}"
 
 
+def members_file(sweep_dir: str, sweep: str, value: float | int | str) -> str:
+    """Members file of a sweep target: one DP mask for all epsilons, one per m."""
+    if sweep == "dp":
+        return f"{sweep_dir}/dp/members.npy"
+    return f"{sweep_dir}/size/members/m{int(float(value))}.npy"
+
+
+def sweep_rows(sweep_dir: str, sweep: str, targets: list[tuple[float, int]]) -> list[dict]:
+    """The workflow's file paths of each (value, seed) target of a sweep."""
+    rows = []
+    for v, s in targets:
+        mid = model_id(sweep, v, s)
+        rows.append(
+            {
+                "value": v,
+                "seed": s,
+                "model": mid,
+                "scores": f"{sweep_dir}/{sweep}/scores/{mid}.npz",
+                "members": members_file(sweep_dir, sweep, v),
+                "checkpoint": f"{sweep_dir}/{sweep}/models/{mid}.pt",
+            }
+        )
+    return rows
+
+
 def targets_frame(rows: list[dict]) -> pd.DataFrame:
     """The targets.csv table with typed columns (value: float for dp, int for size)."""
     df = pd.DataFrame(rows, columns=TARGET_COLUMNS)

@@ -1,7 +1,7 @@
 # Sweeps (SPEC §2): DP targets per epsilon and dataset-size targets per m, each attacked with
 # the main experiment's non-private shadows. Separate targets: `snakemake dp_sweep`,
 # `snakemake size_sweep`; `all` never builds them.
-from curvmia.sweeps import model_id
+from curvmia.sweeps import members_file, model_id, sweep_rows
 
 SWEEP_DIR = f"{RESULTS}/sweeps"
 DP = config["dp_sweep"]
@@ -19,24 +19,7 @@ SWEEP_ROW = {
 SIZE_TRAIN = {**config["train"], **SIZE["train"]}
 
 
-def sweep_members_file(sweep, value):
-    if sweep == "dp":
-        return f"{SWEEP_DIR}/dp/members.npy"
-    return f"{SWEEP_DIR}/size/members/m{int(value)}.npy"
-
-
-def sweep_rows(sweep):
-    return [
-        {
-            "value": v,
-            "seed": s,
-            "model": model_id(sweep, v, s),
-            "scores": f"{SWEEP_DIR}/{sweep}/scores/{model_id(sweep, v, s)}.npz",
-            "members": sweep_members_file(sweep, v),
-            "checkpoint": f"{SWEEP_DIR}/{sweep}/models/{model_id(sweep, v, s)}.pt",
-        }
-        for v, s in SWEEP_TARGETS[sweep]
-    ]
+SWEEP_ROWS = {s: sweep_rows(SWEEP_DIR, s, SWEEP_TARGETS[s]) for s in ("dp", "size")}
 
 
 rule dp_members:
@@ -79,7 +62,7 @@ rule size_members:
 rule train_sweep:
     input:
         manifest=f"{DATA}/manifest.json",
-        members=lambda wc: sweep_members_file(wc.sweep, wc.value),
+        members=lambda wc: members_file(SWEEP_DIR, wc.sweep, wc.value),
     output:
         f"{SWEEP_DIR}/{{sweep}}/models/{{prefix}}{{value}}_seed{{seed}}.pt",
     params:
@@ -138,14 +121,14 @@ rule sweep_metrics:
         manifest=f"{DATA}/manifest.json",
         masks=f"{RESULTS}/masks.npz",
         shadow_scores=score_files(SHADOWS),
-        models=lambda wc: [r["checkpoint"] for r in sweep_rows(wc.sweep)],
-        scores=lambda wc: [r["scores"] for r in sweep_rows(wc.sweep)],
-        members=lambda wc: sorted({r["members"] for r in sweep_rows(wc.sweep)}),
+        models=lambda wc: [r["checkpoint"] for r in SWEEP_ROWS[wc.sweep]],
+        scores=lambda wc: [r["scores"] for r in SWEEP_ROWS[wc.sweep]],
+        members=lambda wc: sorted({r["members"] for r in SWEEP_ROWS[wc.sweep]}),
     output:
         targets=f"{SWEEP_DIR}/{{sweep}}/targets.csv",
         metrics=f"{SWEEP_DIR}/{{sweep}}/metrics.csv",
     params:
-        targets=lambda wc: as_json(sweep_rows(wc.sweep)),
+        targets=lambda wc: as_json(SWEEP_ROWS[wc.sweep]),
         shadows=",".join(map(str, SHADOWS)),
         attacks=as_json(ATTACK_SPECS),
         metrics=as_json(config["metrics"]),
