@@ -188,3 +188,35 @@ def test_corrupted_archive_is_a_checksum_error_and_leaves_nothing(tmp_path, cifa
 def test_missing_mirror_file_names_the_key(tmp_path):
     with pytest.raises(FileNotFoundError, match="data.mirror"):
         fetch_archive("cifar10", tmp_path / "x.tar.gz", mirror=str(tmp_path))
+
+
+def test_prepare_cli_reads_a_cifar_archive(tmp_path, cifar10_blob):
+    import subprocess
+    import sys
+
+    from _util import REPO, subprocess_env
+
+    blob, batches = cifar10_blob
+    arc = tmp_path / "cifar-10-python.tar.gz"
+    arc.write_bytes(blob)
+    out = tmp_path / "prep" / "manifest.json"
+    cmd = [
+        sys.executable,
+        str(REPO / "scripts" / "prepare_data.py"),
+        "--dataset",
+        "cifar10",
+        "--manifest",
+        str(out),
+        "--test-size",
+        "1",
+        "--split-seed",
+        "0",
+        f"--archive={arc}",
+        "--path=",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env())
+    assert proc.returncode == 0, proc.stderr
+    d = load_prepared(out)
+    np.testing.assert_array_equal(
+        d.test_images.reshape(20, -1), batches["cifar-10-batches-py/test_batch"]["data"]
+    )
