@@ -115,6 +115,8 @@ def test_sweep_metrics_contract(tmp_path):
 def test_sweep_targets_end_to_end(tmp_path):
     cfg = yaml.safe_load((REPO / "tests" / "config" / "test.yaml").read_text())
     cfg["train"].update(epochs=4)
+    # 4 shadows (two complete pairs) keep it short; the sweeps never train the main targets
+    cfg["masks"].update(n_random=3, shadows=[0, 1, 3, 4], targets=[2, 5])
     cfg["scoring"]["niter"] = 1
     cfg["attacks"] = [{"name": "yeom"}, {"name": "curv_nll", "variant": "paper"}]
     cfg["metrics"]["bootstrap"] = 0
