@@ -119,3 +119,58 @@ def test_random_resized_crop_full_area_is_identity():
     torch.testing.assert_close(out, x, atol=1e-5, rtol=0)
     half = random_resized_crop(x, gen, scale=(0.25, 0.25), ratio=(1.0, 1.0))
     assert half.shape == x.shape and not torch.allclose(half, x)
+
+
+def test_sigkilled_training_script_resumes(tmp_path):
+    """The real thing: SIGKILL the training script mid-run, rerun it, same weights."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from _util import REPO, subprocess_env
+
+    from curvmia.data import prepare
+    from curvmia.io import save_npz
+    from curvmia.masks import make_masks
+
+    prepare("digits", tmp_path / "d", test_size=1397, split_seed=0)
+    save_npz(tmp_path / "masks.npz", masks=make_masks(400, 2, 0.5, 0, True))
+    cfg = {**CFG, "epochs": 40, "batch_size": 32}
+
+    def cmd(out):
+        return [
+            sys.executable,
+            str(REPO / "scripts" / "train.py"),
+            "--data",
+            str(tmp_path / "d"),
+            "--masks",
+            str(tmp_path / "masks.npz"),
+            "--row",
+            "1",
+            "--train",
+            json.dumps(cfg),
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+
+    env = subprocess_env()
+    ref = tmp_path / "ref.pt"
+    subprocess.run(cmd(ref), check=True, capture_output=True, env=env)
+    out = tmp_path / "m.pt"
+    proc = subprocess.Popen(cmd(out), stdout=subprocess.PIPE, text=True, env=env)
+    for line in proc.stdout:
+        if line.startswith("epoch 3/"):
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL and not out.exists()
+    assert (tmp_path / "m.pt.resume.pt").exists()
+    rerun = subprocess.run(cmd(out), check=True, capture_output=True, text=True, env=env)
+    assert "resumed from" in rerun.stdout
+    a = torch.load(ref, weights_only=True)["state_dict"]
+    b = torch.load(out, weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not (tmp_path / "m.pt.resume.pt").exists()
