@@ -19,6 +19,7 @@ include: "rules/score.smk"
 include: "rules/attack.smk"
 include: "rules/report.smk"
 include: "rules/theory.smk"
+include: "rules/sweeps.smk"
 
 
 report: "report/workflow.rst"

@@ -71,3 +71,26 @@ def check_layout(shadows: list[int], targets: list[int], n_random: int, compleme
         )
     paired = all(complement_of(s, n_random, complements) in shadow_set for s in shadows)
     return "pairs" if paired else "independent"
+
+
+def fresh_mask(n_population: int, pkeep: float, seed: int, existing: np.ndarray) -> np.ndarray:
+    """A Bernoulli(pkeep) membership row that is no row of ``existing`` nor any row's
+    complement (DP-sweep targets: members no shadow shares, SPEC §2)."""
+    row = np.random.default_rng([seed, 0x5EED]).random(n_population) < pkeep
+    for i, r in enumerate(np.asarray(existing, dtype=bool)):
+        if np.array_equal(r, row) or np.array_equal(~r, row):
+            raise ValueError(
+                f"dp_sweep.mask_seed: the fresh mask equals mask row {i} or its complement"
+            )
+    return row
+
+
+def first_m_members(n_population: int, m: int, seed: int) -> np.ndarray:
+    """Membership of the first ``m`` samples of a seeded permutation of the population
+    (dataset-size sweep: the same members for every seed of a given m, nested across m)."""
+    if not 0 < m <= n_population:
+        raise ValueError(f"size_sweep.sizes: {m} is outside 1..{n_population} (the population)")
+    perm = np.random.default_rng(seed).permutation(n_population)
+    members = np.zeros(n_population, dtype=bool)
+    members[perm[:m]] = True
+    return members

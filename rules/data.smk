@@ -1,7 +1,48 @@
-# Data: prepare the dataset once into the canonical form every later stage reads.
+# Data: fetch (CIFAR) or read (ImageFolder) the dataset once, prepare it into the canonical
+# form every later stage reads.
+import os
+
+from curvmia.data import CIFAR, check_imagefolder_layout
+
+DATASET = config["data"]["dataset"]
+ARCHIVE = (
+    f"{config['data']['root']}/raw/{CIFAR[DATASET]['filename']}" if DATASET in CIFAR else None
+)
+
+# An ImageFolder dataset that is not prepared yet must have its layout before any job runs.
+if DATASET == "imagefolder" and not os.path.exists(f"{DATA}/manifest.json"):
+    if not config["data"]["path"]:
+        _config_error("data.path: dataset imagefolder needs the directory of the images")
+    try:
+        check_imagefolder_layout(config["data"]["path"])
+    except ValueError as e:
+        _config_error(str(e))
+
+
+if ARCHIVE:
+
+    # Login nodes reach the internet, compute nodes often do not: always run locally.
+    rule download_data:
+        output:
+            ARCHIVE,
+        params:
+            dataset=DATASET,
+            mirror=config["data"]["mirror"] or "",
+            archive=config["data"]["archive"] or "",
+        localrule: True
+        retries: 2
+        conda:
+            "../envs/curvmia.yaml"
+        log:
+            f"{config['data']['root']}/raw/{DATASET}.download.log",
+        shell:
+            "python $CURVMIA_SCRIPTS/download_data.py --dataset {params.dataset}"
+            " --mirror={params.mirror:q} --archive={params.archive:q} --out {output} > {log} 2>&1"
 
 
 rule prepare_data:
+    input:
+        archive=[ARCHIVE] if ARCHIVE else [],
     output:
         images=f"{DATA}/train_images.npy",
         labels=f"{DATA}/train_labels.npy",
@@ -9,14 +50,23 @@ rule prepare_data:
         test_labels=f"{DATA}/test_labels.npy",
         manifest=f"{DATA}/manifest.json",
     params:
-        dataset=config["data"]["dataset"],
+        dataset=DATASET,
         test_size=config["data"]["test_size"],
         split_seed=config["data"]["split_seed"],
+        path=config["data"]["path"] or "",
+        image_size=config["data"]["image_size"],
+        resize=config["data"]["resize"],
+        stats=config["data"]["stats"],
+    threads: config["data"]["workers"]
     conda:
         "../envs/curvmia.yaml"
     log:
         f"{DATA}/prepare.log",
+    benchmark:
+        f"{DATA}/prepare.benchmark.tsv"
     shell:
         "python $CURVMIA_SCRIPTS/prepare_data.py --dataset {params.dataset}"
-        " --manifest {output.manifest}"
-        " --test-size {params.test_size} --split-seed {params.split_seed} > {log} 2>&1"
+        " --manifest {output.manifest} --archive={input.archive:q} --path={params.path:q}"
+        " --test-size {params.test_size} --split-seed {params.split_seed}"
+        " --image-size {params.image_size} --resize {params.resize} --stats {params.stats}"
+        " --workers {threads} > {log} 2>&1"

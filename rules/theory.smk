@@ -1,11 +1,8 @@
 # Theory (SPEC §6): the paper's bounds beside measured distinguishability and the empirical
-# epsilon of the best attack, for the main experiment's targets and, when present, for the DP
-# and dataset-size sweeps (results/<experiment>/sweeps/<sweep>/{targets,metrics}.csv).
-#
-# The sweep analysis is requested only for sweeps listed in theory.sweeps whose two inputs
-# some other rule produces (or that already exist). The check runs lazily, when rule all
-# collects its inputs after every rule file is included, so it does not depend on include
-# order, and a workflow without sweep rules still parses and dry-runs.
+# epsilon of the best attack, for the main experiment's targets and for the DP and
+# dataset-size sweeps (results/<experiment>/sweeps/<sweep>/{targets,metrics}.csv of
+# rules/sweeps.smk). Rule all compares the sweeps listed in theory.sweeps; the targets
+# dp_sweep and size_sweep always include their comparison.
 include: "theory_common.smk"
 
 

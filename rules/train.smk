@@ -10,6 +10,9 @@ rule train:
     params:
         train=as_json(config["train"]),
         device=config["compute"]["device"],
+        ckpt_min=config["compute"]["checkpoint_minutes"],
+        resident=config["compute"]["resident_max_gib"],
+        workers=config["compute"]["loader_workers"],
     threads: config["compute"]["threads"]
     resources:
         gpu=1 if config["compute"]["device"] == "cuda" else 0,
@@ -22,7 +25,8 @@ rule train:
     shell:
         "python $CURVMIA_SCRIPTS/train.py --data {input.manifest} --masks {input.masks} --row {wildcards.row}"
         " --train {params.train:q} --device {params.device} --threads {threads}"
-        " --out {output} > {log} 2>&1"
+        " --checkpoint-minutes {params.ckpt_min} --resident-max-gib {params.resident}"
+        " --workers {params.workers} --out {output} > {log} 2>&1"
 
 
 rule model_summary:

@@ -3,6 +3,7 @@
 import argparse
 import json
 
+import numpy as np
 import torch
 
 from curvmia.data import load_prepared
@@ -18,6 +19,14 @@ def main() -> None:
     ap.add_argument("--train", required=True, help="train config section as JSON")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        default=0.0,
+        help="minimum minutes between resume states (0 = every epoch)",
+    )
+    ap.add_argument("--resident-max-gib", type=float, default=8.0)
+    ap.add_argument("--workers", type=int, default=4, help="loader workers when streaming")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -30,8 +39,8 @@ def main() -> None:
         f"row {a.row}: {int(mask.sum())} training samples, seed {seed}, device {device}", flush=True
     )
     model, stats = train_model(
-        data.train_images[mask],
-        data.train_labels[mask],
+        data.train_images,
+        data.train_labels,
         data.test_images,
         data.test_labels,
         mean=data.mean,
@@ -40,6 +49,11 @@ def main() -> None:
         cfg=cfg,
         seed=seed,
         device=device,
+        indices=np.flatnonzero(mask),
+        resume_path=a.out + ".resume.pt",
+        checkpoint_minutes=a.checkpoint_minutes,
+        resident_max_gib=a.resident_max_gib,
+        workers=a.workers,
         log=lambda s: print(s, flush=True),
     )
     meta = {

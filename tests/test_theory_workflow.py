@@ -1,5 +1,5 @@
-"""The theory rules join the workflow: always for the main targets, for a sweep only when
-some rule produces (or there already is) its targets.csv and metrics.csv."""
+"""Which theory and sweep jobs the workflow plans: theory.sweeps decides what rule all
+compares, and the paper configs keep the sweeps as separate targets."""
 
 import re
 import subprocess
@@ -13,9 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = REPO / "tests" / "config" / "test.yaml"
 
 
-def dry_run(workdir: Path, snakefile: Path, configfile: Path) -> tuple[dict[str, int], str]:
-    cmd = [sys.executable, "-m", "snakemake", "all", "-s", str(snakefile), "-d", str(workdir),
-           "-n", "--cores", "1", "--configfile", str(configfile)]  # fmt: skip
+def dry_run(workdir: Path, configfile: Path, *targets: str) -> dict[str, int]:
+    cmd = [sys.executable, "-m", "snakemake", *targets, "-s", str(REPO / "Snakefile"),
+           "-d", str(workdir), "-n", "--cores", "1", "--configfile", str(configfile)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env())
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
@@ -25,46 +25,35 @@ def dry_run(workdir: Path, snakefile: Path, configfile: Path) -> tuple[dict[str,
         if not m:
             break
         jobs[m.group(1)] = int(m.group(2))
-    return jobs, out
+    return jobs
 
 
-def test_without_sweep_rules_only_the_main_comparison_runs(tmp_path):
-    jobs, out = dry_run(tmp_path, REPO / "Snakefile", TEST_CONFIG)
-    assert jobs["theory"] == 1 and "theory_sweep" not in jobs
-    assert "the dp sweep comparison is skipped" in out
-    assert "the size sweep comparison is skipped" in out
-
-
-def test_a_rule_that_produces_a_sweep_brings_in_its_comparison(tmp_path):
-    snakefile = tmp_path / "Snakefile"
-    snakefile.write_text(
-        "rule fake_dp_sweep:\n"
-        "    output:\n"
-        '        "results/test/sweeps/dp/targets.csv",\n'
-        '        "results/test/sweeps/dp/metrics.csv",\n'
-        "    log:\n"
-        '        "fake.log",\n'
-        "    shell:\n"
-        '        "false"\n\n\n'
-        f'include: "{REPO / "Snakefile"}"\n'
-    )
-    jobs, out = dry_run(tmp_path, snakefile, TEST_CONFIG)
-    assert jobs["fake_dp_sweep"] == 1 and jobs["theory_sweep"] == 1 and jobs["theory"] == 1
-    assert "results/test/theory/sweep_dp.png" in out
-    assert "the dp sweep comparison is skipped" not in out
-    assert "the size sweep comparison is skipped" in out
-
-
-def test_existing_sweep_files_are_compared_and_the_list_is_honoured(tmp_path):
-    sweep = tmp_path / "results" / "test" / "sweeps" / "size"
-    sweep.mkdir(parents=True)
-    (sweep / "targets.csv").write_text("sweep,value,seed,model,scores,members,test_acc\n")
-    (sweep / "metrics.csv").write_text("attack,target,auroc,value,seed\n")
+def with_theory_sweeps(tmp_path: Path, sweeps: list[str]) -> Path:
     cfg = yaml.safe_load(TEST_CONFIG.read_text())
-    cfg["theory"] = {"sweeps": ["size"]}
+    cfg["theory"] = {"sweeps": sweeps}
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    jobs, out = dry_run(tmp_path, REPO / "Snakefile", path)
-    assert jobs["theory_sweep"] == 1
-    assert "results/test/theory/sweep_size.csv" in out
-    assert "sweep comparison is skipped" not in out  # dp is not listed
+    return path
+
+
+def test_rule_all_runs_and_compares_both_sweeps_of_the_test_config(tmp_path):
+    jobs = dry_run(tmp_path, TEST_CONFIG)
+    # 3 epsilons x 2 seeds DP targets, 2 sizes x 2 seeds size targets
+    assert jobs["theory"] == 1 and jobs["theory_sweep"] == 2
+    assert jobs["train_sweep"] == 6 + 4 and jobs["score_sweep"] == 6 + 4
+    assert jobs["dp_members"] == 1 and jobs["size_members"] == 2 and jobs["sweep_metrics"] == 2
+
+
+def test_theory_sweeps_selects_what_rule_all_compares(tmp_path):
+    jobs = dry_run(tmp_path, with_theory_sweeps(tmp_path, ["size"]))
+    assert jobs["theory_sweep"] == 1 and jobs["sweep_metrics"] == 1
+    assert jobs["train_sweep"] == 4 and "dp_members" not in jobs
+    jobs = dry_run(tmp_path, with_theory_sweeps(tmp_path, []))
+    assert not {"theory_sweep", "sweep_metrics", "train_sweep", "score_sweep"} & set(jobs)
+    assert jobs["theory"] == 1
+
+
+def test_a_sweep_target_brings_its_comparison(tmp_path):
+    jobs = dry_run(tmp_path, with_theory_sweeps(tmp_path, []), "dp_sweep")
+    assert jobs["theory_sweep"] == 1 and jobs["train_sweep"] == 6
+    assert "theory" not in jobs and "size_members" not in jobs

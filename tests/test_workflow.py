@@ -1,10 +1,12 @@
 """End to end: the whole workflow on the small test config, the report, and partial reruns."""
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -135,6 +137,40 @@ def test_theory_values(finished_run):
     assert df[df.statistic == "loss"].auroc.between(0.55, 1).all()  # members have lower loss
 
 
+def test_sweeps_and_their_theory_comparison(finished_run):
+    """The small DP and size sweeps of the test config: the output contract, nested members,
+    a DP mask no shadow uses, and the theory comparison over both."""
+    res = finished_run / "results" / "test"
+    n = 500
+    for sweep, values in (("dp", [1.0, 8.0, 50.0]), ("size", [50, 200])):
+        t = pd.read_csv(res / "sweeps" / sweep / "targets.csv")
+        cols = ["sweep", "value", "seed", "model", "scores", "members", "test_acc"]
+        assert list(t.columns) == cols
+        assert sorted(set(t["value"])) == values and (t["sweep"] == sweep).all()
+        assert len(t) == len(values) * 2  # two seeds per value
+        for r in t.itertuples():
+            members = np.load(finished_run / r.members)
+            assert members.dtype == bool and members.shape == (n,)
+            if sweep == "size":
+                assert members.sum() == r.value
+            sc = np.load(finished_run / r.scores)
+            assert sc["curv_zo"].shape == (n, 2) and 0 <= r.test_acc <= 1
+        m = pd.read_csv(res / "sweeps" / sweep / "metrics.csv")
+        assert list(m.columns[-2:]) == ["value", "seed"]
+        assert len(m) == 5 * len(t) and m["auroc"].between(0, 1).all()  # 5 attacks
+        th = pd.read_csv(res / "theory" / f"sweep_{sweep}.csv")
+        assert set(th["model"]) == set(t["model"])
+    size = pd.read_csv(res / "sweeps" / "size" / "targets.csv")
+    assert size.groupby("value")["members"].nunique().eq(1).all()  # seeds share members
+    dp = np.load(res / "sweeps" / "dp" / "members.npy")
+    masks = np.load(res / "masks.npz")["masks"]
+    assert not any(np.array_equal(dp, r) or np.array_equal(~dp, r) for r in masks)
+    fit = json.loads((res / "theory" / "sweep_dp.json").read_text())
+    assert len(fit["residuals"]) == 6  # 3 epsilons x 2 seeds, 3 residual degrees of freedom
+    cross = json.loads((res / "theory" / "sweep_size.json").read_text())
+    assert "crossover_m" in cross and len(cross["auroc"]) > 0
+
+
 def test_report(finished_run):
     report = finished_run / "report.html"
     snakemake(finished_run, TEST_CONFIG, "--report", str(report))
@@ -150,6 +186,8 @@ def test_report(finished_run):
         "exposed.png",
         "loo.csv",
         "bounds.png",
+        "sweep_dp.png",
+        "sweep_size.png",
     ):
         assert name in html, name
 

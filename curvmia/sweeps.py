@@ -1,0 +1,93 @@
+"""Privacy (DP epsilon) and dataset-size sweeps: extra target models attacked with the main
+experiment's non-private shadows (SPEC §2).
+
+Each sweep writes ``targets.csv`` (one row per target model: sweep, value, seed, model,
+scores, members, test_acc) and ``metrics.csv`` (the columns of the main metrics.csv, one
+row per attack × target, plus value and seed).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .attacks import run_attack
+from .metrics import summarize
+from .scores import FEATURES, load_features
+
+SWEEPS = ("dp", "size")
+TARGET_COLUMNS = ["sweep", "value", "seed", "model", "scores", "members", "test_acc"]
+
+
+def sweep_seed(base: int, sweep: str, value: float, seed: int) -> int:
+    """Independent 63-bit training seed of one sweep target."""
+    code = int(round(float(value) * 1000))
+    words = [base, SWEEPS.index(sweep) + 1, code, seed]
+    return int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0] >> 1)
+
+
+def model_id(sweep: str, value: float | int, seed: int) -> str:
+    """File-name-safe id of a sweep target, e.g. ``eps1.0_seed0`` or ``m500_seed1``."""
+    return f"eps{float(value)}_seed{seed}" if sweep == "dp" else f"m{int(value)}_seed{seed}"
+
+
+def members_file(sweep_dir: str, sweep: str, value: float | int | str) -> str:
+    """Members file of a sweep target: one DP mask for all epsilons, one per m."""
+    if sweep == "dp":
+        return f"{sweep_dir}/dp/members.npy"
+    return f"{sweep_dir}/size/members/m{int(float(value))}.npy"
+
+
+def sweep_rows(sweep_dir: str, sweep: str, targets: list[tuple[float, int]]) -> list[dict]:
+    """The workflow's file paths of each (value, seed) target of a sweep."""
+    rows = []
+    for v, s in targets:
+        mid = model_id(sweep, v, s)
+        rows.append(
+            {
+                "value": v,
+                "seed": s,
+                "model": mid,
+                "scores": f"{sweep_dir}/{sweep}/scores/{mid}.npz",
+                "members": members_file(sweep_dir, sweep, v),
+                "checkpoint": f"{sweep_dir}/{sweep}/models/{mid}.pt",
+            }
+        )
+    return rows
+
+
+def targets_frame(rows: list[dict]) -> pd.DataFrame:
+    """The targets.csv table with typed columns (value: float for dp, int for size)."""
+    df = pd.DataFrame(rows, columns=TARGET_COLUMNS)
+    df["seed"] = df["seed"].astype(int)
+    df["value"] = df["value"].astype(float if (df["sweep"] == "dp").all() else int)
+    return df
+
+
+def sweep_metrics(
+    targets: pd.DataFrame,
+    shadow_score_files: list[str],
+    shadow_in: np.ndarray,
+    labels: np.ndarray,
+    attack_specs: dict[str, dict],
+    *,
+    fprs: list[float],
+    n_boot: int,
+    seed: int,
+) -> pd.DataFrame:
+    """Every configured attack on every sweep target, against the given shadows."""
+    shadow = load_features(shadow_score_files)
+    rows = []
+    for t, tr in enumerate(targets.itertuples(index=False)):
+        feats = load_features([tr.scores])
+        target = {f: feats[f][0] for f in FEATURES}
+        members = np.load(tr.members).astype(bool)
+        if members.shape != labels.shape:
+            raise ValueError(f"{tr.members}: {members.shape} members for {labels.shape} samples")
+        for label, spec in attack_specs.items():
+            scores, is_member = run_attack(spec, [target], shadow, shadow_in, members[None], labels)
+            m = summarize(scores[0], is_member[0], fprs=fprs, n_boot=n_boot, seed=seed + t)
+            rows.append(
+                {"attack": label, "target": tr.model, **m, "value": tr.value, "seed": tr.seed}
+            )
+    return pd.DataFrame(rows)

@@ -1,0 +1,163 @@
+# Sweeps (SPEC §2): DP targets per epsilon and dataset-size targets per m, each attacked with
+# the main experiment's non-private shadows. Targets `snakemake dp_sweep` and
+# `snakemake size_sweep` (each with its theory comparison); `all` builds the sweeps listed in
+# theory.sweeps (the digits default lists both, the paper configs none).
+from curvmia.sweeps import members_file, model_id, sweep_rows
+
+SWEEP_DIR = f"{RESULTS}/sweeps"
+DP = config["dp_sweep"]
+SIZE = config["size_sweep"]
+SWEEP_TARGETS = {
+    "dp": [(float(e), s) for e in DP["epsilons"] for s in DP["seeds"]],
+    "size": [(int(m), s) for m in SIZE["sizes"] for s in SIZE["seeds"]],
+}
+# Rows used only to seed the scoring draws of sweep models: disjoint from every mask row.
+SWEEP_ROW = {
+    (sweep, model_id(sweep, v, s)): 1_000_000 * (k + 1) + i
+    for k, sweep in enumerate(("dp", "size"))
+    for i, (v, s) in enumerate(SWEEP_TARGETS[sweep])
+}
+SIZE_TRAIN = {**config["train"], **SIZE["train"]}
+
+
+SWEEP_ROWS = {s: sweep_rows(SWEEP_DIR, s, SWEEP_TARGETS[s]) for s in ("dp", "size")}
+
+
+rule dp_members:
+    input:
+        manifest=f"{DATA}/manifest.json",
+        masks=f"{RESULTS}/masks.npz",
+    output:
+        members=f"{SWEEP_DIR}/dp/members.npy",
+        info=f"{SWEEP_DIR}/dp/members.json",
+    params:
+        p=as_json({"mode": DP["mask"], "seed": DP["mask_seed"], "pkeep": config["masks"]["pkeep"]}),
+    conda:
+        "../envs/curvmia.yaml"
+    log:
+        f"{RESULTS}/logs/sweeps/dp_members.log",
+    shell:
+        "python $CURVMIA_SCRIPTS/sweep_members.py --data {input.manifest} --masks {input.masks}"
+        " --sweep dp --params {params.p:q} --out {output.members} --info {output.info} > {log} 2>&1"
+
+
+rule size_members:
+    input:
+        manifest=f"{DATA}/manifest.json",
+        masks=f"{RESULTS}/masks.npz",
+    output:
+        f"{SWEEP_DIR}/size/members/m{{m}}.npy",
+    params:
+        p=lambda wc: as_json({"m": int(wc.m), "seed": SIZE["perm_seed"]}),
+    wildcard_constraints:
+        m=r"\d+",
+    conda:
+        "../envs/curvmia.yaml"
+    log:
+        f"{RESULTS}/logs/sweeps/size_members_m{{m}}.log",
+    shell:
+        "python $CURVMIA_SCRIPTS/sweep_members.py --data {input.manifest} --masks {input.masks}"
+        " --sweep size --params {params.p:q} --out {output} > {log} 2>&1"
+
+
+rule train_sweep:
+    input:
+        manifest=f"{DATA}/manifest.json",
+        members=lambda wc: members_file(SWEEP_DIR, wc.sweep, wc.value),
+    output:
+        f"{SWEEP_DIR}/{{sweep}}/models/{{prefix}}{{value}}_seed{{seed}}.pt",
+    params:
+        train=lambda wc: as_json(DP["train"] if wc.sweep == "dp" else SIZE_TRAIN),
+        device=config["compute"]["device"],
+    wildcard_constraints:
+        sweep="dp|size",
+        prefix="eps|m",
+        value=r"[0-9.]+",
+        seed=r"\d+",
+    threads: config["compute"]["threads"]
+    resources:
+        gpu=1 if config["compute"]["device"] == "cuda" else 0,
+    conda:
+        "../envs/curvmia.yaml"
+    log:
+        f"{RESULTS}/logs/sweeps/{{sweep}}/train_{{prefix}}{{value}}_seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/sweeps/{{sweep}}/train_{{prefix}}{{value}}_seed{{seed}}.tsv"
+    shell:
+        "python $CURVMIA_SCRIPTS/train_sweep.py --data {input.manifest} --members {input.members}"
+        " --sweep {wildcards.sweep} --value {wildcards.value} --seed {wildcards.seed}"
+        " --train {params.train:q} --device {params.device} --threads {threads}"
+        " --out {output} > {log} 2>&1"
+
+
+rule score_sweep:
+    input:
+        manifest=f"{DATA}/manifest.json",
+        model=f"{SWEEP_DIR}/{{sweep}}/models/{{name}}.pt",
+    output:
+        f"{SWEEP_DIR}/{{sweep}}/scores/{{name}}.npz",
+    params:
+        scoring=as_json(config["scoring"]),
+        device=config["compute"]["device"],
+        row=lambda wc: SWEEP_ROW[(wc.sweep, wc.name)],
+    wildcard_constraints:
+        sweep="dp|size",
+    threads: config["compute"]["threads"]
+    resources:
+        gpu=1 if config["compute"]["device"] == "cuda" else 0,
+    conda:
+        "../envs/curvmia.yaml"
+    log:
+        f"{RESULTS}/logs/sweeps/{{sweep}}/score_{{name}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/sweeps/{{sweep}}/score_{{name}}.tsv"
+    shell:
+        "python $CURVMIA_SCRIPTS/score.py --data {input.manifest} --model {input.model}"
+        " --row {params.row} --scoring {params.scoring:q} --device {params.device}"
+        " --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule sweep_metrics:
+    input:
+        manifest=f"{DATA}/manifest.json",
+        masks=f"{RESULTS}/masks.npz",
+        shadow_scores=score_files(SHADOWS),
+        models=lambda wc: [r["checkpoint"] for r in SWEEP_ROWS[wc.sweep]],
+        scores=lambda wc: [r["scores"] for r in SWEEP_ROWS[wc.sweep]],
+        members=lambda wc: sorted({r["members"] for r in SWEEP_ROWS[wc.sweep]}),
+    output:
+        targets=f"{SWEEP_DIR}/{{sweep}}/targets.csv",
+        metrics=f"{SWEEP_DIR}/{{sweep}}/metrics.csv",
+    params:
+        targets=lambda wc: as_json(SWEEP_ROWS[wc.sweep]),
+        shadows=",".join(map(str, SHADOWS)),
+        attacks=as_json(ATTACK_SPECS),
+        metrics=as_json(config["metrics"]),
+    wildcard_constraints:
+        sweep="dp|size",
+    conda:
+        "../envs/curvmia.yaml"
+    log:
+        f"{RESULTS}/logs/sweeps/{{sweep}}/metrics.log",
+    shell:
+        "python $CURVMIA_SCRIPTS/sweep_metrics.py --data {input.manifest} --masks {input.masks}"
+        " --sweep {wildcards.sweep} --targets {params.targets:q}"
+        " --shadow-rows {params.shadows} --shadow-scores {input.shadow_scores}"
+        " --attacks {params.attacks:q} --metrics {params.metrics:q}"
+        " --out-targets {output.targets} --out-metrics {output.metrics} > {log} 2>&1"
+
+
+rule dp_sweep:
+    input:
+        f"{SWEEP_DIR}/dp/targets.csv",
+        f"{SWEEP_DIR}/dp/metrics.csv",
+        f"{RESULTS}/theory/sweep_dp.csv",
+        f"{RESULTS}/theory/sweep_dp.png",
+
+
+rule size_sweep:
+    input:
+        f"{SWEEP_DIR}/size/targets.csv",
+        f"{SWEEP_DIR}/size/metrics.csv",
+        f"{RESULTS}/theory/sweep_size.csv",
+        f"{RESULTS}/theory/sweep_size.png",

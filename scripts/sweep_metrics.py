@@ -1,0 +1,58 @@
+"""Collect a sweep: targets.csv (one row per target) and metrics.csv (every attack on every
+target, against the main experiment's shadows)."""
+
+import argparse
+import json
+
+import torch
+
+from curvmia.data import load_prepared
+from curvmia.io import atomic_path, load_npz
+from curvmia.sweeps import sweep_metrics, targets_frame
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--masks", required=True)
+    ap.add_argument("--sweep", required=True, choices=["dp", "size"])
+    ap.add_argument("--targets", required=True, help="JSON list of {value, seed, model, ...}")
+    ap.add_argument("--shadow-rows", required=True, help="comma-separated mask rows")
+    ap.add_argument("--shadow-scores", nargs="+", required=True, help="score files, row order")
+    ap.add_argument("--attacks", required=True, help="JSON {label: attack spec}")
+    ap.add_argument("--metrics", required=True, help="metrics config section as JSON")
+    ap.add_argument("--out-targets", required=True)
+    ap.add_argument("--out-metrics", required=True)
+    a = ap.parse_args()
+    rows = json.loads(a.targets)
+    for r in rows:
+        meta = torch.load(r.pop("checkpoint"), map_location="cpu", weights_only=True)
+        r["test_acc"] = float(meta["test_acc"])
+        r["sweep"] = a.sweep
+    targets = targets_frame(rows)
+    shadow_rows = [int(v) for v in a.shadow_rows.split(",")]
+    if len(shadow_rows) != len(a.shadow_scores):
+        raise SystemExit("--shadow-scores must give one file per shadow row")
+    masks = load_npz(a.masks)["masks"]
+    labels = load_prepared(a.data, verify=False).train_labels
+    cfg = json.loads(a.metrics)
+    df = sweep_metrics(
+        targets,
+        a.shadow_scores,
+        masks[shadow_rows],
+        labels,
+        json.loads(a.attacks),
+        fprs=cfg["fprs"],
+        n_boot=cfg["bootstrap"],
+        seed=cfg["seed"],
+    )
+    with atomic_path(a.out_targets, suffix=".csv") as tmp:
+        targets.to_csv(tmp, index=False)
+    with atomic_path(a.out_metrics, suffix=".csv") as tmp:
+        df.to_csv(tmp, index=False)
+    summary = df.groupby(["attack", "value"])["auroc"].mean().unstack("value")
+    print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
+
+
+if __name__ == "__main__":
+    main()

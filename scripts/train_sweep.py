@@ -1,0 +1,69 @@
+"""Train one sweep target: DP (Opacus) for the privacy sweep, the shadows' recipe for the
+dataset-size sweep."""
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+from curvmia.data import load_prepared
+from curvmia.sweeps import sweep_seed
+from curvmia.train import pick_device, save_checkpoint, train_dp_model, train_hash, train_model
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--data", required=True, help="prepared dataset directory")
+    ap.add_argument("--members", required=True, help="bool .npy over the population")
+    ap.add_argument("--sweep", required=True, choices=["dp", "size"])
+    ap.add_argument("--value", type=float, required=True, help="epsilon (dp) or m (size)")
+    ap.add_argument("--seed", type=int, required=True, help="sweep seed index")
+    ap.add_argument("--train", required=True, help="training recipe as JSON")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    cfg = json.loads(a.train)
+    data = load_prepared(a.data)
+    idx = np.flatnonzero(np.load(a.members))
+    seed = sweep_seed(cfg["seed"], a.sweep, a.value, a.seed)
+    device = pick_device(a.device)
+    log = lambda s: print(s, flush=True)  # noqa: E731
+    log(f"{a.sweep} {a.value} seed {a.seed}: {len(idx)} members, seed {seed}, device {device}")
+    common = dict(
+        mean=data.mean,
+        std=data.std,
+        num_classes=data.manifest["num_classes"],
+        cfg=cfg,
+        seed=seed,
+        device=device,
+        indices=idx,
+        log=log,
+    )
+    args = (data.train_images, data.train_labels, data.test_images, data.test_labels)
+    if a.sweep == "dp":
+        model, stats = train_dp_model(*args, epsilon=a.value, **common)
+    else:
+        model, stats = train_model(*args, resume_path=a.out + ".resume.pt", **common)
+    meta = {
+        "arch": cfg["arch"],
+        "model_kwargs": cfg.get("model_kwargs", {}),
+        "num_classes": data.manifest["num_classes"],
+        "in_chans": int(data.train_images.shape[1]),
+        "train_hash": train_hash(cfg),
+        "dp_groupnorm": a.sweep == "dp",
+        "sweep": a.sweep,
+        "value": a.value,
+        "sweep_seed": a.seed,
+        "seed": seed,
+        "torch": str(torch.__version__),
+        "device": str(device),
+        **stats,
+    }
+    save_checkpoint(a.out, model, meta)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""CIFAR download, verification and preparation against archives built here in the exact
+CIFAR python format (pickled dicts in a tar.gz), served from a local HTTP server."""
+
+import hashlib
+import io
+import pickle
+import tarfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+
+from curvmia import data
+from curvmia.data import ChecksumError, download, fetch_archive, load_prepared, prepare
+
+
+def _batch(rng, n, label_key, num_classes):
+    return {
+        "batch_label": "testing batch",
+        label_key: [int(v) for v in rng.integers(0, num_classes, n)],
+        "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        "filenames": [f"img_{i}.png" for i in range(n)],
+    }
+
+
+def build_cifar_archive(dataset: str, n_per_batch: int, seed: int = 0) -> tuple[bytes, dict]:
+    """A tar.gz with the official member names and pickled dicts; returns bytes + batches."""
+    spec = data.CIFAR[dataset]
+    rng = np.random.default_rng(seed)
+    batches = {}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for member in spec["train"] + spec["test"]:
+            d = _batch(rng, n_per_batch, spec["label_key"], spec["num_classes"])
+            if dataset == "cifar100":
+                d["coarse_labels"] = [v // 5 for v in d["fine_labels"]]
+            batches[member] = d
+            blob = pickle.dumps(d, protocol=2)
+            info = tarfile.TarInfo(member)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    return buf.getvalue(), batches
+
+
+class Server:
+    """Serves one blob at /<name>; honours Range; optionally drops the first response
+    after ``cut`` bytes (a broken connection)."""
+
+    def __init__(self, blob: bytes, name: str, cut: int | None = None, ranges: bool = True):
+        self.blob, self.name, self.cut, self.ranges = blob, name, cut, ranges
+        self.requests: list[str | None] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                if self.path != f"/{outer.name}":
+                    self.send_error(404)
+                    return
+                rng = self.headers.get("Range")
+                outer.requests.append(rng)
+                start = 0
+                if rng and outer.ranges:
+                    start = int(rng.split("=")[1].split("-")[0])
+                    if start >= len(outer.blob):
+                        self.send_error(416)
+                        return
+                    self.send_response(206)
+                    end = len(outer.blob) - 1
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(outer.blob)}")
+                else:
+                    self.send_response(200)
+                body = outer.blob[start:]
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if outer.cut is not None:
+                    cut, outer.cut = outer.cut, None
+                    self.wfile.write(body[:cut])
+                    self.wfile.flush()
+                    self.connection.shutdown(2)  # drop the connection mid-body
+                    return
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{self.name}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def cifar10_blob():
+    return build_cifar_archive("cifar10", 20)
+
+
+def test_download_verify_prepare_cifar10(tmp_path, cifar10_blob, monkeypatch):
+    blob, batches = cifar10_blob
+    monkeypatch.setitem(data.CIFAR["cifar10"], "md5", hashlib.md5(blob).hexdigest())
+    dest = tmp_path / "raw" / "cifar-10-python.tar.gz"
+    with Server(blob, "cifar-10-python.tar.gz") as srv:
+        fetch_archive("cifar10", dest, mirror=srv.url.rsplit("/", 1)[0], log=lambda s: None)
+    assert dest.read_bytes() == blob
+    prepare("cifar10", tmp_path / "prep", test_size=1, split_seed=0, archive=dest)
+    d = load_prepared(tmp_path / "prep")
+    spec = data.CIFAR["cifar10"]
+    # reference written directly from the pickled dicts: row-major 3x32x32 per image
+    ref = np.concatenate([batches[m]["data"] for m in spec["train"]]).reshape(-1, 3, 32, 32)
+    np.testing.assert_array_equal(d.train_images, ref)
+    assert d.train_images.shape == (100, 3, 32, 32) and d.test_images.shape == (20, 3, 32, 32)
+    np.testing.assert_array_equal(d.test_labels, batches[spec["test"][0]]["labels"])
+    # one pixel by hand: image 3 of batch 2, channel 1 (green), row 5, column 7
+    assert d.train_images[23, 1, 5, 7] == batches[spec["train"][1]]["data"][3, 1024 + 5 * 32 + 7]
+    assert d.manifest["num_classes"] == 10 and d.manifest["mean"] == [0.4914, 0.4822, 0.4465]
+
+
+def test_cifar100_reads_fine_labels(tmp_path, monkeypatch):
+    blob, batches = build_cifar_archive("cifar100", 30, seed=1)
+    arc = tmp_path / "c100.tar.gz"
+    arc.write_bytes(blob)
+    monkeypatch.setitem(data.CIFAR["cifar100"], "md5", hashlib.md5(blob).hexdigest())
+    dest = tmp_path / "raw" / "cifar-100-python.tar.gz"
+    fetch_archive("cifar100", dest, archive=str(arc), log=lambda s: None)  # pre-downloaded
+    m = prepare("cifar100", tmp_path / "prep", test_size=1, split_seed=0, archive=dest)
+    d = load_prepared(tmp_path / "prep")
+    np.testing.assert_array_equal(d.train_labels, batches["cifar-100-python/train"]["fine_labels"])
+    assert m["num_classes"] == 100 and m["std"] == [0.2675, 0.2565, 0.2761]
+
+
+def test_resumes_a_partial_download(tmp_path, cifar10_blob):
+    blob, _ = cifar10_blob
+    md5 = hashlib.md5(blob).hexdigest()
+    dest = tmp_path / "a.tar.gz"
+    half = len(blob) // 2
+    (tmp_path / "a.tar.gz.part").write_bytes(blob[:half])  # left by a killed earlier run
+    with Server(blob, "a.tar.gz") as srv:
+        download(srv.url, dest, md5, log=lambda s: None)
+    assert srv.requests == [f"bytes={half}-"]
+    assert dest.read_bytes() == blob and not (tmp_path / "a.tar.gz.part").exists()
+
+
+def test_dropped_connection_is_retried_from_where_it_stopped(tmp_path, cifar10_blob):
+    blob, _ = cifar10_blob
+    dest = tmp_path / "a.tar.gz"
+    with Server(blob, "a.tar.gz", cut=1000) as srv:
+        download(srv.url, dest, hashlib.md5(blob).hexdigest(), backoff=0.0, log=lambda s: None)
+    assert srv.requests == [None, "bytes=1000-"]
+    assert dest.read_bytes() == blob
+
+
+def test_server_without_ranges_restarts(tmp_path, cifar10_blob):
+    blob, _ = cifar10_blob
+    dest = tmp_path / "a.tar.gz"
+    (tmp_path / "a.tar.gz.part").write_bytes(b"garbage that must be overwritten")
+    with Server(blob, "a.tar.gz", ranges=False) as srv:
+        download(srv.url, dest, hashlib.md5(blob).hexdigest(), log=lambda s: None)
+    assert dest.read_bytes() == blob
+
+
+def test_corrupted_archive_is_a_checksum_error_and_leaves_nothing(tmp_path, cifar10_blob):
+    blob, _ = cifar10_blob
+    bad = bytearray(blob)
+    bad[len(bad) // 3] ^= 0xFF
+    dest = tmp_path / "raw" / "a.tar.gz"
+    with Server(bytes(bad), "a.tar.gz") as srv:
+        with pytest.raises(ChecksumError, match="does not match the expected"):
+            download(srv.url, dest, hashlib.md5(blob).hexdigest(), log=lambda s: None)
+    assert list((tmp_path / "raw").iterdir()) == []
+    # a corrupted pre-downloaded archive likewise
+    arc = tmp_path / "given.tar.gz"
+    arc.write_bytes(bytes(bad))
+    with pytest.raises(ChecksumError):
+        fetch_archive("cifar10", dest, archive=str(arc), log=lambda s: None)
+    assert list((tmp_path / "raw").iterdir()) == []
+
+
+def test_missing_mirror_file_names_the_key(tmp_path):
+    with pytest.raises(FileNotFoundError, match="data.mirror"):
+        fetch_archive("cifar10", tmp_path / "x.tar.gz", mirror=str(tmp_path))
+
+
+def test_prepare_cli_reads_a_cifar_archive(tmp_path, cifar10_blob):
+    import subprocess
+    import sys
+
+    from _util import REPO, subprocess_env
+
+    blob, batches = cifar10_blob
+    arc = tmp_path / "cifar-10-python.tar.gz"
+    arc.write_bytes(blob)
+    out = tmp_path / "prep" / "manifest.json"
+    cmd = [
+        sys.executable,
+        str(REPO / "scripts" / "prepare_data.py"),
+        "--dataset",
+        "cifar10",
+        "--manifest",
+        str(out),
+        "--test-size",
+        "1",
+        "--split-seed",
+        "0",
+        f"--archive={arc}",
+        "--path=",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env())
+    assert proc.returncode == 0, proc.stderr
+    d = load_prepared(out)
+    np.testing.assert_array_equal(
+        d.test_images.reshape(20, -1), batches["cifar-10-batches-py/test_batch"]["data"]
+    )
