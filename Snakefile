@@ -18,6 +18,7 @@ include: "rules/train.smk"
 include: "rules/score.smk"
 include: "rules/attack.smk"
 include: "rules/report.smk"
+include: "rules/provenance.smk"
 
 
 report: "report/workflow.rst"

@@ -15,6 +15,7 @@ rule attack:
         targets=",".join(map(str, TARGETS)),
     conda:
         "../envs/curvmia.yaml"
+    container: IMAGES["cpu"]
     log:
         f"{RESULTS}/logs/attack/{{label}}.log",
     shell:

@@ -19,6 +19,8 @@ shell.prefix(
 
 RESULTS = f"results/{config['experiment']}"
 DATA = f"{config['data']['root']}/{config['data']['dataset']}"
+# Apptainer image of each kind of step (`container:` of every rule; README: SLURM and Apptainer).
+IMAGES = config["containers"]
 
 
 def _config_error(msg):
@@ -63,7 +65,7 @@ HIST_TARGET = (
 
 wildcard_constraints:
     row=r"\d+",
-    label=r"[A-Za-z0-9_.-]+",
+    label=r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
 
 
 def as_json(obj):
@@ -82,4 +84,5 @@ def final_outputs():
         f"{RESULTS}/roc.png",
         f"{RESULTS}/curv_hist.png",
         f"{RESULTS}/models.csv",
+        f"{RESULTS}/provenance.json",
     ]

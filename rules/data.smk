@@ -14,6 +14,7 @@ rule prepare_data:
         split_seed=config["data"]["split_seed"],
     conda:
         "../envs/curvmia.yaml"
+    container: IMAGES["cpu"]
     log:
         f"{DATA}/prepare.log",
     shell:

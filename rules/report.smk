@@ -12,6 +12,7 @@ rule metrics:
         metrics=as_json(config["metrics"]),
     conda:
         "../envs/curvmia.yaml"
+    container: IMAGES["cpu"]
     log:
         f"{RESULTS}/logs/metrics.log",
     shell:
@@ -29,6 +30,7 @@ rule curv_hist:
         row=HIST_TARGET,
     conda:
         "../envs/curvmia.yaml"
+    container: IMAGES["cpu"]
     log:
         f"{RESULTS}/logs/curv_hist.log",
     shell:

@@ -15,6 +15,7 @@ rule score:
         gpu=1 if config["compute"]["device"] == "cuda" else 0,
     conda:
         "../envs/curvmia.yaml"
+    container: IMAGES["gpu"]
     log:
         f"{RESULTS}/logs/score/model_{{row}}.log",
     benchmark:

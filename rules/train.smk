@@ -15,6 +15,7 @@ rule train:
         gpu=1 if config["compute"]["device"] == "cuda" else 0,
     conda:
         "../envs/curvmia.yaml"
+    container: IMAGES["gpu"]
     log:
         f"{RESULTS}/logs/train/model_{{row}}.log",
     benchmark:
@@ -39,6 +40,7 @@ rule model_summary:
         targets=",".join(map(str, TARGETS)),
     conda:
         "../envs/curvmia.yaml"
+    container: IMAGES["cpu"]
     log:
         f"{RESULTS}/logs/model_summary.log",
     shell:

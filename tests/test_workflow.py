@@ -1,6 +1,7 @@
 """End to end: the whole workflow on the small test config, the report, and partial reruns."""
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,9 +63,10 @@ def with_changes(tmp_path: Path, name: str, change) -> Path:
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("wf")
-    snakemake(work, TEST_CONFIG)
+def finished_run(test_config_run, tmp_path_factory):
+    """A copy of the session's local test-config run (conftest.py): these tests change it."""
+    work = tmp_path_factory.mktemp("wf") / "run"
+    shutil.copytree(test_config_run, work, symlinks=True)
     return work
 
 
@@ -101,7 +103,7 @@ def test_report(finished_run):
 def test_attack_change_reruns_only_attack_and_after(finished_run, tmp_path):
     cfg = with_changes(tmp_path, "attack.yaml", lambda c: c["attacks"][0].update(variant="clean"))
     plan = planned_jobs(snakemake(finished_run, cfg, "-n"))
-    assert plan == {"attack": 1, "metrics": 1, "all": 1}, plan
+    assert plan == {"attack": 1, "metrics": 1, "provenance": 1, "all": 1}, plan
     before = metrics(finished_run)
     snakemake(finished_run, cfg)
     after = metrics(finished_run)
@@ -111,10 +113,17 @@ def test_attack_change_reruns_only_attack_and_after(finished_run, tmp_path):
     pd.testing.assert_series_equal(b.loc["yeom", "auroc"], a.loc["yeom", "auroc"])
     # and back: the original setting is again a change of params
     plan = planned_jobs(snakemake(finished_run, TEST_CONFIG, "-n"))
-    assert plan == {"attack": 1, "metrics": 1, "all": 1}, plan
+    assert plan == {"attack": 1, "metrics": 1, "provenance": 1, "all": 1}, plan
 
 
 def test_scoring_change_never_retrains(finished_run, tmp_path):
     cfg = with_changes(tmp_path, "scoring.yaml", lambda c: c["scoring"].update(niter=3))
     plan = planned_jobs(snakemake(finished_run, cfg, "-n"))
-    assert plan == {"score": 10, "attack": 3, "metrics": 1, "curv_hist": 1, "all": 1}, plan
+    assert plan == {
+        "score": 10,
+        "attack": 3,
+        "metrics": 1,
+        "curv_hist": 1,
+        "provenance": 1,
+        "all": 1,
+    }, plan
