@@ -308,6 +308,12 @@ StorageLoc=slurm_acct_db
 
 @contextmanager
 def running_cluster(root: Path) -> Iterator[Cluster]:
+    """A started cluster; its daemons are stopped on exit, also when the run is terminated."""
+
+    def terminated(signum, frame):
+        raise SystemExit(f"terminated by signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, terminated)
     cluster = Cluster(root)
     cluster.write_configs()
     try:
@@ -315,3 +321,4 @@ def running_cluster(root: Path) -> Iterator[Cluster]:
         yield cluster
     finally:
         cluster.stop()
+        signal.signal(signal.SIGTERM, previous)

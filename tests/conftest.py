@@ -1,5 +1,7 @@
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,16 @@ def test_config_run(tmp_path_factory) -> Path:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env())
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     return work
+
+
+@pytest.fixture(scope="session")
+def workflow_rules(tmp_path_factory) -> dict:
+    """Every rule of the workflow (test config) as tests/_rules.py describes it."""
+    work = tmp_path_factory.mktemp("rules")
+    cmd = [sys.executable, str(REPO / "tests" / "_rules.py"), str(TEST_CONFIG), str(work)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])["rules"]
 
 
 def pytest_configure(config):

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from _util import subprocess_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,6 +25,19 @@ def test_ruff_check_and_format():
 
 def test_snakemake_lint_clean():
     proc = run(sys.executable, "-m", "snakemake", "--lint")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "Lints for" not in out, out
+
+
+EXPERIMENT_CONFIGS = sorted(
+    p for p in (REPO / "config").rglob("*.yaml") if p.name not in ("config.yaml", "schema.yaml")
+)
+
+
+@pytest.mark.parametrize("configfile", EXPERIMENT_CONFIGS, ids=lambda p: p.name)
+def test_snakemake_lint_clean_for_every_shipped_config(configfile):
+    proc = run(sys.executable, "-m", "snakemake", "--lint", "--configfile", str(configfile))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert "Lints for" not in out, out

@@ -74,23 +74,8 @@ def test_pinned_registry_uri_is_accepted_and_unpinned_refused():
         validate(set_key(base_config(), "containers.gpu", "docker://ghcr.io/o/gpu:latest"), SCHEMA)
 
 
-@pytest.fixture(scope="module")
-def rules(tmp_path_factory) -> dict:
-    import sys
-
-    work = tmp_path_factory.mktemp("rules")
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "_rules.py"), str(TEST_CONFIG), str(work)],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(),
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])["rules"]
-
-
-def test_every_wildcard_is_constrained_against_paths_and_shell(rules):
-    for name, r in rules.items():
+def test_every_wildcard_is_constrained_against_paths_and_shell(workflow_rules):
+    for name, r in workflow_rules.items():
         for wc in r["wildcards"]:
             assert wc in r["constraints"], (name, wc)
             rx = re.compile(r["constraints"][wc])
@@ -98,9 +83,9 @@ def test_every_wildcard_is_constrained_against_paths_and_shell(rules):
                 assert not rx.fullmatch(value), (name, wc, value)
 
 
-def test_shell_params_are_quoted_unless_reviewed(rules):
+def test_shell_params_are_quoted_unless_reviewed(workflow_rules):
     """A new unquoted {params.x} fails here: quote it ({params.x:q}) or review it above."""
-    for name, r in rules.items():
+    for name, r in workflow_rules.items():
         if not r["shell"]:
             continue
         for param, fmt in re.findall(r"\{params\.(\w+)(:\w+)?\}", r["shell"]):

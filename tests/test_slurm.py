@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = REPO / "tests" / "config" / "test.yaml"
 SHIPPED = REPO / "profiles" / "slurm" / "config.yaml"
 TEST_LAYER = REPO / "tests" / "profiles" / "slurm-local" / "config.yaml"
-TIME_LIMIT_S = 290
+# Hard limit from cluster start to the last check (the env override is for loaded dev machines).
+TIME_LIMIT_S = int(os.environ.get("CURVMIA_SLURM_TIME_LIMIT_S", "290"))
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 pytestmark = pytest.mark.slow
@@ -58,8 +59,10 @@ def test_test_layer_removes_only_what_this_machine_lacks():
         "software-deployment-method",
         "apptainer-args",
         "set-resources",
+        "default-resources",
         "slurm-init-seconds-before-status-checks",
     }
+    assert merged["default-resources"] == {**shipped["default-resources"], "slurm_account": ACCOUNT}
     for rule, res in shipped["set-resources"].items():
         expected = {k: v for k, v in res.items() if k not in ("gpu", "gres")}
         assert merged["set-resources"][rule] == expected, rule
@@ -137,19 +140,29 @@ def test_test_config_on_slurm_equals_local_run(cluster, test_config_run, tmp_pat
     assert rc == 0, out[-8000:]
     run_id = re.search(r"SLURM run ID: (\S+)", out).group(1)
 
-    # Every job except the target rule `all` went through sbatch, exactly once, and
-    # completed under the cluster's account; job arrays (train, score, attack) count per task.
+    # Every job except the target rule `all` went through sbatch and completed under the
+    # cluster's account: one sbatch job per task of the job arrays (train, score), per group
+    # of the profile's `groups` (all components merged) and per other job.
     jobs = [j for j in cluster.sacct_jobs() if j["JobName"] == run_id]
     assert jobs, cluster.sacct_jobs()
-    per_rule: dict[str, int] = {}
+    submitted: dict[str, int] = {}
     for j in jobs:
         assert j["State"] == "COMPLETED" and j["ExitCode"] == "0:0", j
         assert j["Account"] == ACCOUNT, j
-        rule = re.fullmatch(r"rule_(\w+?)(_wildcards_.*)?", j["Comment"]).group(1)
-        per_rule[rule] = per_rule.get(rule, 0) + 1
-    expected = {rule: n for rule, n in plan.items() if rule != "all"}
-    assert per_rule == expected
-    assert any("_" in j["JobID"] for j in jobs), "no job array was submitted"
+        name = re.fullmatch(r"rule_(\w+?)(_wildcards_.*)?", j["Comment"]).group(1)
+        submitted[name] = submitted.get(name, 0) + 1
+    groups = merged["groups"]
+    expected: dict[str, int] = {}
+    for rule, n in plan.items():
+        if rule in groups:
+            expected[groups[rule]] = 1
+        elif rule != "all":
+            expected[rule] = n
+    assert submitted == expected
+    assert {"train", "score"} <= set(merged["slurm-array-jobs"].split(","))
+    assert sum("_" in j["JobID"] for j in jobs) == plan["train"] + plan["score"], jobs
+    # nothing but the target rule ran in the submitting process
+    assert re.findall(r"^localrule (\w+):", out, re.M) == ["all"], out[-5000:]
 
     local = test_config_run / "results" / "test"
     remote = work / "results" / "test"
