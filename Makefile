@@ -7,14 +7,14 @@ EXPERIMENT ?= digits
 # Rules call `python`: make it the virtual environment's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup run report test lint clean
+.PHONY: setup run report test lint clean lock archive
 
 setup: $(STAMP)
 
-$(STAMP): envs/requirements.txt pyproject.toml
+$(STAMP): envs/requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r envs/requirements.txt
+	$(BIN)/python -m pip install --quiet --require-hashes -r envs/requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
@@ -31,6 +31,19 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/snakemake --lint
+
+# Regenerate the hash-locked requirement files from envs/requirements*.txt (needs PyPI).
+CUDA_WHEELS = $(shell grep -E '^(nvidia|cuda|triton)' envs/requirements.lock | cut -d= -f1)
+LOCK = $(abspath $(BIN))/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links
+lock: setup
+	$(BIN)/python -m pip install --quiet -r envs/requirements-dev.txt
+	cd envs && $(LOCK) --allow-unsafe -o requirements.lock requirements.txt
+	cd envs && $(LOCK) --allow-unsafe -o gpu.lock requirements-gpu.txt
+	cd envs && $(LOCK) $(addprefix --unsafe-package ,$(CUDA_WHEELS)) -o cpu.lock requirements-cpu.txt
+
+# Archive the finished default run: workflow, locks, config, provenance (images referenced).
+archive: setup
+	$(BIN)/python scripts/archive.py --out results/$(EXPERIMENT)-archive.tar.gz
 
 clean:
 	rm -rf results data .snakemake

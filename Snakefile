@@ -20,6 +20,7 @@ include: "rules/attack.smk"
 include: "rules/report.smk"
 include: "rules/theory.smk"
 include: "rules/sweeps.smk"
+include: "rules/provenance.smk"
 
 
 report: "report/workflow.rst"

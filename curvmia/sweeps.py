@@ -13,7 +13,7 @@ import pandas as pd
 
 from .attacks import run_attack
 from .metrics import summarize
-from .scores import FEATURES, load_features
+from .scores import load_features
 
 SWEEPS = ("dp", "size")
 TARGET_COLUMNS = ["sweep", "value", "seed", "model", "scores", "members", "test_acc"]
@@ -64,6 +64,13 @@ def targets_frame(rows: list[dict]) -> pd.DataFrame:
     return df
 
 
+def _with_test_split(paths: list[str]) -> dict[str, np.ndarray]:
+    """Population features and the held-out split's (``test_<name>``, RMIA's reference z)."""
+    feats = load_features(paths)
+    feats.update({f"test_{k}": v for k, v in load_features(paths, "test_").items()})
+    return feats
+
+
 def sweep_metrics(
     targets: pd.DataFrame,
     shadow_score_files: list[str],
@@ -76,11 +83,11 @@ def sweep_metrics(
     seed: int,
 ) -> pd.DataFrame:
     """Every configured attack on every sweep target, against the given shadows."""
-    shadow = load_features(shadow_score_files)
+    shadow = _with_test_split(shadow_score_files)
     rows = []
     for t, tr in enumerate(targets.itertuples(index=False)):
-        feats = load_features([tr.scores])
-        target = {f: feats[f][0] for f in FEATURES}
+        feats = _with_test_split([tr.scores])
+        target = {f: v[0] for f, v in feats.items()}
         members = np.load(tr.members).astype(bool)
         if members.shape != labels.shape:
             raise ValueError(f"{tr.members}: {members.shape} members for {labels.shape} samples")

@@ -11,6 +11,7 @@ rule health:
         health=as_json(config["health"]),
     conda:
         "../envs/curvmia.yaml"
+    container: IMAGES["cpu"]
     log:
         f"{RESULTS}/logs/health.log",
     shell:
@@ -33,11 +34,12 @@ rule attack:
         targets=",".join(map(str, TARGETS)),
     conda:
         "../envs/curvmia.yaml"
+    container: IMAGES["cpu"]
     log:
         f"{RESULTS}/logs/attack/{{label}}.log",
     shell:
         "python $CURVMIA_SCRIPTS/attack.py --data {input.manifest} --masks {input.masks}"
         " --health {input.health}"
-        " --shadow-rows {params.shadows} --target-rows {params.targets}"
+        " --shadow-rows {params.shadows:q} --target-rows {params.targets:q}"
         " --shadow-scores {input.shadow_scores} --target-scores {input.target_scores}"
         " --spec {params.spec:q} --out {output} > {log} 2>&1"

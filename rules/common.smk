@@ -19,6 +19,8 @@ shell.prefix(
 
 RESULTS = f"results/{config['experiment']}"
 DATA = f"{config['data']['root']}/{config['data']['dataset']}"
+# Apptainer image of each kind of step (`container:` of every rule; README: SLURM and Apptainer).
+IMAGES = config["containers"]
 
 
 def _config_error(msg):
@@ -71,7 +73,7 @@ HIST_TARGET = (
 
 wildcard_constraints:
     row=r"\d+",
-    label=r"[A-Za-z0-9_.-]+",
+    label=r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
 
 
 def as_json(obj):
@@ -93,4 +95,5 @@ def final_outputs():
         f"{RESULTS}/health.csv",
         f"{RESULTS}/per_example.csv.gz",
         f"{RESULTS}/exposed.png",
+        f"{RESULTS}/provenance.json",
     ] + ([f"{RESULTS}/loo.md"] if config["metrics"]["loo"] else []) + theory_outputs()

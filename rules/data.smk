@@ -33,10 +33,11 @@ if ARCHIVE:
         retries: 2
         conda:
             "../envs/curvmia.yaml"
+        container: IMAGES["cpu"]
         log:
             f"{config['data']['root']}/raw/{DATASET}.download.log",
         shell:
-            "python $CURVMIA_SCRIPTS/download_data.py --dataset {params.dataset}"
+            "python $CURVMIA_SCRIPTS/download_data.py --dataset {params.dataset:q}"
             " --mirror={params.mirror:q} --archive={params.archive:q} --out {output} > {log} 2>&1"
 
 
@@ -60,13 +61,14 @@ rule prepare_data:
     threads: config["data"]["workers"]
     conda:
         "../envs/curvmia.yaml"
+    container: IMAGES["cpu"]
     log:
         f"{DATA}/prepare.log",
     benchmark:
         f"{DATA}/prepare.benchmark.tsv"
     shell:
-        "python $CURVMIA_SCRIPTS/prepare_data.py --dataset {params.dataset}"
+        "python $CURVMIA_SCRIPTS/prepare_data.py --dataset {params.dataset:q}"
         " --manifest {output.manifest} --archive={input.archive:q} --path={params.path:q}"
-        " --test-size {params.test_size} --split-seed {params.split_seed}"
-        " --image-size {params.image_size} --resize {params.resize} --stats {params.stats}"
+        " --test-size {params.test_size:q} --split-seed {params.split_seed:q}"
+        " --image-size {params.image_size:q} --resize {params.resize:q} --stats {params.stats:q}"
         " --workers {threads} > {log} 2>&1"

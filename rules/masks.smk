@@ -12,6 +12,7 @@ rule make_masks:
         ),
     conda:
         "../envs/curvmia.yaml"
+    container: IMAGES["cpu"]
     log:
         f"{RESULTS}/logs/make_masks.log",
     shell:

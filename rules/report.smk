@@ -20,12 +20,13 @@ rule metrics:
         min_test_acc=config["health"]["min_test_acc"],
     conda:
         "../envs/curvmia.yaml"
+    container: IMAGES["cpu"]
     log:
         f"{RESULTS}/logs/metrics.log",
     shell:
         "python $CURVMIA_SCRIPTS/metrics.py --metrics {params.metrics:q} --specs {params.specs:q}"
         " --dataset {params.dataset:q} --health {input.health}"
-        " --min-test-acc {params.min_test_acc} --csv {output.csv} --diff-csv {output.diff}"
+        " --min-test-acc {params.min_test_acc:q} --csv {output.csv} --diff-csv {output.diff}"
         " --table1 {output.table1} --md {output.md} --roc {output.roc} {input.attacks}"
         " > {log} 2>&1"
 
@@ -45,11 +46,12 @@ rule per_example:
         top_k=config["report"]["top_k"],
     conda:
         "../envs/curvmia.yaml"
+    container: IMAGES["cpu"]
     log:
         f"{RESULTS}/logs/per_example.log",
     shell:
         "python $CURVMIA_SCRIPTS/per_example.py --data {input.manifest}"
-        " --rank-attack {params.rank_attack:q} --top-k {params.top_k}"
+        " --rank-attack {params.rank_attack:q} --top-k {params.top_k:q}"
         " --tidy {output.tidy} --ranking {output.ranking} --figure {output.figure}"
         " {input.attacks} > {log} 2>&1"
 
@@ -70,6 +72,7 @@ rule loo:
         fprs=as_json(config["metrics"]["fprs"]),
     conda:
         "../envs/curvmia.yaml"
+    container: IMAGES["cpu"]
     log:
         f"{RESULTS}/logs/loo.log",
     benchmark:
@@ -91,8 +94,9 @@ rule curv_hist:
         row=HIST_TARGET,
     conda:
         "../envs/curvmia.yaml"
+    container: IMAGES["cpu"]
     log:
         f"{RESULTS}/logs/curv_hist.log",
     shell:
         "python $CURVMIA_SCRIPTS/plot_hist.py --masks {input.masks} --scores {input.scores}"
-        " --row {params.row} --out {output} > {log} 2>&1"
+        " --row {params.row:q} --out {output} > {log} 2>&1"

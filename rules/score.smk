@@ -32,13 +32,14 @@ if SCORE_SHARDS == 1:
             gpu=1 if config["compute"]["device"] == "cuda" else 0,
         conda:
             "../envs/curvmia.yaml"
+        container: IMAGES["gpu"]
         log:
             f"{RESULTS}/logs/score/model_{{row}}.log",
         benchmark:
             f"{RESULTS}/benchmarks/score/model_{{row}}.tsv"
         shell:
             "python $CURVMIA_SCRIPTS/score.py --data {input.manifest} --model {input.model} --row {wildcards.row}"
-            " --scoring {params.scoring:q} --device {params.device} --threads {threads}"
+            " --scoring {params.scoring:q} --device {params.device:q} --threads {threads}"
             " --out {output} > {log} 2>&1"
 
 else:
@@ -60,14 +61,15 @@ else:
             gpu=1 if config["compute"]["device"] == "cuda" else 0,
         conda:
             "../envs/curvmia.yaml"
+        container: IMAGES["gpu"]
         log:
             f"{RESULTS}/logs/score/model_{{row}}.{{shard}}-of-{SCORE_SHARDS}.log",
         benchmark:
             f"{RESULTS}/benchmarks/score/model_{{row}}.{{shard}}-of-{SCORE_SHARDS}.tsv"
         shell:
             "python $CURVMIA_SCRIPTS/score.py --data {input.manifest} --model {input.model} --row {wildcards.row}"
-            " --scoring {params.scoring:q} --device {params.device} --threads {threads}"
-            " --shard {wildcards.shard}/{params.nshards} --out {output} > {log} 2>&1"
+            " --scoring {params.scoring:q} --device {params.device:q} --threads {threads}"
+            " --shard {wildcards.shard}/{params.nshards:q} --out {output} > {log} 2>&1"
 
     rule score_merge:
         input:
@@ -79,6 +81,7 @@ else:
             f"{RESULTS}/scores/model_{{row}}.npz",
         conda:
             "../envs/curvmia.yaml"
+        container: IMAGES["cpu"]
         log:
             f"{RESULTS}/logs/score/model_{{row}}.merge.log",
         shell:

@@ -34,6 +34,7 @@ rule dp_members:
         p=as_json({"mode": DP["mask"], "seed": DP["mask_seed"], "pkeep": config["masks"]["pkeep"]}),
     conda:
         "../envs/curvmia.yaml"
+    container: IMAGES["cpu"]
     log:
         f"{RESULTS}/logs/sweeps/dp_members.log",
     shell:
@@ -53,6 +54,7 @@ rule size_members:
         m=r"\d+",
     conda:
         "../envs/curvmia.yaml"
+    container: IMAGES["cpu"]
     log:
         f"{RESULTS}/logs/sweeps/size_members_m{{m}}.log",
     shell:
@@ -72,13 +74,14 @@ rule train_sweep:
     wildcard_constraints:
         sweep="dp|size",
         prefix="eps|m",
-        value=r"[0-9.]+",
+        value=r"\d+(\.\d+)?(e[-+]?\d+)?",
         seed=r"\d+",
     threads: config["compute"]["threads"]
     resources:
         gpu=1 if config["compute"]["device"] == "cuda" else 0,
     conda:
         "../envs/curvmia.yaml"
+    container: IMAGES["gpu"]
     log:
         f"{RESULTS}/logs/sweeps/{{sweep}}/train_{{prefix}}{{value}}_seed{{seed}}.log",
     benchmark:
@@ -86,7 +89,7 @@ rule train_sweep:
     shell:
         "python $CURVMIA_SCRIPTS/train_sweep.py --data {input.manifest} --members {input.members}"
         " --sweep {wildcards.sweep} --value {wildcards.value} --seed {wildcards.seed}"
-        " --train {params.train:q} --device {params.device} --threads {threads}"
+        " --train {params.train:q} --device {params.device:q} --threads {threads}"
         " --out {output} > {log} 2>&1"
 
 
@@ -102,18 +105,20 @@ rule score_sweep:
         row=lambda wc: SWEEP_ROW[(wc.sweep, wc.name)],
     wildcard_constraints:
         sweep="dp|size",
+        name=r"(eps\d+(\.\d+)?(e[-+]?\d+)?|m\d+)_seed\d+",
     threads: config["compute"]["threads"]
     resources:
         gpu=1 if config["compute"]["device"] == "cuda" else 0,
     conda:
         "../envs/curvmia.yaml"
+    container: IMAGES["gpu"]
     log:
         f"{RESULTS}/logs/sweeps/{{sweep}}/score_{{name}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/sweeps/{{sweep}}/score_{{name}}.tsv"
     shell:
         "python $CURVMIA_SCRIPTS/score.py --data {input.manifest} --model {input.model}"
-        " --row {params.row} --scoring {params.scoring:q} --device {params.device}"
+        " --row {params.row:q} --scoring {params.scoring:q} --device {params.device:q}"
         " --threads {threads} --out {output} > {log} 2>&1"
 
 
@@ -122,6 +127,7 @@ rule sweep_metrics:
         manifest=f"{DATA}/manifest.json",
         masks=f"{RESULTS}/masks.npz",
         shadow_scores=score_files(SHADOWS),
+        health=f"{RESULTS}/health.csv",
         models=lambda wc: [r["checkpoint"] for r in SWEEP_ROWS[wc.sweep]],
         scores=lambda wc: [r["scores"] for r in SWEEP_ROWS[wc.sweep]],
         members=lambda wc: sorted({r["members"] for r in SWEEP_ROWS[wc.sweep]}),
@@ -137,13 +143,14 @@ rule sweep_metrics:
         sweep="dp|size",
     conda:
         "../envs/curvmia.yaml"
+    container: IMAGES["cpu"]
     log:
         f"{RESULTS}/logs/sweeps/{{sweep}}/metrics.log",
     shell:
         "python $CURVMIA_SCRIPTS/sweep_metrics.py --data {input.manifest} --masks {input.masks}"
         " --sweep {wildcards.sweep} --targets {params.targets:q}"
-        " --shadow-rows {params.shadows} --shadow-scores {input.shadow_scores}"
-        " --attacks {params.attacks:q} --metrics {params.metrics:q}"
+        " --shadow-rows {params.shadows:q} --shadow-scores {input.shadow_scores}"
+        " --health {input.health} --attacks {params.attacks:q} --metrics {params.metrics:q}"
         " --out-targets {output.targets} --out-metrics {output.metrics} > {log} 2>&1"
 
 

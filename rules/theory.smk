@@ -20,11 +20,12 @@ rule theory:
         targets=",".join(map(str, TARGETS)),
     conda:
         "../envs/curvmia.yaml"
+    container: IMAGES["cpu"]
     log:
         f"{RESULTS}/logs/theory.log",
     shell:
         "python $CURVMIA_SCRIPTS/theory.py --theory {params.theory:q} --masks {input.masks}"
-        " --target-rows {params.targets} --target-scores {input.scores}"
+        " --target-rows {params.targets:q} --target-scores {input.scores}"
         " --attacks {input.attacks} --csv {output.csv} --md {output.md} --fig {output.fig}"
         " > {log} 2>&1"
 
@@ -53,6 +54,7 @@ rule theory_sweep:
         sweep="dp|size",
     conda:
         "../envs/curvmia.yaml"
+    container: IMAGES["cpu"]
     log:
         f"{RESULTS}/logs/theory_sweep_{{sweep}}.log",
     shell:

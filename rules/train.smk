@@ -18,15 +18,16 @@ rule train:
         gpu=1 if config["compute"]["device"] == "cuda" else 0,
     conda:
         "../envs/curvmia.yaml"
+    container: IMAGES["gpu"]
     log:
         f"{RESULTS}/logs/train/model_{{row}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/model_{{row}}.tsv"
     shell:
         "python $CURVMIA_SCRIPTS/train.py --data {input.manifest} --masks {input.masks} --row {wildcards.row}"
-        " --train {params.train:q} --device {params.device} --threads {threads}"
-        " --checkpoint-minutes {params.ckpt_min} --resident-max-gib {params.resident}"
-        " --workers {params.workers} --out {output} > {log} 2>&1"
+        " --train {params.train:q} --device {params.device:q} --threads {threads}"
+        " --checkpoint-minutes {params.ckpt_min:q} --resident-max-gib {params.resident:q}"
+        " --workers {params.workers:q} --out {output} > {log} 2>&1"
 
 
 rule model_summary:
@@ -43,8 +44,9 @@ rule model_summary:
         targets=",".join(map(str, TARGETS)),
     conda:
         "../envs/curvmia.yaml"
+    container: IMAGES["cpu"]
     log:
         f"{RESULTS}/logs/model_summary.log",
     shell:
-        "python $CURVMIA_SCRIPTS/model_summary.py --shadows {params.shadows} --targets {params.targets}"
+        "python $CURVMIA_SCRIPTS/model_summary.py --shadows {params.shadows:q} --targets {params.targets:q}"
         " --out {output} {input} > {log} 2>&1"

@@ -4,6 +4,7 @@ target, against the main experiment's shadows)."""
 import argparse
 import json
 
+import pandas as pd
 import torch
 
 from curvmia.data import load_prepared
@@ -17,6 +18,9 @@ def main() -> None:
     ap.add_argument("--masks", required=True)
     ap.add_argument("--sweep", required=True, choices=["dp", "size"])
     ap.add_argument("--targets", required=True, help="JSON list of {value, seed, model, ...}")
+    ap.add_argument(
+        "--health", required=True, help="health.csv: shadows with used=False are dropped"
+    )
     ap.add_argument("--shadow-rows", required=True, help="comma-separated mask rows")
     ap.add_argument("--shadow-scores", nargs="+", required=True, help="score files, row order")
     ap.add_argument("--attacks", required=True, help="JSON {label: attack spec}")
@@ -33,12 +37,18 @@ def main() -> None:
     shadow_rows = [int(v) for v in a.shadow_rows.split(",")]
     if len(shadow_rows) != len(a.shadow_scores):
         raise SystemExit("--shadow-scores must give one file per shadow row")
+    health = pd.read_csv(a.health)
+    unused = set(health.loc[~health.used, "row"].astype(int))
+    keep = [i for i, r in enumerate(shadow_rows) if r not in unused]
+    shadow_files = [a.shadow_scores[i] for i in keep]
+    shadow_rows = [shadow_rows[i] for i in keep]
+    print(f"{len(shadow_rows)} shadows (excluded by health: {sorted(unused) or 'none'})")
     masks = load_npz(a.masks)["masks"]
     labels = load_prepared(a.data, verify=False).train_labels
     cfg = json.loads(a.metrics)
     df = sweep_metrics(
         targets,
-        a.shadow_scores,
+        shadow_files,
         masks[shadow_rows],
         labels,
         json.loads(a.attacks),

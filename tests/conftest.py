@@ -1,14 +1,43 @@
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from _util import snakemake_cmd, subprocess_env
 
 REPO = Path(__file__).resolve().parents[1]
+TEST_CONFIG = REPO / "tests" / "config" / "test.yaml"
 
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def test_config_run(tmp_path_factory) -> Path:
+    """The small test config, run once locally in a fresh working directory.
+
+    Shared by the workflow, SLURM and archive tests (one training run for all): treat it as
+    read-only, copy it (shutil.copytree keeps the timestamps) to change anything.
+    """
+    work = tmp_path_factory.mktemp("test_config_run")
+    cmd = snakemake_cmd(work, TEST_CONFIG, "--cores", "2")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env())
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    return work
+
+
+@pytest.fixture(scope="session")
+def workflow_rules(tmp_path_factory) -> dict:
+    """Every rule of the workflow (test config) as tests/_rules.py describes it."""
+    work = tmp_path_factory.mktemp("rules")
+    cmd = [sys.executable, str(REPO / "tests" / "_rules.py"), str(TEST_CONFIG), str(work)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])["rules"]
 
 
 def pytest_configure(config):

@@ -21,6 +21,7 @@ METRIC_COLS = [
     "n_members",
     "n_nonmembers",
     "n_nan_scores",
+    "n_inf_scores",
 ]
 
 
@@ -98,7 +99,7 @@ def test_sweep_metrics_contract(tmp_path):
         n_boot=0,
         seed=0,
     )
-    assert list(df.columns) == METRIC_COLS + ["tpr@0.01", "value", "seed"]
+    assert list(df.columns) == METRIC_COLS + ["tpr@0.01", "tpr_strict@0.01", "value", "seed"]
     yeom = df[df.attack == "yeom"].set_index("value")
     assert yeom.loc[100, "auroc"] == 1.0 and yeom.loc[50, "auroc"] == 0.0
     assert yeom.loc[100, "n_members"] == 100 and yeom.loc[50, "n_nonmembers"] == 150

@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -63,14 +64,25 @@ def with_changes(tmp_path: Path, name: str, change) -> Path:
     return path
 
 
-# what one changed attack reruns: itself, the metrics, the per-example export, leave-one-out
-AFTER_ATTACK = {"attack": 1, "metrics": 1, "per_example": 1, "loo": 1, "theory": 1, "all": 1}
+# what one changed attack reruns: itself and everything that reads attack results
+AFTER_ATTACK = {
+    "attack": 1,
+    "metrics": 1,
+    "per_example": 1,
+    "loo": 1,
+    "theory": 1,
+    "sweep_metrics": 2,  # the sweeps' attacks use the same specs and the same shadows
+    "theory_sweep": 2,
+    "provenance": 1,
+    "all": 1,
+}
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("wf")
-    snakemake(work, TEST_CONFIG)
+def finished_run(test_config_run, tmp_path_factory):
+    """A copy of the session's local test-config run (conftest.py): these tests change it."""
+    work = tmp_path_factory.mktemp("wf") / "run"
+    shutil.copytree(test_config_run, work, symlinks=True)
     return work
 
 
@@ -211,7 +223,9 @@ def test_attack_change_reruns_only_attack_and_after(finished_run, tmp_path):
 def test_scoring_change_never_retrains(finished_run, tmp_path):
     cfg = with_changes(tmp_path, "scoring.yaml", lambda c: c["scoring"].update(niter=3))
     plan = planned_jobs(snakemake(finished_run, cfg, "-n"))
-    assert plan == {"score": 10, "curv_hist": 1, **AFTER_ATTACK, "attack": 5}, plan
+    assert plan == {"score": 10, "score_sweep": 10, "curv_hist": 1, **AFTER_ATTACK, "attack": 5}, (
+        plan
+    )
 
 
 def test_health_floor_change_reruns_attacks_not_models(finished_run, tmp_path):

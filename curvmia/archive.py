@@ -1,0 +1,118 @@
+"""Archive a finished experiment so that it can be rerun elsewhere.
+
+The archive (a .tar.gz) holds the workflow exactly as committed (every git-tracked file: code,
+config, profiles, container definitions, the hash-locked requirement files), the config files
+of the run, the run's provenance.json and metrics, and ARCHIVE.json (commit, config files,
+container images, sha256 of every member). Container images are referenced, not packed: they
+are large, and ARCHIVE.json names them (a .sif path or a digest-pinned registry URI).
+
+`snakemake --archive` is not used: it packs the conda environment of every rule with a conda:
+directive and so needs a working conda, and it leaves out the files the rules call through
+the shell (scripts/, the package). See README, "SLURM and Apptainer".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .provenance import git_commit
+
+MANIFEST = "ARCHIVE.json"
+RESULT_FILES = ("provenance.json", "metrics.csv", "metrics.md", "models.csv")
+
+
+def tracked_files(repo: Path) -> list[str]:
+    """Files under version control in `repo` (relative paths), as git lists them."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(repo), "ls-files", "-z"],
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        raise RuntimeError(f"{repo} is not a git checkout: the archive packs tracked files") from e
+    return sorted(f for f in out.decode().split("\0") if f and (repo / f).is_file())
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def build_archive(
+    out: str | Path,
+    repo: str | Path,
+    workdir: str | Path,
+    configfiles: list[str | Path],
+) -> dict[str, Any]:
+    """Write the archive of the run in `workdir` (made with `configfiles`) to `out`.
+
+    Members: workflow/<tracked file>, workflow/run-config/<name> for each config file,
+    results/<experiment>/<RESULT_FILES>, and ARCHIVE.json. Returns the manifest.
+    """
+    repo, workdir, out = Path(repo).resolve(), Path(workdir).resolve(), Path(out)
+    if out.exists():
+        raise FileExistsError(f"archive exists already: {out}")
+    config: dict[str, Any] = yaml.safe_load((repo / "config" / "config.yaml").read_text())
+    members: dict[str, Path] = {f"workflow/{f}": repo / f for f in tracked_files(repo)}
+    run_configs = []
+    for cf in map(Path, configfiles):
+        config.update(yaml.safe_load(cf.read_text()) or {})
+        name = f"workflow/run-config/{cf.name}"
+        members[name] = cf
+        run_configs.append(name.removeprefix("workflow/"))
+    results = Path("results") / config["experiment"]
+    for name in RESULT_FILES:
+        path = workdir / results / name
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: run the workflow to completion before archiving")
+        members[str(results / name)] = path
+    manifest = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "git_commit": git_commit(repo),
+        "experiment": config["experiment"],
+        "config_files": run_configs,
+        "container_images": config.get("containers", {}),
+        "container_images_note": "referenced, not packed: build them from workflow/containers/"
+        " or pull the digest-pinned URIs",
+        "rerun": "cd workflow && snakemake --cores all "
+        + " ".join(f"--configfile {c}" for c in run_configs),
+        "sha256": {name: _sha256(path) for name, path in sorted(members.items())},
+    }
+    tmp = out.with_name(out.name + ".part")
+    with tarfile.open(tmp, "w:gz") as tar:
+        for name, path in sorted(members.items()):
+            tar.add(path, arcname=name, recursive=False)
+        blob = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        info = tarfile.TarInfo(MANIFEST)
+        info.size, info.mtime = len(blob), int(time.time())
+        tar.addfile(info, io.BytesIO(blob))
+    tmp.rename(out)
+    return manifest
+
+
+def verify_archive(path: str | Path) -> dict[str, Any]:
+    """Check every member against ARCHIVE.json's sha256; return the manifest."""
+    with tarfile.open(path, "r:gz") as tar:
+        manifest = json.load(tar.extractfile(MANIFEST))
+        names = set(tar.getnames()) - {MANIFEST}
+        if names != set(manifest["sha256"]):
+            raise ValueError(f"{path}: members differ from {MANIFEST}")
+        for name, digest in manifest["sha256"].items():
+            h = hashlib.sha256(tar.extractfile(name).read()).hexdigest()
+            if h != digest:
+                raise ValueError(f"{path}: {name} does not match its sha256 in {MANIFEST}")
+    return manifest

@@ -1,0 +1,126 @@
+"""No config value or file name can inject into a shell command or reach an unintended path.
+
+Strings that reach paths (experiment, data.root, attack labels, image paths) are restricted
+by the schema; wildcards are constrained; free-form values reach the shell only as quoted
+JSON params ({params.x:q}). Hostile values get a clear refusal or a correct run.
+"""
+
+import copy
+import json
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from _util import snakemake_cmd, subprocess_env
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = str(REPO / "config" / "schema.yaml")
+TEST_CONFIG = REPO / "tests" / "config" / "test.yaml"
+HOSTILE = ["a b", "x;touch pwned", "$(touch pwned)", "`id`", "..", "../x", "a/../../b", "'\"q"]
+# Params a shell command may use unquoted: their schema type leaves no room for a hostile value.
+UNQUOTED_OK = {
+    ("prepare_data", "dataset"): "enum",
+    ("prepare_data", "test_size"): "integer",
+    ("prepare_data", "split_seed"): "integer",
+    ("train", "device"): "enum",
+    ("score", "device"): "enum",
+    ("attack", "shadows"): "integers",
+    ("attack", "targets"): "integers",
+    ("model_summary", "shadows"): "integers",
+    ("model_summary", "targets"): "integers",
+    ("curv_hist", "row"): "integer",
+}
+
+
+def base_config() -> dict:
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg.update(yaml.safe_load(TEST_CONFIG.read_text()))
+    return cfg
+
+
+def set_key(cfg: dict, path: str, value) -> dict:
+    cfg = copy.deepcopy(cfg)
+    node = cfg
+    *parents, last = path.split(".")
+    for p in parents:
+        node = node[int(p)] if p.isdigit() else node[p]
+    node[last] = value
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["experiment", "data.root", "attacks.0.label", "containers.gpu", "containers.cpu"],
+)
+@pytest.mark.parametrize("value", HOSTILE)
+def test_schema_refuses_hostile_path_values(key, value):
+    if key == "data.root" and value in ("..", "../x", "a/../../b"):
+        pytest.skip("a relative data directory is legitimate (see the dry-run test below)")
+    with pytest.raises(WorkflowError, match=re.escape(key.split(".")[-1])):
+        validate(set_key(base_config(), key, value), SCHEMA)
+
+
+def test_pinned_registry_uri_is_accepted_and_unpinned_refused():
+    digest = "0" * 64
+    validate(
+        set_key(base_config(), "containers.gpu", f"oras://ghcr.io/o/gpu@sha256:{digest}"), SCHEMA
+    )
+    with pytest.raises(WorkflowError, match="gpu"):
+        validate(set_key(base_config(), "containers.gpu", "docker://ghcr.io/o/gpu:latest"), SCHEMA)
+
+
+def test_every_wildcard_is_constrained_against_paths_and_shell(workflow_rules):
+    for name, r in workflow_rules.items():
+        for wc in r["wildcards"]:
+            assert wc in r["constraints"], (name, wc)
+            rx = re.compile(r["constraints"][wc])
+            for value in HOSTILE + ["a/b", ".hidden", ""]:
+                assert not rx.fullmatch(value), (name, wc, value)
+
+
+def test_shell_params_are_quoted_unless_reviewed(workflow_rules):
+    """A new unquoted {params.x} fails here: quote it ({params.x:q}) or review it above."""
+    for name, r in workflow_rules.items():
+        if not r["shell"]:
+            continue
+        for param, fmt in re.findall(r"\{params\.(\w+)(:\w+)?\}", r["shell"]):
+            assert fmt == ":q" or (name, param) in UNQUOTED_OK, f"rule {name}: {{params.{param}}}"
+        assert "{config" not in r["shell"], name
+
+
+def dry_run(tmp_path: Path, cfg: dict) -> subprocess.CompletedProcess:
+    path = tmp_path / "hostile.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    cmd = snakemake_cmd(tmp_path / "work", path, "-n", "-p", "--cores", "1")
+    return subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env())
+
+
+def test_hostile_values_end_to_end(tmp_path):
+    """One dry run: a hostile experiment name is refused, naming the key."""
+    proc = dry_run(tmp_path, set_key(base_config(), "experiment", "x;touch pwned"))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "experiment" in out and "does not match" in out, out[-3000:]
+    assert not (tmp_path / "work" / "pwned").exists()
+
+
+def test_free_form_values_reach_the_shell_as_one_quoted_argument(tmp_path):
+    """Strings inside JSON params (model_kwargs) and a '..' data root: a correct plan."""
+    evil = "$(touch pwned); `id` 'q\" x"
+    cfg = set_key(base_config(), "train.model_kwargs", {"width": 8, "layers": [1, 1], "n": evil})
+    cfg = set_key(cfg, "data.root", "../shared/data")
+    proc = dry_run(tmp_path, cfg)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    lines = [ln for ln in out.splitlines() if "train.py" in ln and "--train" in ln]
+    assert len(lines) == 10, out[-3000:]
+    argv = shlex.split(lines[0])
+    assert json.loads(argv[argv.index("--train") + 1])["model_kwargs"]["n"] == evil
+    # the data directory is where the config says, relative to the working directory
+    assert argv[argv.index("--data") + 1] == "../shared/data/digits/manifest.json"
+    assert not (tmp_path / "work" / "pwned").exists()
