@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from pathlib import Path
 
 import matplotlib
@@ -319,6 +320,9 @@ def attack_points(metrics: pd.DataFrame, attack: str, key: str) -> pd.DataFrame:
     return pts[["value", "seed", "auroc"]].astype({"value": float})
 
 
+_TPR_COL = re.compile(r"tpr@([0-9.eE+-]+)")
+
+
 def operating_point_epsilon(metrics: pd.DataFrame, *, delta: float, alpha: float) -> pd.DataFrame:
     """Empirical ε lower bound per sweep target from the attacks' TPR at fixed FPR in a
     metrics.csv (columns ``tpr@<fpr>``, with ``n_members`` and ``n_nonmembers``).
@@ -331,12 +335,12 @@ def operating_point_epsilon(metrics: pd.DataFrame, *, delta: float, alpha: float
     Empty cells (too few non-members for that FPR) are skipped.
     """
     mt = metrics[~metrics["target"].isin(["mean", "std"])]
-    cols = [c for c in mt.columns if c.startswith("tpr@")]
+    # interpolated TPR columns only (not tpr_strict@f, nor the bootstrap tpr@f_lo / _hi)
+    cols = {c: float(m.group(1)) for c in mt.columns if (m := _TPR_COL.fullmatch(c))}
     rows = []
     for (value, seed), g in mt.groupby(["value", "seed"], sort=True):
         cands = []
-        for c in cols:
-            f = float(c[4:])
+        for c, f in cols.items():
             for _, r in g[g[c].notna()].iterrows():
                 cands.append((r["attack"], f, r[c], int(r["n_members"]), int(r["n_nonmembers"])))
         best = {"value": value, "seed": int(seed), "eps_ops_lo": float("nan"),

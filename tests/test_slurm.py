@@ -128,8 +128,15 @@ def test_test_config_on_slurm_equals_local_run(cluster, test_config_run, tmp_pat
     (profile / "config.yaml").write_text(yaml.safe_dump(merged))
     work = tmp_path / "work"
     work.mkdir()
+    # The test config without its DP/size sweeps (20 more small jobs, which would only
+    # repeat the submission path under the time limit); the main experiment is unchanged,
+    # so its metrics must equal the local run's.
+    cfg = yaml.safe_load(TEST_CONFIG.read_text())
+    cfg["theory"] = {"sweeps": []}
+    configfile = tmp_path / "test_no_sweeps.yaml"
+    configfile.write_text(yaml.safe_dump(cfg))
     env = {**subprocess_env(), **{"SLURM_CONF": cluster.env["SLURM_CONF"]}}
-    cmd = snakemake_cmd(work, TEST_CONFIG, "--profile", str(profile))
+    cmd = snakemake_cmd(work, configfile, "--profile", str(profile))
 
     rc, plan_out = run_until([*cmd, "-n"], env, REPO, deadline, cluster)
     assert rc == 0, plan_out[-5000:]
