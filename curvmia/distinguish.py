@@ -180,6 +180,9 @@ def _counts(scores: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     return s[last], np.cumsum(mm)[last], np.cumsum(~mm)[last]
 
 
+_AUDIT_STREAM = 0xA0D17  # keys the audit's selection split apart from other seeded draws
+
+
 def audit(
     scores: dict[str, np.ndarray],
     is_member: np.ndarray,
@@ -191,14 +194,19 @@ def audit(
 ) -> dict:
     """Empirical epsilon lower bound of the best attack of ``scores`` (label → (N,) scores).
 
-    A seeded ``select_frac`` share of the samples picks the attack and threshold with the
+    A seeded ``select_frac`` share of the members and of the non-members (stratified) picks the attack and threshold with the
     largest ``eps_lo``; the returned counts and bounds come from the remaining samples only.
     """
     m = np.asarray(is_member, dtype=bool)
     if not 0 < select_frac < 1:
         raise ValueError(f"theory.audit_select must be in (0, 1), got {select_frac}")
+    # Stratified by membership, from a stream of its own: a plain permutation from `seed`
+    # would coincide with other seeded permutations (the size sweep's members are the first
+    # m of default_rng(perm_seed).permutation(N)) and could leave one half without members.
+    rng = np.random.default_rng([_AUDIT_STREAM, seed])
     sel = np.zeros(len(m), dtype=bool)
-    sel[np.random.default_rng(seed).permutation(len(m))[: int(round(select_frac * len(m)))]] = True
+    for side in (np.flatnonzero(m), np.flatnonzero(~m)):
+        sel[rng.permutation(side)[: int(round(select_frac * len(side)))]] = True
     ev = ~sel
     for part, name in ((sel, "selection"), (ev, "evaluation")):
         if m[part].all() or not m[part].any():

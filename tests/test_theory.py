@@ -424,3 +424,14 @@ def test_operating_point_epsilon_hand_computed():
     fpr_hi = _cp_reference(20, 2000, 0.05 / 4, "upper")
     assert r["eps_ops_lo"] == pytest.approx(math.log(tpr_lo / fpr_hi), rel=1e-6)
     assert 2.5 < r["eps_ops_lo"] < math.log(30)
+
+
+def test_audit_split_is_stratified_and_independent_of_other_seeded_permutations():
+    # the size sweep's members: the first m of default_rng(perm_seed).permutation(N); with the
+    # same seed a plain permutation split would put every member in one half
+    n, m = 500, 50
+    member = np.zeros(n, bool)
+    member[np.random.default_rng(0).permutation(n)[:m]] = True
+    scores = {"s": np.where(member, 1.0, 0.0) + np.random.default_rng(1).normal(size=n)}
+    res = audit(scores, member, delta=1e-5, alpha=0.05, select_frac=0.5, seed=0)
+    assert res["audit_n_members"] == 25 and res["audit_n_nonmembers"] == 225
