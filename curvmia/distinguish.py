@@ -194,8 +194,9 @@ def audit(
 ) -> dict:
     """Empirical epsilon lower bound of the best attack of ``scores`` (label → (N,) scores).
 
-    A seeded ``select_frac`` share of the members and of the non-members (stratified) picks the attack and threshold with the
-    largest ``eps_lo``; the returned counts and bounds come from the remaining samples only.
+    A seeded ``select_frac`` share of the members and of the non-members (stratified) picks
+    the attack and threshold with the largest ``eps_lo``; the returned counts and bounds come
+    from the remaining samples only.
     """
     m = np.asarray(is_member, dtype=bool)
     if not 0 < select_frac < 1:
