@@ -1,6 +1,7 @@
 """Shared helpers for tests that start Snakemake or tools in a subprocess."""
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -30,3 +31,18 @@ def snakemake_cmd(workdir: Path, configfile: Path, *args: str) -> list[str]:
         str(configfile),
         *args,
     ]
+
+
+def planned_jobs(dry_run_output: str) -> dict[str, int]:
+    """Parse the 'Job stats' table of a dry run into {rule: count} (without 'total')."""
+    if "Nothing to be done" in dry_run_output:
+        return {}
+    block = dry_run_output.split("Job stats:")[1]
+    jobs = {}
+    for line in block.splitlines()[3:]:
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not m:
+            break
+        jobs[m.group(1)] = int(m.group(2))
+    jobs.pop("total", None)
+    return jobs

@@ -2,14 +2,13 @@
 planned as the paper's experiments; the ImageNet config without its data stops before any
 job with the layout error."""
 
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from _util import subprocess_env
+from _util import planned_jobs, subprocess_env
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = ["cifar10", "cifar100", "imagenet"]
@@ -45,17 +44,6 @@ def dry_run(tmp_path: Path, *configfiles: Path, target: str | None = None, extra
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env())
     return proc.returncode, proc.stdout + proc.stderr
-
-
-def job_stats(out: str) -> dict[str, int]:
-    block = out.split("Job stats:")[1]
-    jobs = {}
-    for line in block.splitlines()[3:]:
-        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not m:
-            break
-        jobs[m.group(1)] = int(m.group(2))
-    return jobs
 
 
 @pytest.mark.parametrize("name", PAPER)
@@ -115,7 +103,7 @@ def test_paper_layouts_and_recipes():
 def test_cifar10_plans_67_trainings_and_67_scorings_without_data(tmp_path):
     rc, out = dry_run(tmp_path, REPO / "config" / "cifar10.yaml")
     assert rc == 0, out[-3000:]
-    jobs = job_stats(out)
+    jobs = planned_jobs(out)
     assert jobs["train"] == 67 and jobs["score"] == 67
     assert jobs["download_data"] == 1 and jobs["prepare_data"] == 1
     # compute nodes are often offline: the download is a local rule
@@ -133,7 +121,7 @@ def test_fast_preset_overlays_the_recipe(tmp_path):
         extra=["-p", "--config", "experiment=cifar100-fast"],
     )
     assert rc == 0, out[-3000:]
-    assert job_stats(out)["train"] == 67
+    assert planned_jobs(out)["train"] == 67
     cmd = next(line for line in out.splitlines() if "train.py" in line and "--row 64" in line)
     assert '"epochs": 30' in cmd and '"amp": "bf16"' in cmd and '"batch_size": 512' in cmd
     assert "results/cifar100-fast/models/model_64.pt" in cmd

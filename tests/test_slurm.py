@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import yaml
 from _slurm import ACCOUNT, Cluster, SlurmUnavailable, ensure_installed, running_cluster
-from _util import snakemake_cmd, subprocess_env
+from _util import planned_jobs, snakemake_cmd, subprocess_env
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = REPO / "tests" / "config" / "test.yaml"
@@ -107,18 +107,6 @@ def run_until(cmd: list[str], env: dict, cwd: Path, deadline: float, cluster: Cl
         subprocess.run(["scancel", "--user", "root"], env=cluster.env, capture_output=True)
         pytest.fail(f"time limit ({TIME_LIMIT_S} s) exceeded:\n{out[-5000:]}")
     return proc.returncode, out
-
-
-def planned_jobs(dry_run_output: str) -> dict[str, int]:
-    block = dry_run_output.split("Job stats:")[1]
-    jobs = {}
-    for line in block.splitlines()[3:]:
-        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not m:
-            break
-        jobs[m.group(1)] = int(m.group(2))
-    jobs.pop("total", None)
-    return jobs
 
 
 def test_test_config_on_slurm_equals_local_run(cluster, test_config_run, tmp_path):

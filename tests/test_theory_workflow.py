@@ -1,13 +1,12 @@
 """Which theory and sweep jobs the workflow plans: theory.sweeps decides what rule all
 compares, and the paper configs keep the sweeps as separate targets."""
 
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
-from _util import subprocess_env
+from _util import planned_jobs, subprocess_env
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = REPO / "tests" / "config" / "test.yaml"
@@ -19,13 +18,7 @@ def dry_run(workdir: Path, configfile: Path, *targets: str) -> dict[str, int]:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env())
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
-    jobs = {}
-    for line in out.split("Job stats:")[1].splitlines()[3:]:
-        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not m:
-            break
-        jobs[m.group(1)] = int(m.group(2))
-    return jobs
+    return planned_jobs(out)
 
 
 def with_theory_sweeps(tmp_path: Path, sweeps: list[str]) -> Path:

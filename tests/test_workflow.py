@@ -1,7 +1,6 @@
 """End to end: the whole workflow on the small test config, the report, and partial reruns."""
 
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from _util import subprocess_env
+from _util import planned_jobs, subprocess_env
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = REPO / "tests" / "config" / "test.yaml"
@@ -39,21 +38,6 @@ def snakemake(workdir: Path, configfile: Path, *args: str) -> str:
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-5000:]
     return out
-
-
-def planned_jobs(dry_run_output: str) -> dict[str, int]:
-    """Parse the 'Job stats' table of a dry run into {rule: count} (without 'total')."""
-    if "Nothing to be done" in dry_run_output:
-        return {}
-    block = dry_run_output.split("Job stats:")[1]
-    jobs = {}
-    for line in block.splitlines()[3:]:
-        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not m:
-            break
-        jobs[m.group(1)] = int(m.group(2))
-    jobs.pop("total", None)
-    return jobs
 
 
 def with_changes(tmp_path: Path, name: str, change) -> Path:
