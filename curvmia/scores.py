@@ -33,7 +33,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from .curvature import forward, forward_batch_size, hutchinson, zo_block_size, zo_curvature
+from .curvature import (
+    forward,
+    forward_batch_size,
+    hutchinson,
+    tune_forward_batch,
+    zo_block_size,
+    zo_curvature,
+)
 from .data import normalize, to_float
 from .io import load_npz
 
@@ -251,9 +258,15 @@ def score_model(
     max_batch = forward_batch_size(model, sample, scoring.get("memory_mb", 256))
     fwd = None
     compiled = bool(scoring.get("compile", False)) and device.type == "cuda"
+    channels_last = use_channels_last(scoring, device)
+    choice = scoring.get("forward_batch", "auto")
+    if choice != "auto":
+        max_batch = min(int(choice), max_batch)
+    elif not compiled:  # a compiled forward keeps one padded shape: the memory bound
+        max_batch = tune_forward_batch(model, sample, max_batch, channels_last=channels_last)
+    log(f"forward batch: {max_batch} images ({choice}; memory_mb {scoring.get('memory_mb', 256)})")
     if compiled:
         fwd = torch.compile(model, dynamic=False)
-    channels_last = use_channels_last(scoring, device)
     arrays: dict[str, np.ndarray] = {}
     for prefix, name, split_id in SPLITS:
         imgs = getattr(data, "train_images" if split_id == 0 else "test_images")

@@ -129,11 +129,11 @@ def test_scores_bit_identical_across_batch_sizes_budgets_and_shards():
     ref = score_model(_bn_model(), data, scoring=SCORING, **quiet)
     assert np.isfinite(ref["curv_hutch"]).all() and (ref["curv_hutch_sq"] > 0).all()
     assert (ref["curv_hutch"] >= 0).all()  # ReLU network: PSD input Hessian
-    # memory budgets of 0.01 MiB give forward batches of a few images, with ragged last chunks
-    for bs, mem in ((1, 256), (7, 0.01), (64, 0.003), (16, 0.01)):
-        got = score_model(
-            _bn_model(), data, scoring={**SCORING, "batch_size": bs, "memory_mb": mem}, **quiet
-        )
+    # memory budgets of 0.01 MiB give forward batches of a few images, with ragged last
+    # chunks; fixed forward batches (12: ragged too) and the timed choice (auto)
+    for bs, mem, fb in ((1, 256, 4), (7, 0.01, "auto"), (64, 0.003, "auto"), (16, 256, 12)):
+        scoring = {**SCORING, "batch_size": bs, "memory_mb": mem, "forward_batch": fb}
+        got = score_model(_bn_model(), data, scoring=scoring, **quiet)
         for f in FEATURES:
             # the Hutchinson features too (measured; torch does not promise it for backward)
             np.testing.assert_array_equal(got[f], ref[f], err_msg=f"{f} bs={bs}")
