@@ -30,11 +30,14 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .io import atomic_path, sha256_array, write_json
+
+if TYPE_CHECKING:  # torch is imported where used: the Snakefile imports this module
+    import torch
 
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
 ARRAYS = ("train_images", "train_labels", "test_images", "test_labels")
@@ -594,11 +597,15 @@ def load_prepared(data_dir: str | os.PathLike, *, verify: bool | str = True) -> 
 
 def to_float(images_u8: torch.Tensor) -> torch.Tensor:
     """uint8 images → float32 in [0, 1]."""
+    import torch
+
     return images_u8.to(torch.float32).div_(255.0)
 
 
 def normalize(x: torch.Tensor, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
     """Per-channel normalisation of float images in [0, 1]."""
+    import torch
+
     m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     return (x - m) / s
@@ -611,6 +618,8 @@ def random_crop_flip(
 
     ``x`` is (B, C, H, W); draws come from ``generator`` so training is seeded.
     """
+    import torch
+
     b, _, h, w = x.shape
     if pad > 0:
         padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))

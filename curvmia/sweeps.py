@@ -13,7 +13,6 @@ import pandas as pd
 
 from .attacks import run_attack
 from .metrics import summarize
-from .scores import load_features
 
 SWEEPS = ("dp", "size")
 TARGET_COLUMNS = ["sweep", "value", "seed", "model", "scores", "members", "test_acc"]
@@ -66,6 +65,8 @@ def targets_frame(rows: list[dict]) -> pd.DataFrame:
 
 def _with_test_split(paths: list[str]) -> dict[str, np.ndarray]:
     """Population features and the held-out split's (``test_<name>``, RMIA's reference z)."""
+    from .scores import load_features  # torch: kept out of the Snakefile's parse (cluster jobs)
+
     feats = load_features(paths)
     feats.update({f"test_{k}": v for k, v in load_features(paths, "test_").items()})
     return feats

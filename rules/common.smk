@@ -6,7 +6,6 @@ sys.path.insert(0, workflow.basedir)
 
 from curvmia.attacks import check_attack_spec
 from curvmia.masks import check_layout
-from curvmia.models import check_arch
 
 # Every shell command sees the workflow's own directory: scripts import the package from it
 # (no install needed, also inside containers and conda environments) and are called as
@@ -32,7 +31,12 @@ def _check_config():
     m = config["masks"]
     try:
         check_layout(m["shadows"], m["targets"], m["n_random"], m["complements"])
-        check_arch(config["train"]["arch"])
+        if workflow.is_main_process:
+            # timm + torch take seconds to import, and every cluster job parses this file
+            # again: the submitting process has checked the name already
+            from curvmia.models import check_arch
+
+            check_arch(config["train"]["arch"])
         if m["complements"] and m["pkeep"] != 0.5:
             raise ValueError("masks.complements: needs masks.pkeep = 0.5")
         labels = []
