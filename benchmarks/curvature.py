@@ -31,6 +31,7 @@ import argparse
 import json
 import time
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch.nn import functional as F
@@ -78,6 +79,11 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--compile", action="store_true", help="torch.compile the ZO forward (GPU)")
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument(
+        "--per-batch",
+        action="store_true",
+        help="also time the engine at every forward batch size (its overhead alone)",
+    )
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -104,13 +110,14 @@ def main() -> None:
     fb = cap if a.compile else tune_forward_batch(model, sample, cap, channels_last=a.channels_last)
     tune_s = time.perf_counter() - t0
     per_query = 1 + 4 * a.niter
+    niter_f = 4 * a.niter  # perturbed forwards per query
 
     fns: dict[str, Callable[[], None]] = {}
     work: dict[str, int] = {}  # images (plain) or queries (zo, ref) per call
     plain_sizes = sorted({4 << k for k in range(cap.bit_length()) if 4 << k <= cap} | set(sizes))
     for b in plain_sizes:
         xb = torch.randn(b, *shape, generator=gen).to(dev).contiguous(memory_format=fmt)
-        reps = max(1, -(-(a.min_samples * 4) // b))
+        reps = max(1, -(-(a.min_samples * per_query) // b))  # as many images as a ZO timing
 
         def run_plain(xb=xb, reps=reps):
             with torch.inference_mode():
@@ -164,6 +171,26 @@ def main() -> None:
         fns[f"zo{b}"], work[f"zo{b}"] = run_zo, n
         fns[f"ref{b}"], work[f"ref{b}"] = run_ref, n
 
+    # diagnostic: the engine's perturbed forwards alone with each plain size as forward batch
+    # (separates its own overhead from the choice of the forward batch)
+    n_diag = max(a.min_samples, 64)
+
+    def run_zo_at(fbatch: int) -> None:
+        zo_curvature(
+            model,
+            x_all[:n_diag],
+            y_all[:n_diag],
+            niter=a.niter,
+            seed=[0, 0, 0, 0],
+            index=torch.arange(n_diag),
+            max_batch=fbatch,
+        )
+        sync()
+
+    for pb in plain_sizes if a.per_batch else []:
+        if pb % 4 == 0 and not a.compile:
+            fns[f"zofb{pb}"], work[f"zofb{pb}"] = partial(run_zo_at, pb), n_diag
+
     hb = a.hutch_batch
     xh, yh = x_all[:hb], y_all[:hb]
     rs = torch.randint(0, 2, (1, hb, *shape), generator=gen).to(dev, x_all.dtype) * 2 - 1
@@ -215,6 +242,12 @@ def main() -> None:
         print(
             f"{b:>6} {rate[f'zo{b}']:>9.2f} {ref_rates[b]:>9.2f} {eff:>6.2f} "
             f"{ref_rates[b] * per_query / best_plain:>8.2f} {speedups[-1]:>8.2f}"
+        )
+    zofb = {pb: rate[f"zofb{pb}"] * niter_f / plain[pb] for pb in plain if f"zofb{pb}" in rate}
+    if zofb:
+        print(
+            "engine's perturbed forwards at each forward batch, img/s ÷ plain img/s there: "
+            + ", ".join(f"{pb}: {r:.2f}" for pb, r in zofb.items())
         )
     print(
         f"ZO efficiency min {min(effs):.2f}; "
