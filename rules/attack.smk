@@ -15,8 +15,8 @@ rule health:
     log:
         f"{RESULTS}/logs/health.log",
     shell:
-        "python $CURVMIA_SCRIPTS/health.py --models {input} --health {params.health:q}"
-        " --out {output} > {log} 2>&1"
+        "python $CURVMIA_SCRIPTS/health.py --models {input:q} --health {params.health:q}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule attack:
@@ -38,8 +38,8 @@ rule attack:
     log:
         f"{RESULTS}/logs/attack/{{label}}.log",
     shell:
-        "python $CURVMIA_SCRIPTS/attack.py --data {input.manifest} --masks {input.masks}"
-        " --health {input.health}"
+        "python $CURVMIA_SCRIPTS/attack.py --data {input.manifest:q} --masks {input.masks:q}"
+        " --health {input.health:q}"
         " --shadow-rows {params.shadows:q} --target-rows {params.targets:q}"
-        " --shadow-scores {input.shadow_scores} --target-scores {input.target_scores}"
-        " --spec {params.spec:q} --out {output} > {log} 2>&1"
+        " --shadow-scores {input.shadow_scores:q} --target-scores {input.target_scores:q}"
+        " --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"

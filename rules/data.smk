@@ -38,7 +38,8 @@ if ARCHIVE:
             f"{config['data']['root']}/raw/{DATASET}.download.log",
         shell:
             "python $CURVMIA_SCRIPTS/download_data.py --dataset {params.dataset:q}"
-            " --mirror={params.mirror:q} --archive={params.archive:q} --out {output} > {log} 2>&1"
+            " --mirror={params.mirror:q} --archive={params.archive:q}"
+            " --out {output:q} > {log:q} 2>&1"
 
 
 rule prepare_data:
@@ -68,7 +69,7 @@ rule prepare_data:
         f"{DATA}/prepare.benchmark.tsv"
     shell:
         "python $CURVMIA_SCRIPTS/prepare_data.py --dataset {params.dataset:q}"
-        " --manifest {output.manifest} --archive={input.archive:q} --path={params.path:q}"
+        " --manifest {output.manifest:q} --archive={input.archive:q} --path={params.path:q}"
         " --test-size {params.test_size:q} --split-seed {params.split_seed:q}"
         " --image-size {params.image_size:q} --resize {params.resize:q} --stats {params.stats:q}"
-        " --workers {threads} > {log} 2>&1"
+        " --workers {threads} > {log:q} 2>&1"

@@ -16,5 +16,5 @@ rule make_masks:
     log:
         f"{RESULTS}/logs/make_masks.log",
     shell:
-        "python $CURVMIA_SCRIPTS/make_masks.py --data {input.manifest} --masks {params.masks:q}"
-        " --out {output} > {log} 2>&1"
+        "python $CURVMIA_SCRIPTS/make_masks.py --data {input.manifest:q} --masks {params.masks:q}"
+        " --out {output:q} > {log:q} 2>&1"

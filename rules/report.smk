@@ -25,10 +25,10 @@ rule metrics:
         f"{RESULTS}/logs/metrics.log",
     shell:
         "python $CURVMIA_SCRIPTS/metrics.py --metrics {params.metrics:q} --specs {params.specs:q}"
-        " --dataset {params.dataset:q} --health {input.health}"
-        " --min-test-acc {params.min_test_acc:q} --csv {output.csv} --diff-csv {output.diff}"
-        " --table1 {output.table1} --md {output.md} --roc {output.roc} {input.attacks}"
-        " > {log} 2>&1"
+        " --dataset {params.dataset:q} --health {input.health:q}"
+        " --min-test-acc {params.min_test_acc:q} --csv {output.csv:q} --diff-csv {output.diff:q}"
+        " --table1 {output.table1:q} --md {output.md:q} --roc {output.roc:q} {input.attacks:q}"
+        " > {log:q} 2>&1"
 
 
 rule per_example:
@@ -50,10 +50,10 @@ rule per_example:
     log:
         f"{RESULTS}/logs/per_example.log",
     shell:
-        "python $CURVMIA_SCRIPTS/per_example.py --data {input.manifest}"
+        "python $CURVMIA_SCRIPTS/per_example.py --data {input.manifest:q}"
         " --rank-attack {params.rank_attack:q} --top-k {params.top_k:q}"
-        " --tidy {output.tidy} --ranking {output.ranking} --figure {output.figure}"
-        " {input.attacks} > {log} 2>&1"
+        " --tidy {output.tidy:q} --ranking {output.ranking:q} --figure {output.figure:q}"
+        " {input.attacks:q} > {log:q} 2>&1"
 
 
 rule loo:
@@ -78,10 +78,10 @@ rule loo:
     benchmark:
         f"{RESULTS}/benchmarks/loo.tsv"
     shell:
-        "python $CURVMIA_SCRIPTS/loo.py --data {input.manifest} --masks {input.masks}"
+        "python $CURVMIA_SCRIPTS/loo.py --data {input.manifest:q} --masks {input.masks:q}"
         " --masks-cfg {params.masks:q} --specs {params.specs:q} --fprs {params.fprs:q}"
-        " --health {input.health} --fixed {input.fixed} --csv {output.csv} --md {output.md}"
-        " --scores {input.scores} > {log} 2>&1"
+        " --health {input.health:q} --fixed {input.fixed:q} --csv {output.csv:q} --md {output.md:q}"
+        " --scores {input.scores:q} > {log:q} 2>&1"
 
 
 rule curv_hist:
@@ -98,5 +98,5 @@ rule curv_hist:
     log:
         f"{RESULTS}/logs/curv_hist.log",
     shell:
-        "python $CURVMIA_SCRIPTS/plot_hist.py --masks {input.masks} --scores {input.scores}"
-        " --row {params.row:q} --out {output} > {log} 2>&1"
+        "python $CURVMIA_SCRIPTS/plot_hist.py --masks {input.masks:q} --scores {input.scores:q}"
+        " --row {params.row:q} --out {output:q} > {log:q} 2>&1"

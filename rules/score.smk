@@ -38,9 +38,10 @@ if SCORE_SHARDS == 1:
         benchmark:
             f"{RESULTS}/benchmarks/score/model_{{row}}.tsv"
         shell:
-            "python $CURVMIA_SCRIPTS/score.py --data {input.manifest} --model {input.model} --row {wildcards.row}"
+            "python $CURVMIA_SCRIPTS/score.py --data {input.manifest:q} --model {input.model:q}"
+            " --row {wildcards.row:q}"
             " --scoring {params.scoring:q} --device {params.device:q} --threads {threads}"
-            " --out {output} > {log} 2>&1"
+            " --out {output:q} > {log:q} 2>&1"
 
 else:
 
@@ -67,9 +68,10 @@ else:
         benchmark:
             f"{RESULTS}/benchmarks/score/model_{{row}}.{{shard}}-of-{SCORE_SHARDS}.tsv"
         shell:
-            "python $CURVMIA_SCRIPTS/score.py --data {input.manifest} --model {input.model} --row {wildcards.row}"
+            "python $CURVMIA_SCRIPTS/score.py --data {input.manifest:q} --model {input.model:q}"
+            " --row {wildcards.row:q}"
             " --scoring {params.scoring:q} --device {params.device:q} --threads {threads}"
-            " --shard {wildcards.shard}/{params.nshards:q} --out {output} > {log} 2>&1"
+            " --shard {wildcards.shard:q}/{params.nshards:q} --out {output:q} > {log:q} 2>&1"
 
     rule score_merge:
         input:
@@ -85,4 +87,5 @@ else:
         log:
             f"{RESULTS}/logs/score/model_{{row}}.merge.log",
         shell:
-            "python $CURVMIA_SCRIPTS/merge_scores.py --shards {input} --out {output} > {log} 2>&1"
+            "python $CURVMIA_SCRIPTS/merge_scores.py --shards {input:q} --out {output:q}"
+            " > {log:q} 2>&1"

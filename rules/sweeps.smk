@@ -38,8 +38,9 @@ rule dp_members:
     log:
         f"{RESULTS}/logs/sweeps/dp_members.log",
     shell:
-        "python $CURVMIA_SCRIPTS/sweep_members.py --data {input.manifest} --masks {input.masks}"
-        " --sweep dp --params {params.p:q} --out {output.members} --info {output.info} > {log} 2>&1"
+        "python $CURVMIA_SCRIPTS/sweep_members.py --data {input.manifest:q} --masks {input.masks:q}"
+        " --sweep dp --params {params.p:q} --out {output.members:q} --info {output.info:q}"
+        " > {log:q} 2>&1"
 
 
 rule size_members:
@@ -58,8 +59,8 @@ rule size_members:
     log:
         f"{RESULTS}/logs/sweeps/size_members_m{{m}}.log",
     shell:
-        "python $CURVMIA_SCRIPTS/sweep_members.py --data {input.manifest} --masks {input.masks}"
-        " --sweep size --params {params.p:q} --out {output} > {log} 2>&1"
+        "python $CURVMIA_SCRIPTS/sweep_members.py --data {input.manifest:q} --masks {input.masks:q}"
+        " --sweep size --params {params.p:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule train_sweep:
@@ -87,10 +88,11 @@ rule train_sweep:
     benchmark:
         f"{RESULTS}/benchmarks/sweeps/{{sweep}}/train_{{prefix}}{{value}}_seed{{seed}}.tsv"
     shell:
-        "python $CURVMIA_SCRIPTS/train_sweep.py --data {input.manifest} --members {input.members}"
-        " --sweep {wildcards.sweep} --value {wildcards.value} --seed {wildcards.seed}"
+        "python $CURVMIA_SCRIPTS/train_sweep.py --data {input.manifest:q}"
+        " --members {input.members:q}"
+        " --sweep {wildcards.sweep:q} --value {wildcards.value:q} --seed {wildcards.seed:q}"
         " --train {params.train:q} --device {params.device:q} --threads {threads}"
-        " --out {output} > {log} 2>&1"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule score_sweep:
@@ -117,9 +119,9 @@ rule score_sweep:
     benchmark:
         f"{RESULTS}/benchmarks/sweeps/{{sweep}}/score_{{name}}.tsv"
     shell:
-        "python $CURVMIA_SCRIPTS/score.py --data {input.manifest} --model {input.model}"
+        "python $CURVMIA_SCRIPTS/score.py --data {input.manifest:q} --model {input.model:q}"
         " --row {params.row:q} --scoring {params.scoring:q} --device {params.device:q}"
-        " --threads {threads} --out {output} > {log} 2>&1"
+        " --threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
 rule sweep_metrics:
@@ -147,11 +149,11 @@ rule sweep_metrics:
     log:
         f"{RESULTS}/logs/sweeps/{{sweep}}/metrics.log",
     shell:
-        "python $CURVMIA_SCRIPTS/sweep_metrics.py --data {input.manifest} --masks {input.masks}"
-        " --sweep {wildcards.sweep} --targets {params.targets:q}"
-        " --shadow-rows {params.shadows:q} --shadow-scores {input.shadow_scores}"
-        " --health {input.health} --attacks {params.attacks:q} --metrics {params.metrics:q}"
-        " --out-targets {output.targets} --out-metrics {output.metrics} > {log} 2>&1"
+        "python $CURVMIA_SCRIPTS/sweep_metrics.py --data {input.manifest:q} --masks {input.masks:q}"
+        " --sweep {wildcards.sweep:q} --targets {params.targets:q}"
+        " --shadow-rows {params.shadows:q} --shadow-scores {input.shadow_scores:q}"
+        " --health {input.health:q} --attacks {params.attacks:q} --metrics {params.metrics:q}"
+        " --out-targets {output.targets:q} --out-metrics {output.metrics:q} > {log:q} 2>&1"
 
 
 rule dp_sweep:

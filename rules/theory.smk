@@ -24,10 +24,10 @@ rule theory:
     log:
         f"{RESULTS}/logs/theory.log",
     shell:
-        "python $CURVMIA_SCRIPTS/theory.py --theory {params.theory:q} --masks {input.masks}"
-        " --target-rows {params.targets:q} --target-scores {input.scores}"
-        " --attacks {input.attacks} --csv {output.csv} --md {output.md} --fig {output.fig}"
-        " > {log} 2>&1"
+        "python $CURVMIA_SCRIPTS/theory.py --theory {params.theory:q} --masks {input.masks:q}"
+        " --target-rows {params.targets:q} --target-scores {input.scores:q}"
+        " --attacks {input.attacks:q} --csv {output.csv:q} --md {output.md:q} --fig {output.fig:q}"
+        " > {log:q} 2>&1"
 
 
 rule theory_sweep:
@@ -58,7 +58,7 @@ rule theory_sweep:
     log:
         f"{RESULTS}/logs/theory_sweep_{{sweep}}.log",
     shell:
-        "python $CURVMIA_SCRIPTS/theory_sweep.py --sweep {wildcards.sweep}"
-        " --theory {params.theory:q} --targets {input.targets} --metrics {input.metrics}"
-        " --csv {output.csv} --fit {output.fit} --note {output.note} --fig {output.fig}"
-        " > {log} 2>&1"
+        "python $CURVMIA_SCRIPTS/theory_sweep.py --sweep {wildcards.sweep:q}"
+        " --theory {params.theory:q} --targets {input.targets:q} --metrics {input.metrics:q}"
+        " --csv {output.csv:q} --fit {output.fit:q} --note {output.note:q} --fig {output.fig:q}"
+        " > {log:q} 2>&1"

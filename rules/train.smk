@@ -24,10 +24,11 @@ rule train:
     benchmark:
         f"{RESULTS}/benchmarks/train/model_{{row}}.tsv"
     shell:
-        "python $CURVMIA_SCRIPTS/train.py --data {input.manifest} --masks {input.masks} --row {wildcards.row}"
+        "python $CURVMIA_SCRIPTS/train.py --data {input.manifest:q} --masks {input.masks:q}"
+        " --row {wildcards.row:q}"
         " --train {params.train:q} --device {params.device:q} --threads {threads}"
         " --checkpoint-minutes {params.ckpt_min:q} --resident-max-gib {params.resident:q}"
-        " --workers {params.workers:q} --out {output} > {log} 2>&1"
+        " --workers {params.workers:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule model_summary:
@@ -48,5 +49,6 @@ rule model_summary:
     log:
         f"{RESULTS}/logs/model_summary.log",
     shell:
-        "python $CURVMIA_SCRIPTS/model_summary.py --shadows {params.shadows:q} --targets {params.targets:q}"
-        " --out {output} {input} > {log} 2>&1"
+        "python $CURVMIA_SCRIPTS/model_summary.py --shadows {params.shadows:q}"
+        " --targets {params.targets:q}"
+        " --out {output:q} {input:q} > {log:q} 2>&1"

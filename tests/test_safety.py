@@ -83,14 +83,21 @@ def test_every_wildcard_is_constrained_against_paths_and_shell(workflow_rules):
                 assert not rx.fullmatch(value), (name, wc, value)
 
 
-def test_shell_params_are_quoted_unless_reviewed(workflow_rules):
-    """A new unquoted {params.x} fails here: quote it ({params.x:q}) or review it above."""
+def test_shell_placeholders_are_quoted_unless_reviewed(workflow_rules):
+    """A new unquoted {params.x}, {input…}, {output…}, {log…} or {wildcards.x} fails here:
+    quote it (:q) or, for a param, review it above."""
+    seen = set()
     for name, r in workflow_rules.items():
         if not r["shell"]:
             continue
-        for param, fmt in re.findall(r"\{params\.(\w+)(:\w+)?\}", r["shell"]):
-            assert fmt == ":q" or (name, param) in UNQUOTED_OK, f"rule {name}: {{params.{param}}}"
+        pattern = r"\{(params|input|output|log|wildcards)(?:\.(\w+))?(:\w+)?\}"
+        for kind, attr, fmt in re.findall(pattern, r["shell"]):
+            seen.add(kind)
+            if kind == "params" and (name, attr) in UNQUOTED_OK:
+                continue
+            assert fmt == ":q", f"rule {name}: {{{kind}{'.' + attr if attr else ''}}}"
         assert "{config" not in r["shell"], name
+    assert seen == {"params", "input", "output", "log", "wildcards"}
 
 
 def dry_run(tmp_path: Path, cfg: dict) -> subprocess.CompletedProcess:
