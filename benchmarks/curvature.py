@@ -49,9 +49,11 @@ from curvmia.curvature import (
 from curvmia.models import build_model
 
 
-def interleaved_best(fns: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
+def interleaved_best(
+    fns: dict[str, Callable[[], None]], rounds: int, warmup: bool = True
+) -> dict[str, float]:
     """Best wall time of each function over ``rounds`` rounds (after one warm-up each)."""
-    for fn in fns.values():
+    for fn in fns.values() if warmup else []:
         fn()
     best = {k: float("inf") for k in fns}
     for _ in range(rounds):
@@ -69,6 +71,11 @@ def main() -> None:
     ap.add_argument("--input", default="1,8,8", help="C,H,W")
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--batch-sizes", default="1,8,64,256,512", help="user batch sizes b")
+    ap.add_argument(
+        "--reference-sizes",
+        default=None,
+        help="batch sizes of the reference loop (default: --batch-sizes); its best is the bar",
+    )
     ap.add_argument("--niter", type=int, default=10)
     ap.add_argument("--min-samples", type=int, default=64, help="samples scored per batch size")
     ap.add_argument("--nprobes", type=int, default=2, help="Hutchinson probes K (config: 2)")
@@ -79,6 +86,11 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--compile", action="store_true", help="torch.compile the ZO forward (GPU)")
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument(
+        "--no-warmup",
+        action="store_true",
+        help="no untimed first call (for long measurements of big models)",
+    )
     ap.add_argument(
         "--per-batch",
         action="store_true",
@@ -92,6 +104,9 @@ def main() -> None:
     dev = torch.device(a.device)
     shape = tuple(int(v) for v in a.input.split(","))
     sizes = [int(v) for v in a.batch_sizes.split(",")]
+    ref_sizes = [int(v) for v in (a.reference_sizes or a.batch_sizes).split(",")]
+    if not set(ref_sizes) <= set(sizes):
+        ap.error("--reference-sizes must be among --batch-sizes")
     model = build_model(a.arch, a.classes, shape[0], json.loads(a.model_kwargs)).to(dev).eval()
     fmt = torch.channels_last if a.channels_last else torch.contiguous_format
     if a.channels_last:
@@ -169,7 +184,8 @@ def main() -> None:
             sync()
 
         fns[f"zo{b}"], work[f"zo{b}"] = run_zo, n
-        fns[f"ref{b}"], work[f"ref{b}"] = run_ref, n
+        if b in ref_sizes:
+            fns[f"ref{b}"], work[f"ref{b}"] = run_ref, n
 
     # diagnostic: the engine's perturbed forwards alone with each plain size as forward batch
     # (separates its own overhead from the choice of the forward batch)
@@ -210,13 +226,13 @@ def main() -> None:
         sync()
 
     fns.update(hutch=run_hutch, setup=run_setup, hvp=run_hvp)
-    best = interleaved_best(fns, a.rounds)
+    best = interleaved_best(fns, a.rounds, warmup=not a.no_warmup)
     rate = {k: work[k] / t for k, t in best.items() if k in work}
 
     plain = {b: rate[f"plain{b}"] for b in plain_sizes}
     best_b = max(plain, key=plain.get)
     best_plain = plain[best_b]
-    ref_rates = {b: rate[f"ref{b}"] for b in sizes}
+    ref_rates = {b: rate[f"ref{b}"] for b in sizes if b in ref_sizes}
     ref_b = max(ref_rates, key=ref_rates.get)
     ref_best = ref_rates[ref_b]
     t_fwd = hb / best_plain  # one forward of hb images at the best plain throughput
@@ -239,10 +255,9 @@ def main() -> None:
         eff = rate[f"zo{b}"] * per_query / best_plain
         effs.append(eff)
         speedups.append(rate[f"zo{b}"] / ref_best)
-        print(
-            f"{b:>6} {rate[f'zo{b}']:>9.2f} {ref_rates[b]:>9.2f} {eff:>6.2f} "
-            f"{ref_rates[b] * per_query / best_plain:>8.2f} {speedups[-1]:>8.2f}"
-        )
+        ref_q = f"{ref_rates[b]:>9.2f}" if b in ref_rates else f"{'-':>9}"
+        ref_e = f"{ref_rates[b] * per_query / best_plain:>8.2f}" if b in ref_rates else f"{'-':>8}"
+        print(f"{b:>6} {rate[f'zo{b}']:>9.2f} {ref_q} {eff:>6.2f} {ref_e} {speedups[-1]:>8.2f}")
     zofb = {pb: rate[f"zofb{pb}"] * niter_f / plain[pb] for pb in plain if f"zofb{pb}" in rate}
     if zofb:
         print(
