@@ -115,7 +115,8 @@ def main() -> None:
         p.requires_grad_(False)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     gen = torch.Generator().manual_seed(0)
-    n_max = max(max(sizes), a.min_samples, a.hutch_batch)
+    n_diag = max(a.min_samples, 64)  # samples of the --per-batch diagnostic
+    n_max = max(max(sizes), a.min_samples, a.hutch_batch, n_diag)
     x_all = torch.randn(n_max, *shape, generator=gen).to(dev).contiguous(memory_format=fmt)
     y_all = torch.randint(0, a.classes, (n_max,), generator=gen).to(dev)
     sample = x_all[0]
@@ -189,7 +190,6 @@ def main() -> None:
 
     # diagnostic: the engine's perturbed forwards alone with each plain size as forward batch
     # (separates its own overhead from the choice of the forward batch)
-    n_diag = max(a.min_samples, 64)
 
     def run_zo_at(fbatch: int) -> None:
         zo_curvature(

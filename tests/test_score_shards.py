@@ -58,7 +58,7 @@ def test_sharded_job_set_and_hutch_feature_check(tmp_path):
 
 
 def _kill_when_started(pattern: list[str], stop: threading.Event, killed: list[int]) -> None:
-    """SIGKILL the first process with `script` as its program and every other string of
+    """SIGKILL the first process that runs the script `pattern[0]` with every other string of
     `pattern` as an argument of its own (the Python job itself, not the shell that
     started it: a killed shell would leave its child running)."""
     me = os.getpid()

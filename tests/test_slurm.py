@@ -10,7 +10,7 @@ The experiment is the test config with 2 complement pairs (4 models) instead of 
 without its DP/size sweeps: every SLURM job pays a Snakemake start and a torch import inside
 the job (~20-50 s of one of the machine's 2 cores), and the plugin sees an array finish only
 as a whole, polling with a growing back-off (2 s, then +10 s per poll that sees nothing
-finish), so the 22 jobs of the full config took 8 minutes here. The submission paths are the
+finish), so the 22 jobs of the full config took 8.5 minutes here. The submission paths are the
 same: a prep group, a train array, a score array and the post group.
 """
 
