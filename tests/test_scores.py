@@ -91,12 +91,12 @@ def _toy_data(n=37, n_test=11, shape=(1, 4, 4), classes=3):
     )
 
 
-def _bn_model():
+def _bn_model(in_channels=1):
     from torch import nn
 
     torch.manual_seed(0)
     m = nn.Sequential(
-        nn.Conv2d(1, 4, 3, padding=1),
+        nn.Conv2d(in_channels, 4, 3, padding=1),
         nn.BatchNorm2d(4),
         nn.ReLU(),
         nn.Flatten(),
@@ -119,28 +119,31 @@ SCORING = {
 }
 
 
-def test_scores_bit_identical_across_batch_sizes_budgets_and_shards():
+@pytest.mark.parametrize("channels_last,channels", [(True, 3), (False, 1)])
+def test_scores_bit_identical_across_batch_sizes_budgets_and_shards(channels_last, channels):
     from curvmia.io import load_npz, save_npz
     from curvmia.scores import FEATURES, merge_shards, score_model
 
-    data = _toy_data()
+    data = _toy_data(shape=(channels, 4, 4))
     cpu = torch.device("cpu")
     quiet = {"device": cpu, "log": lambda s: None, "row": 4}
-    ref = score_model(_bn_model(), data, scoring=SCORING, **quiet)
+    base = {**SCORING, "channels_last": channels_last}
+    ref = score_model(_bn_model(channels), data, scoring=base, **quiet)
+    assert json.loads(str(ref["meta"]))["channels_last"] is channels_last
     assert np.isfinite(ref["curv_hutch"]).all() and (ref["curv_hutch_sq"] > 0).all()
     assert (ref["curv_hutch"] >= 0).all()  # ReLU network: PSD input Hessian
     # memory budgets of 0.01 MiB give forward batches of a few images, with ragged last
     # chunks; fixed forward batches (12: ragged too) and the timed choice (auto)
     for bs, mem, fb in ((1, 256, 4), (7, 0.01, "auto"), (64, 0.003, "auto"), (16, 256, 12)):
-        scoring = {**SCORING, "batch_size": bs, "memory_mb": mem, "forward_batch": fb}
-        got = score_model(_bn_model(), data, scoring=scoring, **quiet)
+        scoring = {**base, "batch_size": bs, "memory_mb": mem, "forward_batch": fb}
+        got = score_model(_bn_model(channels), data, scoring=scoring, **quiet)
         for f in FEATURES:
             # the Hutchinson features too (measured; torch does not promise it for backward)
             np.testing.assert_array_equal(got[f], ref[f], err_msg=f"{f} bs={bs}")
             np.testing.assert_array_equal(got["test_" + f], ref["test_" + f])
     # three shards (uneven: 37 = 12 + 12 + 13 and 11 = 3 + 4 + 4) merge into the unsharded file
     parts = [
-        score_model(_bn_model(), data, scoring={**SCORING, "shards": 3}, shard=(i, 3), **quiet)
+        score_model(_bn_model(channels), data, scoring={**base, "shards": 3}, shard=(i, 3), **quiet)
         for i in range(3)
     ]
     assert [len(p["loss"]) for p in parts] == [12, 12, 13]
@@ -161,7 +164,7 @@ def test_scores_bit_identical_across_batch_sizes_budgets_and_shards():
     with pytest.raises(ValueError, match="shard"):
         merge_shards([parts[1], parts[0], parts[2]], log=lambda s: None)
     other = score_model(
-        _bn_model(), data, scoring=SCORING, shard=(2, 3), device=cpu, row=5, log=lambda s: None
+        _bn_model(channels), data, scoring=base, shard=(2, 3), device=cpu, row=5, log=lambda s: None
     )
     with pytest.raises(ValueError, match="row"):
         merge_shards([parts[0], parts[1], other], log=lambda s: None)
@@ -251,5 +254,11 @@ def test_channels_last_option_scores_the_same_model():
     b = score_model(_bn_model(), _toy_data(), scoring={**SCORING, "channels_last": True}, **quiet)
     assert json.loads(str(b["meta"]))["channels_last"] is True
     assert json.loads(str(a["meta"]))["channels_last"] is False
+    # auto means channels_last on every device (measured faster on the CPU too): the same
+    # arrays as an explicit true, bit for bit
+    c = score_model(_bn_model(), _toy_data(), scoring={**SCORING, "channels_last": "auto"}, **quiet)
+    assert json.loads(str(c["meta"]))["channels_last"] is True
+    for k in ("loss", "curv_zo", "curv_hutch"):
+        np.testing.assert_array_equal(c[k], b[k])
     np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(b["curv_hutch"], a["curv_hutch"], rtol=1e-3, atol=1e-6)
