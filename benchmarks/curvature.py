@@ -15,8 +15,11 @@ change hits them alike.
 
 - zo: scoring throughput (queries/s: one sample, one query = 1 clean forward + 4·niter
   perturbed forwards) of the engine as the workflow runs it for a user batch size b: its
-  layout (--layout, default channels_last as ``scoring.channels_last: auto``), forward
-  batch chosen by ``tune_forward_batch`` under --memory-mb;
+  layout (--layout, default channels_last as ``scoring.channels_last: auto``), its
+  forward-only model (Conv2d-BatchNorm2d pairs folded, as ``scoring.fold_bn: true``; the
+  eager model with --no-fold; the plain bars stay eager, as the efficiency is defined),
+  forward batch tuned at start under --memory-mb (``tune_forward_batch``), then chosen online by a
+  ``ForwardBatchChooser`` on a CPU, one for all the engine's timings;
   efficiency = zo queries/s × (1 + 4·niter) ÷ plain images/s at the best (layout, batch);
 - ref: a straightforward reference (the paper's code, contiguous layout): per batch of b
   samples, one clean forward, then per iteration two Rademacher draws and four separate
@@ -29,8 +32,7 @@ change hits them alike.
 Examples (the default model, then ResNet-18 on CIFAR-size inputs):
     python benchmarks/curvature.py --batch-sizes 1,8,64,256,512
     python benchmarks/curvature.py --arch cifar_resnet18 --model-kwargs '{}' --input 3,32,32 \\
-        --batch-sizes 1,8,64,256,512 --reference-sizes 8,64 --rounds 1 --scan-rounds 1 \\
-        --min-samples 16
+        --batch-sizes 1,8,64 --reference-sizes 8,64 --rounds 2 --scan-rounds 1 --min-samples 64
     # on a GPU: --device cuda --memory-mb 8192 --batch-sizes 256,512,1024,2048 --compile
 """
 
@@ -47,7 +49,9 @@ import torch
 from torch.nn import functional as F
 
 from curvmia.curvature import (
+    ForwardBatchChooser,
     _hvp_fn,
+    fold_batchnorm,
     forward,
     forward_batch_size,
     hutchinson,
@@ -87,7 +91,13 @@ def main() -> None:
         help="batch sizes of the reference loop (default: --batch-sizes); its best is the bar",
     )
     ap.add_argument("--niter", type=int, default=10)
-    ap.add_argument("--min-samples", type=int, default=64, help="samples scored per batch size")
+    ap.add_argument(
+        "--min-samples",
+        type=int,
+        default=512,
+        help="samples per timing (at least b): timings of equal work, so that short ones do "
+        "not catch more of a noisy machine's fast moments than long ones",
+    )
     ap.add_argument(
         "--nprobes", default="2,10", help="Hutchinson probes K (config: 2; API default: 10)"
     )
@@ -103,6 +113,11 @@ def main() -> None:
         choices=["channels_last", "contiguous"],
         default="channels_last",
         help="the engine's memory layout (scoring.channels_last: auto = channels_last)",
+    )
+    ap.add_argument(
+        "--no-fold",
+        action="store_true",
+        help="the engine runs the eager model (scoring.fold_bn: false)",
     )
     ap.add_argument(
         "--no-warmup",
@@ -133,7 +148,11 @@ def main() -> None:
         "contiguous": base,
         "channels_last": copy.deepcopy(base).to(memory_format=torch.channels_last),
     }
-    model = models[a.layout]  # the engine's
+    model = models[a.layout]  # the engine's (white-box path)
+    # the engine's forward-only model, as scoring builds it (scoring.fold_bn: true)
+    fast, folded = (model, 0) if a.no_fold else fold_batchnorm(model)
+    if folded:
+        fast = fast.to(memory_format=layouts[a.layout])
     fmt = layouts[a.layout]
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     gen = torch.Generator().manual_seed(0)
@@ -143,20 +162,28 @@ def main() -> None:
     y_all = torch.randint(0, a.classes, (n_max,), generator=gen).to(dev)
     x_eng = x_all.contiguous(memory_format=fmt)
     sample = x_eng[0]
-    cap = forward_batch_size(model, sample, a.memory_mb)
-    fwd = torch.compile(model, dynamic=False) if a.compile else None
+    cap = forward_batch_size(fast, sample, a.memory_mb)
+    fwd = torch.compile(fast, dynamic=False) if a.compile else None
     t0 = time.perf_counter()
     fb = (
         cap
         if a.compile
-        else tune_forward_batch(model, sample, cap, channels_last=fmt != layouts["contiguous"])
+        else tune_forward_batch(fast, sample, cap, channels_last=fmt != layouts["contiguous"])
     )
     tune_s = time.perf_counter() - t0
+    # as scoring does on a CPU: the tuned size is where the online choice starts (one
+    # chooser for all of the engine's timings, as one scoring job keeps one for its blocks)
+    chooser = None
+    if dev.type == "cpu" and not a.compile:
+        sizes_c = [4 << k for k in range(cap.bit_length()) if 4 << k <= cap] + [cap]
+        chooser = ForwardBatchChooser(sizes_c, fb)
     per_query = 1 + 4 * a.niter
     niter_f = 4 * a.niter  # perturbed forwards per query
 
-    def plain_fn(layout: str, b: int) -> tuple[Callable[[], None], int]:
-        m = models[layout]
+    def plain_fn(
+        layout: str, b: int, m: torch.nn.Module | None = None
+    ) -> tuple[Callable[[], None], int]:
+        m = models[layout] if m is None else m
         xb = torch.randn(b, *shape, generator=gen).to(dev).contiguous(memory_format=layouts[layout])
         reps = max(1, -(-(a.min_samples * per_query) // b))  # as many images as a ZO timing
 
@@ -195,24 +222,26 @@ def main() -> None:
     def zo_fn(b: int) -> tuple[Callable[[], None], int]:
         n = max(b, a.min_samples)
         x, y = x_eng[:n], y_all[:n]
-        block = zo_block_size(b, fb)
+        block = zo_block_size(b, cap if chooser is not None else fb)
 
         def run_zo() -> None:
             for i in range(0, n, block):
                 xb, yb = x[i : i + block], y[i : i + block]
+                clean = chooser.best if chooser is not None else fb
                 with torch.inference_mode():
-                    for j in range(0, len(yb), fb):
-                        forward(model, xb[j : j + fb])
+                    for j in range(0, len(yb), clean):
+                        forward(fast, xb[j : j + clean])
                 zo_curvature(
-                    model,
+                    fast,
                     xb,
                     yb,
                     niter=a.niter,
                     seed=[0, 0, 0, 0],
                     index=torch.arange(i, i + len(yb)),
-                    max_batch=fb,
+                    max_batch=None if chooser is not None else fb,
                     fwd=fwd,
                     pad=fwd is not None,
+                    chooser=chooser,
                 )
             sync()
 
@@ -230,7 +259,7 @@ def main() -> None:
 
     def run_zo_at(fbatch: int) -> None:  # the engine's perturbed forwards alone
         zo_curvature(
-            model,
+            fast,
             x_eng[:n_diag],
             y_all[:n_diag],
             niter=a.niter,
@@ -252,6 +281,8 @@ def main() -> None:
     # phase 2: the measurement
     fns, work = {}, {}
     fns["plain"], work["plain"] = plain_fn(best_layout, int(best_b))
+    if folded:  # the engine's own forward at the same batch (for its overhead alone)
+        fns["fast"], work["fast"] = plain_fn(a.layout, int(best_b), fast)
     fns["ref"], work["ref"] = ref_fn(ref_b)
     for b in sizes:
         fns[f"zo {b}"], work[f"zo {b}"] = zo_fn(b)
@@ -308,6 +339,12 @@ def main() -> None:
         f"reference loop best: {ref_best:.2f} queries/s at batch {ref_b} "
         f"(scan: {scan[f'ref {ref_b}']:.2f})"
     )
+    if folded:
+        print(
+            f"engine's forward-only model: {folded} Conv2d-BatchNorm2d pairs folded; plain "
+            f"forward of it at batch {best_b}, {a.layout}: {rate['fast']:.0f} img/s "
+            f"({rate['fast'] / best_plain:.2f}× the eager best)"
+        )
     print(f"{'batch':>6} {'zo q/s':>9} {'eff':>6} {'speedup':>8}")
     effs, speedups = [], []
     for b in sizes:
@@ -325,6 +362,8 @@ def main() -> None:
             f"scan: engine's perturbed forwards at each forward batch, img/s ÷ plain {a.layout} "
             "img/s there: " + ", ".join(f"{pb}: {r:.2f}" for pb, r in zofb.items())
         )
+    if chooser is not None:
+        print(f"engine's online choice at the end: {chooser.summary()}")
     print(
         f"ZO efficiency min {min(effs):.2f}; "
         f"speedup over the best reference min {min(speedups):.2f}"

@@ -34,6 +34,8 @@ import torch
 from torch import nn
 
 from .curvature import (
+    ForwardBatchChooser,
+    fold_batchnorm,
     forward,
     forward_batch_size,
     hutchinson,
@@ -125,6 +127,8 @@ def score_split(
     start: int = 0,
     fwd: Callable[[torch.Tensor], torch.Tensor] | None = None,
     channels_last: bool = False,
+    chooser: ForwardBatchChooser | None = None,
+    fast: nn.Module | None = None,
 ) -> dict[str, np.ndarray]:
     """All features of one split (or of samples start.. of it), each (N, Q) float64.
 
@@ -132,8 +136,13 @@ def score_split(
     that global index, so results never depend on ``batch_size``, ``max_batch``
     (images per forward batch, default ``4·niter·batch_size``) or sharding.
     Samples go to the ZO engine in blocks large enough to fill its forward batches;
-    Hutchinson runs in batches of ``batch_size`` samples.
+    Hutchinson runs in batches of ``batch_size`` samples.  ``chooser`` (optional) sizes the
+    ZO engine's forward batches online, up to its largest size; results do not change.
+    ``fast`` (default ``model``) runs the forward-only work (clean and ZO forwards), e.g.
+    the BatchNorm-folded copy of ``fold_batchnorm``; Hutchinson always uses ``model``.
     """
+    if fast is None:
+        fast = model
     n = len(labels)
     out = {f: np.zeros((n, len(QUERIES)), dtype=np.float64) for f in FEATURES}
     if nprobes == 0:
@@ -142,6 +151,8 @@ def score_split(
     y_all = torch.from_numpy(labels).to(device)
     if max_batch is None:
         max_batch = 4 * niter * batch_size
+    if chooser is not None:  # blocks that fill the largest forward batch it may choose
+        max_batch = max(chooser.sizes)
     block = zo_block_size(batch_size, max_batch)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     for q in range(len(QUERIES)):
@@ -155,22 +166,22 @@ def score_split(
             yb = y_all[i : i + block]
             idx = torch.arange(start + i, start + i + len(yb))
             nb = len(yb)
+            clean = chooser.best if chooser is not None else max_batch
             with torch.inference_mode():
-                logits = torch.cat(
-                    [forward(model, xb[j : j + max_batch]) for j in range(0, nb, max_batch)]
-                )
+                logits = torch.cat([forward(fast, xb[j : j + clean]) for j in range(0, nb, clean)])
             feats = logit_features(logits, yb)
             feats["curv_zo"] = zo_curvature(
-                model,
+                fast,
                 xb,
                 yb,
                 h=h,
                 niter=niter,
                 seed=words,
                 index=idx,
-                max_batch=max_batch,
+                max_batch=None if chooser is not None else max_batch,
                 fwd=fwd,
                 pad=fwd is not None,
+                chooser=chooser,
             )
             for f, v in feats.items():
                 out[f][i : i + nb, q] = v.to(torch.float64).cpu().numpy()
@@ -264,18 +275,27 @@ def score_model(
     dtype = scoring_dtype(scoring)
     model = prepare_model(model, scoring, device)
     sample = torch.zeros(tuple(data.train_images.shape[1:]), dtype=dtype, device=device)
-    max_batch = forward_batch_size(model, sample, scoring.get("memory_mb", 256))
+    fast, folded = fold_batchnorm(model) if scoring.get("fold_bn", True) else (model, 0)
+    if folded and use_channels_last(scoring):
+        fast = fast.to(memory_format=torch.channels_last)
+    log(f"forward-only model: {folded} Conv2d-BatchNorm2d pairs folded")
+    max_batch = forward_batch_size(fast, sample, scoring.get("memory_mb", 256))
     fwd = None
     compiled = bool(scoring.get("compile", False)) and device.type == "cuda"
     channels_last = use_channels_last(scoring)
     choice = scoring.get("forward_batch", "auto")
+    chooser = None
     if choice != "auto":
         max_batch = min(int(choice), max_batch)
     elif not compiled:  # a compiled forward keeps one padded shape: the memory bound
-        max_batch = tune_forward_batch(model, sample, max_batch, channels_last=channels_last)
+        cap = max_batch
+        max_batch = tune_forward_batch(fast, sample, cap, channels_last=channels_last)
+        if device.type == "cpu":  # timing a CUDA forward would need a sync per batch
+            sizes = [4 << k for k in range(cap.bit_length()) if 4 << k <= cap] + [cap]
+            chooser = ForwardBatchChooser(sizes, max_batch)
     log(f"forward batch: {max_batch} images ({choice}; memory_mb {scoring.get('memory_mb', 256)})")
     if compiled:
-        fwd = torch.compile(model, dynamic=False)
+        fwd = torch.compile(fast, dynamic=False)
     arrays: dict[str, np.ndarray] = {}
     for prefix, name, split_id in SPLITS:
         imgs = getattr(data, "train_images" if split_id == 0 else "test_images")
@@ -300,8 +320,12 @@ def score_model(
             start=lo,
             fwd=fwd,
             channels_last=channels_last,
+            chooser=chooser,
+            fast=fast,
         )
         arrays.update({prefix + k: v for k, v in feats.items()})
+    if chooser is not None:
+        log(f"online choice at the end: {chooser.summary()}")
     meta = {
         "row": row,
         "scoring": {k: v for k, v in scoring.items() if k != "shards"},
@@ -315,6 +339,7 @@ def score_model(
         },
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
         "channels_last": channels_last,
+        "folded_bn": folded,
         "compiled": compiled,
         "threads": torch.get_num_threads(),
         "queries": list(QUERIES),

@@ -464,3 +464,122 @@ def test_tune_forward_batch_picks_the_fastest_and_stops_early():
     model = SleepyForward()
     assert tune_forward_batch(model, torch.zeros(1, 4, 4), 12, min_seconds=0.01) == 12
     assert sorted(set(model.calls)) == [4, 8, 12]
+
+
+def test_forward_batch_chooser_finds_the_fastest_size_online():
+    from curvmia.curvature import ForwardBatchChooser
+
+    rate = {4: 100.0, 8: 200.0, 16: 300.0, 32: 400.0, 64: 350.0, 128: 390.0}  # images/s
+    ch = ForwardBatchChooser(list(rate), 8, explore_every=4)
+    used = []
+    for _ in range(400):
+        size = ch.next()
+        used.append(size)
+        ch.record(size, size, size / rate[size])
+    assert ch.best == 32
+    # after it settled, 3 of 4 forward batches run the best size, the 4th a neighbour
+    tail = used[-200:]
+    assert tail.count(32) == 150 and set(tail) == {16, 32, 64}
+    # a ragged batch (fewer images than its size) is not a rate of that size
+    ch.record(64, 10, 1e-9)
+    assert ch.best == 32 and max(ch.rates[64]) == 350.0
+    # one slow timing of the best does not dethrone it (the best of its recent window)...
+    ch.record(32, 32, 32 / 50.0)
+    assert ch.best == 32
+    # ...but a lasting slowdown does: the window forgets the fast timings
+    for _ in range(4):
+        ch.record(32, 32, 32 / 50.0)
+    assert ch.best == 64  # the fastest size it has measured recently
+    rate[32] = 50.0  # and from there it finds 128, which it had never tried
+    for _ in range(40):
+        size = ch.next()
+        ch.record(size, size, size / rate[size])
+    assert ch.best == 128
+    # near-ties go to the larger size (tolerance 2%)
+    ch = ForwardBatchChooser([4, 8], 4)
+    ch.record(4, 4, 4 / 100.0)
+    ch.record(8, 8, 8 / 99.0)
+    assert ch.best == 8
+
+
+def test_zo_scores_identical_while_the_chooser_varies_the_forward_batch():
+    from curvmia.curvature import ForwardBatchChooser
+
+    model = bn_cnn()
+    torch.manual_seed(3)
+    x = torch.randn(64, 2, 6, 6)
+    y = torch.randint(0, 5, (64,))
+    kw = {"h": 1e-3, "niter": 3, "seed": [9, 2, 0, 1]}
+    full = zo_curvature(model, x, y, max_batch=16, **kw)
+    for every in (1, 2, 3):  # a neighbour every forward batch, every 2nd, every 3rd
+        ch = ForwardBatchChooser([4, 8, 12, 16, 32], 12, explore_every=every)
+        assert torch.equal(zo_curvature(model, x, y, chooser=ch, **kw), full), every
+        assert sum(1 for r in ch.rates.values() if r) >= 2  # it really ran several sizes
+    with pytest.raises(ValueError, match="pad"):
+        zo_curvature(model, x, y, chooser=ch, pad=True, **kw)
+
+
+def test_fold_batchnorm_same_function_original_untouched():
+    from torch import nn
+
+    from curvmia.curvature import fold_batchnorm
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, stride=2, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(8 * 4 * 4, 5),
+    )
+    with torch.no_grad():
+        for bn in (model[1], model[4]):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.3, 3.0)
+            bn.weight.uniform_(0.5, 2.0)
+            bn.bias.uniform_(-0.5, 0.5)
+    model.double().eval()  # folded in the dtype it scores in (scoring casts first)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded, pairs = fold_batchnorm(model)
+    assert pairs == 2 and folded is not model
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(16, 3, 8, 8, dtype=torch.float64)
+    # reference: the eval-mode BatchNorm written out, on the unfolded layers
+    h = x
+    for conv, bn in ((model[0], model[1]), (model[3], model[4])):
+        h = torch.nn.functional.conv2d(
+            h,
+            conv.weight.double(),
+            None if conv.bias is None else conv.bias.double(),
+            conv.stride,
+            conv.padding,
+        )
+        rm, rv = bn.running_mean.double(), bn.running_var.double()
+        h = (h - rm[:, None, None]) / torch.sqrt(rv[:, None, None] + bn.eps)
+        h = torch.relu(h * bn.weight.double()[:, None, None] + bn.bias.double()[:, None, None])
+    ref = h.flatten(1) @ model[7].weight.double().T + model[7].bias.double()
+    torch.testing.assert_close(folded(x), ref, rtol=1e-10, atol=1e-12)
+    for k, v in model.state_dict().items():  # statistics and weights of the original
+        assert torch.equal(v, before[k]), k
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    # training mode, no BatchNorm, or untraceable control flow: the model itself, 0 pairs
+    assert fold_batchnorm(model.train())[0] is model and fold_batchnorm(model)[1] == 0
+    model.eval()
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(12, 2)).eval()
+    assert fold_batchnorm(plain) == (plain, 0)
+
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)
+
+        def forward(self, x):
+            if x.sum() > 0:  # data-dependent: torch.fx cannot trace it
+                x = -x
+            return self.bn(self.conv(x))
+
+    branchy = Branchy().eval()
+    assert fold_batchnorm(branchy) == (branchy, 0)

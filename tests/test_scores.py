@@ -262,3 +262,17 @@ def test_channels_last_option_scores_the_same_model():
         np.testing.assert_array_equal(c[k], b[k])
     np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(b["curv_hutch"], a["curv_hutch"], rtol=1e-3, atol=1e-6)
+
+
+def test_fold_bn_option_folds_the_forward_only_model():
+    from curvmia.scores import score_model
+
+    quiet = {"device": torch.device("cpu"), "log": lambda s: None, "row": 1}
+    on = score_model(_bn_model(), _toy_data(), scoring=SCORING, **quiet)  # default: true
+    off = score_model(_bn_model(), _toy_data(), scoring={**SCORING, "fold_bn": False}, **quiet)
+    assert json.loads(str(on["meta"]))["folded_bn"] == 1  # the one Conv2d-BatchNorm2d pair
+    assert json.loads(str(off["meta"]))["folded_bn"] == 0
+    np.testing.assert_allclose(on["loss"], off["loss"], rtol=1e-5, atol=1e-7)
+    # the white-box path runs the original model: identical either way
+    np.testing.assert_array_equal(on["curv_hutch"], off["curv_hutch"])
+    assert np.corrcoef(on["curv_zo"].ravel(), off["curv_zo"].ravel())[0, 1] > 0.99
