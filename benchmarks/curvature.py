@@ -16,16 +16,17 @@ change hits them alike.
 - zo: scoring throughput (queries/s: one sample, one query = 1 clean forward + 4·niter
   perturbed forwards) of the engine as the workflow runs it for a user batch size b: its
   layout (--layout, default channels_last as ``scoring.channels_last: auto``), its
-  forward-only model (Conv2d-BatchNorm2d pairs folded, as ``scoring.fold_bn: true``; the
+  scoring model (Conv2d-BatchNorm2d pairs folded, as ``scoring.fold_bn: true``; the
   eager model with --no-fold; the plain bars stay eager, as the efficiency is defined),
-  forward batch tuned at start under --memory-mb (``tune_forward_batch``), then chosen online by a
-  ``ForwardBatchChooser`` on a CPU, one for all the engine's timings;
+  forward batch tuned at start under --memory-mb (``tune_forward_batch``), then chosen
+  online by a ``ForwardBatchChooser`` on a CPU, one for all the engine's timings;
   efficiency = zo queries/s × (1 + 4·niter) ÷ plain images/s at the best (layout, batch);
 - ref: a straightforward reference (the paper's code, contiguous layout): per batch of b
   samples, one clean forward, then per iteration two Rademacher draws and four separate
   forward calls; speedup = zo queries/s at b ÷ the reference's queries/s at its best batch;
-- hutch: one Hutchinson probe in forward-equivalents, amortised over K probes of one batch
-  (the forward and the graph-building backward shared), for each K of --nprobes:
+- hutch: one Hutchinson probe (on the scoring model, as scoring runs it) in
+  forward-equivalents, amortised over K probes of one batch (the forward and the
+  graph-building backward shared), for each K of --nprobes:
   time(K probes) / K ÷ time of one plain forward of that many images at the best plain
   throughput; also the shared part and one Hessian-vector product alone.
 
@@ -148,8 +149,8 @@ def main() -> None:
         "contiguous": base,
         "channels_last": copy.deepcopy(base).to(memory_format=torch.channels_last),
     }
-    model = models[a.layout]  # the engine's (white-box path)
-    # the engine's forward-only model, as scoring builds it (scoring.fold_bn: true)
+    model = models[a.layout]
+    # the model the engine scores with, as scoring builds it (scoring.fold_bn: true)
     fast, folded = (model, 0) if a.no_fold else fold_batchnorm(model)
     if folded:
         fast = fast.to(memory_format=layouts[a.layout])
@@ -290,14 +291,14 @@ def main() -> None:
     xh, yh = x_eng[:hb], y_all[:hb]
     r1 = torch.randint(0, 2, (hb, *shape), generator=gen).to(dev, x_all.dtype) * 2 - 1
     rs = r1.contiguous(memory_format=fmt)[None]  # one probe, in the engine's layout
-    _, hvp = _hvp_fn(model, xh, yh)
+    _, hvp = _hvp_fn(fast, xh, yh)
 
     def run_hutch(k: int) -> None:
-        hutchinson(model, xh, yh, nprobes=k, seed=[0])
+        hutchinson(fast, xh, yh, nprobes=k, seed=[0])
         sync()
 
     def run_setup() -> None:
-        _hvp_fn(model, xh, yh)
+        _hvp_fn(fast, xh, yh)
         sync()
 
     def run_hvp() -> None:
@@ -341,7 +342,7 @@ def main() -> None:
     )
     if folded:
         print(
-            f"engine's forward-only model: {folded} Conv2d-BatchNorm2d pairs folded; plain "
+            f"engine's scoring model: {folded} Conv2d-BatchNorm2d pairs folded; plain "
             f"forward of it at batch {best_b}, {a.layout}: {rate['fast']:.0f} img/s "
             f"({rate['fast'] / best_plain:.2f}× the eager best)"
         )

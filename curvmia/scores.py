@@ -138,8 +138,8 @@ def score_split(
     Samples go to the ZO engine in blocks large enough to fill its forward batches;
     Hutchinson runs in batches of ``batch_size`` samples.  ``chooser`` (optional) sizes the
     ZO engine's forward batches online, up to its largest size; results do not change.
-    ``fast`` (default ``model``) runs the forward-only work (clean and ZO forwards), e.g.
-    the BatchNorm-folded copy of ``fold_batchnorm``; Hutchinson always uses ``model``.
+    ``fast`` (default ``model``) is the model all of it runs, e.g. the BatchNorm-folded
+    copy of ``fold_batchnorm`` (``model`` itself is then left alone).
     """
     if fast is None:
         fast = model
@@ -188,7 +188,7 @@ def score_split(
             if nprobes:
                 for j in range(0, nb, batch_size):
                     tr, tr2 = hutchinson(
-                        model,
+                        fast,
                         xb[j : j + batch_size],
                         yb[j : j + batch_size],
                         nprobes=nprobes,
@@ -278,7 +278,7 @@ def score_model(
     fast, folded = fold_batchnorm(model) if scoring.get("fold_bn", True) else (model, 0)
     if folded and use_channels_last(scoring):
         fast = fast.to(memory_format=torch.channels_last)
-    log(f"forward-only model: {folded} Conv2d-BatchNorm2d pairs folded")
+    log(f"scoring model: {folded} Conv2d-BatchNorm2d pairs folded")
     max_batch = forward_batch_size(fast, sample, scoring.get("memory_mb", 256))
     fwd = None
     compiled = bool(scoring.get("compile", False)) and device.type == "cuda"

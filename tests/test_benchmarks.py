@@ -56,7 +56,7 @@ def test_curvature_benchmark_prints_its_table():
     assert float(refs.group(1 if ref_b == "1" else 2)) == max(map(float, refs.groups())), out
     assert re.search(r"engine's perturbed forwards at each forward batch.*4: [\d.]+", out), out
     # the engine runs the default model with its six Conv2d-BatchNorm2d pairs folded
-    assert re.search(r"forward-only model: 6 Conv2d-BatchNorm2d pairs folded; plain forward", out)
+    assert re.search(r"scoring model: 6 Conv2d-BatchNorm2d pairs folded; plain forward", out)
     for k in (2, 10):
         assert re.search(
             rf"K={k} probes on a batch of 4: [\d.]+ s = [\d.]+ forward-equivalents", out

@@ -562,6 +562,18 @@ def test_fold_batchnorm_same_function_original_untouched():
         h = torch.relu(h * bn.weight.double()[:, None, None] + bn.bias.double()[:, None, None])
     ref = h.flatten(1) @ model[7].weight.double().T + model[7].bias.double()
     torch.testing.assert_close(folded(x), ref, rtol=1e-10, atol=1e-12)
+    # second order through the folded graph (lean convolutions inside torch.fx): the exact
+    # input-Hessian traces of the original model
+    from curvmia.curvature import exact_hessian_trace
+
+    y = torch.tensor([0, 1, 2, 3])
+    for square in (False, True):
+        torch.testing.assert_close(
+            exact_hessian_trace(folded, x[:4], y, square=square),
+            exact_hessian_trace(model, x[:4], y, square=square),
+            rtol=1e-9,
+            atol=1e-12,
+        )
     for k, v in model.state_dict().items():  # statistics and weights of the original
         assert torch.equal(v, before[k]), k
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
