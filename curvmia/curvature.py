@@ -143,8 +143,9 @@ def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, int]:
     function, one layer fewer per pair and no per-module Python calls (measured on this
     CPU, channels_last, 1 thread: forwards of the default model 1.2–1.5× eager, CIFAR
     ResNet-18 1.05×; two Hutchinson probes of the default model 16% faster).  Outputs
-    differ from the eager model's by float rounding only (6e-8 on the default model's
-    logits, 4e-7 relative on its Hutchinson traces).  The original, BatchNorm statistics
+    differ from the eager model's by float32 rounding only (6e-8 on the default model's
+    logits; its Hutchinson features by up to 9e-4 relative on a trained default model,
+    its ZO scores like any rounding change).  The original, BatchNorm statistics
     included, is left untouched.  Its convolutions are plain ``nn.Conv2d`` modules, so
     ``lean_second_order`` applies to them.  A model that torch.fx cannot trace, one in
     training mode, or one without a foldable pair comes back as itself with 0.
@@ -543,6 +544,8 @@ def _hvp_fn(
     a small batch (the exact Hessian's basis), slower for a few probes of a large one
     (measured on the CPU, default model, K = 4: 3.9 against 2.4 forward-equivalents
     per probe at batch 256).  Both were faster than torch.func forward-over-reverse.
+    ``last=True`` frees the graph during the final product (no more calls; measured: two
+    probes 5% faster).
     """
     if x.shape[0] < MIN_HVP_BATCH:
         idx = torch.arange(MIN_HVP_BATCH, device=x.device) % x.shape[0]
@@ -552,7 +555,7 @@ def _hvp_fn(
         loss = F.cross_entropy(model(xg), y, reduction="sum")
         (g,) = torch.autograd.grad(loss, xg, create_graph=True)
 
-    def hvp(rs: torch.Tensor, batched: bool = False) -> torch.Tensor:
+    def hvp(rs: torch.Tensor, batched: bool = False, last: bool = False) -> torch.Tensor:
         with torch.enable_grad():
             if batched and rs.shape[0] > 1:
                 try:
@@ -562,7 +565,12 @@ def _hvp_fn(
                     return hv.detach()
                 except RuntimeError:
                     pass
-            out = [torch.autograd.grad(g, xg, grad_outputs=r, retain_graph=True)[0] for r in rs]
+            out = [
+                torch.autograd.grad(
+                    g, xg, grad_outputs=r, retain_graph=not last or k < len(rs) - 1
+                )[0]
+                for k, r in enumerate(rs)
+            ]
         return torch.stack(out).detach()
 
     return xg.detach(), hvp
@@ -607,7 +615,7 @@ def hutchinson(
     xg, hvp = _hvp_fn(model, x, y)
     if xg.shape[0] != b:  # a small batch was repeated: repeat its probes alike
         rs = rs[:, torch.arange(xg.shape[0], device=rs.device) % b]
-    hv = hvp(rs.contiguous())[:, :b]
+    hv = hvp(rs.contiguous(), last=True)[:, :b]
     rs = rs[:, :b]
     tr = (rs[0] * hv[0]).flatten(1).sum(1)
     tr2 = hv[0].pow(2).flatten(1).sum(1)
