@@ -155,12 +155,17 @@ def bn_cnn(dtype=torch.float32) -> nn.Module:
     return m.to(dtype).eval()
 
 
-def test_zo_keyed_bit_identical_across_batch_and_chunk_sizes():
+def _keyed_zo_case():
+    """A BatchNorm CNN, 64 samples and keyed ZO settings shared by the determinism tests."""
     model = bn_cnn()
     torch.manual_seed(3)
     x = torch.randn(64, 2, 6, 6)
     y = torch.randint(0, 5, (64,))
-    kw = {"h": 1e-3, "niter": 3, "seed": [9, 2, 0, 1]}
+    return model, x, y, {"h": 1e-3, "niter": 3, "seed": [9, 2, 0, 1]}
+
+
+def test_zo_keyed_bit_identical_across_batch_and_chunk_sizes():
+    model, x, y, kw = _keyed_zo_case()
     full = zo_curvature(model, x, y, index=torch.arange(64), **kw)
     assert (full >= 0).all() and (full > 0).float().mean() > 0.5  # float32: a few exact zeros
     for bs in (1, 7, 64):
@@ -505,11 +510,7 @@ def test_forward_batch_chooser_finds_the_fastest_size_online():
 def test_zo_scores_identical_while_the_chooser_varies_the_forward_batch():
     from curvmia.curvature import ForwardBatchChooser
 
-    model = bn_cnn()
-    torch.manual_seed(3)
-    x = torch.randn(64, 2, 6, 6)
-    y = torch.randint(0, 5, (64,))
-    kw = {"h": 1e-3, "niter": 3, "seed": [9, 2, 0, 1]}
+    model, x, y, kw = _keyed_zo_case()
     full = zo_curvature(model, x, y, max_batch=16, **kw)
     for every in (1, 2, 3):  # a neighbour every forward batch, every 2nd, every 3rd
         ch = ForwardBatchChooser([4, 8, 12, 16, 32], 12, explore_every=every)
