@@ -52,6 +52,7 @@ from torch.nn import functional as F
 from curvmia.curvature import (
     ForwardBatchChooser,
     _hvp_fn,
+    candidate_batches,
     fold_batchnorm,
     forward,
     forward_batch_size,
@@ -151,9 +152,9 @@ def main() -> None:
     }
     model = models[a.layout]
     # the model the engine scores with, as scoring builds it (scoring.fold_bn: true)
-    fast, folded = (model, 0) if a.no_fold else fold_batchnorm(model)
-    if folded:
-        fast = fast.to(memory_format=layouts[a.layout])
+    fast, folded = (
+        (model, 0) if a.no_fold else fold_batchnorm(model, channels_last=a.layout != "contiguous")
+    )
     fmt = layouts[a.layout]
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     gen = torch.Generator().manual_seed(0)
@@ -176,8 +177,7 @@ def main() -> None:
     # chooser for all of the engine's timings, as one scoring job keeps one for its blocks)
     chooser = None
     if dev.type == "cpu" and not a.compile:
-        sizes_c = [4 << k for k in range(cap.bit_length()) if 4 << k <= cap] + [cap]
-        chooser = ForwardBatchChooser(sizes_c, fb)
+        chooser = ForwardBatchChooser(candidate_batches(cap), fb)
     per_query = 1 + 4 * a.niter
     niter_f = 4 * a.niter  # perturbed forwards per query
 
@@ -249,7 +249,7 @@ def main() -> None:
         return run_zo, n
 
     # phase 1: the scan
-    plain_sizes = sorted({4 << k for k in range(cap.bit_length()) if 4 << k <= cap} | {cap, *sizes})
+    plain_sizes = sorted({*candidate_batches(cap), *sizes})
     fns: dict[str, Callable[[], None]] = {}
     work: dict[str, int] = {}  # images (plain) or queries (zo, ref) per call
     for layout in layouts:

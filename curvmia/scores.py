@@ -35,6 +35,7 @@ from torch import nn
 
 from .curvature import (
     ForwardBatchChooser,
+    candidate_batches,
     fold_batchnorm,
     forward,
     forward_batch_size,
@@ -128,7 +129,6 @@ def score_split(
     fwd: Callable[[torch.Tensor], torch.Tensor] | None = None,
     channels_last: bool = False,
     chooser: ForwardBatchChooser | None = None,
-    fast: nn.Module | None = None,
 ) -> dict[str, np.ndarray]:
     """All features of one split (or of samples start.. of it), each (N, Q) float64.
 
@@ -138,11 +138,7 @@ def score_split(
     Samples go to the ZO engine in blocks large enough to fill its forward batches;
     Hutchinson runs in batches of ``batch_size`` samples.  ``chooser`` (optional) sizes the
     ZO engine's forward batches online, up to its largest size; results do not change.
-    ``fast`` (default ``model``) is the model all of it runs, e.g. the BatchNorm-folded
-    copy of ``fold_batchnorm`` (``model`` itself is then left alone).
     """
-    if fast is None:
-        fast = model
     n = len(labels)
     out = {f: np.zeros((n, len(QUERIES)), dtype=np.float64) for f in FEATURES}
     if nprobes == 0:
@@ -168,10 +164,10 @@ def score_split(
             nb = len(yb)
             clean = chooser.best if chooser is not None else max_batch
             with torch.inference_mode():
-                logits = torch.cat([forward(fast, xb[j : j + clean]) for j in range(0, nb, clean)])
+                logits = torch.cat([forward(model, xb[j : j + clean]) for j in range(0, nb, clean)])
             feats = logit_features(logits, yb)
             feats["curv_zo"] = zo_curvature(
-                fast,
+                model,
                 xb,
                 yb,
                 h=h,
@@ -188,7 +184,7 @@ def score_split(
             if nprobes:
                 for j in range(0, nb, batch_size):
                     tr, tr2 = hutchinson(
-                        fast,
+                        model,
                         xb[j : j + batch_size],
                         yb[j : j + batch_size],
                         nprobes=nprobes,
@@ -275,27 +271,26 @@ def score_model(
     dtype = scoring_dtype(scoring)
     model = prepare_model(model, scoring, device)
     sample = torch.zeros(tuple(data.train_images.shape[1:]), dtype=dtype, device=device)
-    fast, folded = fold_batchnorm(model) if scoring.get("fold_bn", True) else (model, 0)
-    if folded and use_channels_last(scoring):
-        fast = fast.to(memory_format=torch.channels_last)
+    channels_last = use_channels_last(scoring)
+    folded = 0
+    if scoring.get("fold_bn", True):  # score a folded copy; ``model`` stays as it is
+        model, folded = fold_batchnorm(model, channels_last=channels_last)
     log(f"scoring model: {folded} Conv2d-BatchNorm2d pairs folded")
-    max_batch = forward_batch_size(fast, sample, scoring.get("memory_mb", 256))
+    max_batch = forward_batch_size(model, sample, scoring.get("memory_mb", 256))
     fwd = None
     compiled = bool(scoring.get("compile", False)) and device.type == "cuda"
-    channels_last = use_channels_last(scoring)
     choice = scoring.get("forward_batch", "auto")
     chooser = None
     if choice != "auto":
         max_batch = min(int(choice), max_batch)
     elif not compiled:  # a compiled forward keeps one padded shape: the memory bound
         cap = max_batch
-        max_batch = tune_forward_batch(fast, sample, cap, channels_last=channels_last)
+        max_batch = tune_forward_batch(model, sample, cap, channels_last=channels_last)
         if device.type == "cpu":  # timing a CUDA forward would need a sync per batch
-            sizes = [4 << k for k in range(cap.bit_length()) if 4 << k <= cap] + [cap]
-            chooser = ForwardBatchChooser(sizes, max_batch)
+            chooser = ForwardBatchChooser(candidate_batches(cap), max_batch)
     log(f"forward batch: {max_batch} images ({choice}; memory_mb {scoring.get('memory_mb', 256)})")
     if compiled:
-        fwd = torch.compile(fast, dynamic=False)
+        fwd = torch.compile(model, dynamic=False)
     arrays: dict[str, np.ndarray] = {}
     for prefix, name, split_id in SPLITS:
         imgs = getattr(data, "train_images" if split_id == 0 else "test_images")
@@ -321,7 +316,6 @@ def score_model(
             fwd=fwd,
             channels_last=channels_last,
             chooser=chooser,
-            fast=fast,
         )
         arrays.update({prefix + k: v for k, v in feats.items()})
     if chooser is not None:
