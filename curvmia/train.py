@@ -30,7 +30,7 @@ from torch import nn
 
 from .data import normalize, random_crop_flip, to_float
 from .io import atomic_path, config_hash
-from .models import build_model
+from .models import build_model, count_params
 
 RESUME_SUFFIX = ".resume.pt"
 
@@ -181,6 +181,7 @@ def train_model(
     channels_last = bool(cfg.get("channels_last", False))
     amp = cfg.get("amp", "none")
     model = build_model(cfg["arch"], num_classes, train_images.shape[1], cfg.get("model_kwargs"))
+    log(f"model {cfg['arch']} {cfg.get('model_kwargs') or {}}: {count_params(model)} parameters")
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -330,6 +331,7 @@ def train_hash(cfg: dict) -> str:
 def save_checkpoint(path: str | Path, model: nn.Module, meta: dict) -> None:
     """Weights plus plain metadata, written atomically (loadable with weights_only=True)."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    meta = {**meta, "n_params": count_params(model)}  # identifies the architecture built
     with atomic_path(path, suffix=".pt") as tmp:
         torch.save({"state_dict": state, **meta}, tmp)
 
@@ -391,6 +393,7 @@ def train_dp_model(
     noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
     idx = np.arange(len(train_labels)) if indices is None else np.asarray(indices)
     model = build_model(cfg["arch"], num_classes, train_images.shape[1], cfg.get("model_kwargs"))
+    log(f"model {cfg['arch']} {cfg.get('model_kwargs') or {}}: {count_params(model)} parameters")
     model = dp_compatible(model).to(device)
     need = len(idx) * int(np.prod(train_images.shape[1:])) * 4
     if need > 16 * 2**30:

@@ -22,6 +22,15 @@ DATA = f"{config['data']['root']}/{config['data']['dataset']}"
 IMAGES = config["containers"]
 
 
+# classes and channels of each dataset whose shape is known before preparation (the
+# submitting process builds the models with them; imagefolder gets timm's defaults)
+DATASET_SHAPES = {
+    "digits": {"num_classes": 10, "in_chans": 1},
+    "cifar10": {"num_classes": 10, "in_chans": 3},
+    "cifar100": {"num_classes": 100, "in_chans": 3},
+}
+
+
 def _config_error(msg):
     raise WorkflowError(f"Invalid config: {msg}")
 
@@ -34,9 +43,24 @@ def _check_config():
         if workflow.is_main_process:
             # timm + torch take seconds to import, and every cluster job parses this file
             # again: the submitting process has checked the name already
-            from curvmia.models import check_arch
+            from curvmia.models import check_arch, check_model_kwargs
 
             check_arch(config["train"]["arch"])
+            # build every model the config names on the meta device: a misspelt or
+            # impossible model_kwargs stops here, not in a train job
+            shape = DATASET_SHAPES.get(config["data"]["dataset"], {})
+            tr = config["train"]
+            check_model_kwargs(tr["arch"], tr["model_kwargs"], "train.model_kwargs", **shape)
+            size_tr = {**tr, **config["size_sweep"]["train"]}
+            if size_tr != tr:
+                check_model_kwargs(
+                    size_tr["arch"], size_tr["model_kwargs"], "size_sweep.train", **shape
+                )
+            dp = config["dp_sweep"]["train"]
+            check_arch(dp["arch"])
+            check_model_kwargs(
+                dp["arch"], dp["model_kwargs"], "dp_sweep.train.model_kwargs", dp=True, **shape
+            )
         if m["complements"] and m["pkeep"] != 0.5:
             raise ValueError("masks.complements: needs masks.pkeep = 0.5")
         labels = []
