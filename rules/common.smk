@@ -5,6 +5,7 @@ import sys
 sys.path.insert(0, workflow.basedir)
 
 from curvmia.attacks import check_attack_spec
+from curvmia.io import config_hash
 from curvmia.masks import check_layout
 
 # Every shell command sees the workflow's own directory: scripts import the package from it
@@ -102,6 +103,10 @@ HIST_TARGET = (
 wildcard_constraints:
     row=r"\d+",
     label=r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
+
+
+# the recipe hash every main-experiment checkpoint must carry (curvmia/identity.py)
+TRAIN_HASH = config_hash(config["train"])
 
 
 def as_json(obj):

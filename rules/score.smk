@@ -21,11 +21,13 @@ if SCORE_SHARDS == 1:
     rule score:
         input:
             manifest=f"{DATA}/manifest.json",
+            masks=f"{RESULTS}/masks.npz",
             model=f"{RESULTS}/models/model_{{row}}.pt",
         output:
             f"{RESULTS}/scores/model_{{row}}.npz",
         params:
             scoring=SCORING_PARAMS,
+            train_hash=TRAIN_HASH,
             device=config["compute"]["device"],
         threads: config["compute"]["threads"]
         resources:
@@ -39,7 +41,7 @@ if SCORE_SHARDS == 1:
             f"{RESULTS}/benchmarks/score/model_{{row}}.tsv"
         shell:
             "python $CURVMIA_SCRIPTS/score.py --data {input.manifest:q} --model {input.model:q}"
-            " --row {wildcards.row:q}"
+            " --row {wildcards.row:q} --members {input.masks:q} --train-hash {params.train_hash:q}"
             " --scoring {params.scoring:q} --device {params.device:q} --threads {threads}"
             " --out {output:q} > {log:q} 2>&1"
 
@@ -50,11 +52,13 @@ else:
             shard=r"\d+",
         input:
             manifest=f"{DATA}/manifest.json",
+            masks=f"{RESULTS}/masks.npz",
             model=f"{RESULTS}/models/model_{{row}}.pt",
         output:
             f"{RESULTS}/scores/shards/model_{{row}}.{{shard}}-of-{SCORE_SHARDS}.npz",
         params:
             scoring=SCORING_PARAMS,
+            train_hash=TRAIN_HASH,
             device=config["compute"]["device"],
             nshards=SCORE_SHARDS,
         threads: config["compute"]["threads"]
@@ -69,7 +73,7 @@ else:
             f"{RESULTS}/benchmarks/score/model_{{row}}.{{shard}}-of-{SCORE_SHARDS}.tsv"
         shell:
             "python $CURVMIA_SCRIPTS/score.py --data {input.manifest:q} --model {input.model:q}"
-            " --row {wildcards.row:q}"
+            " --row {wildcards.row:q} --members {input.masks:q} --train-hash {params.train_hash:q}"
             " --scoring {params.scoring:q} --device {params.device:q} --threads {threads}"
             " --shard {wildcards.shard:q}/{params.nshards:q} --out {output:q} > {log:q} 2>&1"
 

@@ -20,6 +20,11 @@ SWEEP_ROW = {
 SIZE_TRAIN = {**config["train"], **SIZE["train"]}
 
 
+def _sweep_value(name):
+    """The epsilon or m of a sweep target id (model_id: eps1.0_seed0, m500_seed1)."""
+    return name.split("_seed")[0].removeprefix("eps").removeprefix("m")
+
+
 SWEEP_ROWS = {s: sweep_rows(SWEEP_DIR, s, SWEEP_TARGETS[s]) for s in ("dp", "size")}
 
 
@@ -99,10 +104,12 @@ rule score_sweep:
     input:
         manifest=f"{DATA}/manifest.json",
         model=f"{SWEEP_DIR}/{{sweep}}/models/{{name}}.pt",
+        members=lambda wc: members_file(SWEEP_DIR, wc.sweep, _sweep_value(wc.name)),
     output:
         f"{SWEEP_DIR}/{{sweep}}/scores/{{name}}.npz",
     params:
-        scoring=as_json(config["scoring"]),
+        scoring=SCORING_PARAMS,
+        train_hash=lambda wc: config_hash(DP["train"] if wc.sweep == "dp" else SIZE_TRAIN),
         device=config["compute"]["device"],
         row=lambda wc: SWEEP_ROW[(wc.sweep, wc.name)],
     wildcard_constraints:
@@ -120,7 +127,8 @@ rule score_sweep:
         f"{RESULTS}/benchmarks/sweeps/{{sweep}}/score_{{name}}.tsv"
     shell:
         "python $CURVMIA_SCRIPTS/score.py --data {input.manifest:q} --model {input.model:q}"
-        " --row {params.row:q} --scoring {params.scoring:q} --device {params.device:q}"
+        " --row {params.row:q} --members {input.members:q} --train-hash {params.train_hash:q}"
+        " --scoring {params.scoring:q} --device {params.device:q}"
         " --threads {threads} --out {output:q} > {log:q} 2>&1"
 
 

@@ -43,6 +43,7 @@ rule model_summary:
     params:
         shadows=",".join(map(str, SHADOWS)),
         targets=",".join(map(str, TARGETS)),
+        train_hash=TRAIN_HASH,
     conda:
         "../envs/curvmia.yaml"
     container: IMAGES["cpu"]
@@ -50,5 +51,5 @@ rule model_summary:
         f"{RESULTS}/logs/model_summary.log",
     shell:
         "python $CURVMIA_SCRIPTS/model_summary.py --shadows {params.shadows:q}"
-        " --targets {params.targets:q}"
+        " --targets {params.targets:q} --train-hash {params.train_hash:q}"
         " --out {output:q} {input:q} > {log:q} 2>&1"

@@ -6,6 +6,7 @@ import json
 import torch
 
 from curvmia.data import load_prepared
+from curvmia.identity import data_hash, members_hash, members_of
 from curvmia.io import save_npz
 from curvmia.scores import disable_fused_attention, score_model
 from curvmia.train import load_checkpoint, pick_device
@@ -30,6 +31,10 @@ def main() -> None:
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--shard", type=shard_arg, default=(0, 1), help="I/N: score shard I of N")
+    ap.add_argument("--train-hash", help="the recipe hash the model must have been trained with")
+    ap.add_argument(
+        "--members", help="masks.npz (row --row) or members .npy the model must have trained on"
+    )
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -38,7 +43,15 @@ def main() -> None:
         disable_fused_attention()
     device = pick_device(a.device)
     data = load_prepared(a.data)
-    model, meta = load_checkpoint(a.model, device)
+    expect = {"data_hash": data_hash(data.manifest)}
+    if a.train_hash:
+        expect["train_hash"] = a.train_hash
+    if a.members:
+        main = a.members.endswith(".npz")  # a mask row of the experiment, not a sweep target
+        expect["members_hash"] = members_hash(members_of(a.members, a.row if main else None))
+        if main:
+            expect["row"] = a.row
+    model, meta = load_checkpoint(a.model, device, expect=expect)
     print(
         f"model row {a.row} ({meta['arch']}), test acc {meta['test_acc']:.4f}, device {device}, "
         f"shard {a.shard[0]}/{a.shard[1]}",
