@@ -93,11 +93,11 @@ def torch_settings() -> dict[str, Any]:
 
 def model_records(checkpoints: list[str | Path]) -> list[dict[str, Any]]:
     """Device, torch version and recipe hash each model was trained with (from its checkpoint)."""
-    import torch
+    from .train import load_meta
 
     rows = []
     for p in checkpoints:
-        m = torch.load(p, map_location="cpu", weights_only=True)
+        m = load_meta(p)
         rows.append(
             {k: m.get(k) for k in ("row", "device", "torch", "train_hash", "seed", "seconds")}
         )
