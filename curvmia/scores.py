@@ -45,20 +45,10 @@ from .curvature import (
     zo_curvature,
 )
 from .data import normalize, to_float
-from .io import load_npz
+from .scorefile import FIELDS, HUTCH_FIELDS, load_score_file
 
-FEATURES = (
-    "loss",
-    "p_true",
-    "p_max",
-    "phi",
-    "phi_max",
-    "mentr",
-    "curv_zo",
-    "curv_hutch",
-    "curv_hutch_sq",
-)
-HUTCH_FEATURES = ("curv_hutch", "curv_hutch_sq")
+FEATURES = FIELDS  # the fields of a score file and their rules: curvmia/scorefile.py
+HUTCH_FEATURES = HUTCH_FIELDS
 SPLITS = (("", "population", 0), ("test_", "test", 1))
 QUERIES = ("original", "hflip")
 
@@ -393,5 +383,5 @@ def merge_shards(parts: list[dict[str, np.ndarray]], log: Callable[[str], None] 
 
 def load_features(paths: list[str], prefix: str = "") -> dict[str, np.ndarray]:
     """Stack the features of several score files into arrays of shape (S, N, Q)."""
-    per = [load_npz(p) for p in paths]
+    per = [load_score_file(p) for p in paths]
     return {f: np.stack([d[prefix + f] for d in per]) for f in FEATURES}
