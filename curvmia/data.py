@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .io import atomic_path, sha256_array, write_json
+from .io import atomic_path, config_hash, sha256_array, write_json
 
 if TYPE_CHECKING:  # torch is imported where used: the Snakefile imports this module
     import torch
@@ -503,6 +503,26 @@ def channel_stats_chunked(images: np.ndarray, chunk_rows: int = 4096) -> tuple[l
 
 
 # ---------------------------------------------------------------- prepare
+
+# Bump when a change to the preparation code changes the prepared bytes: it moves every
+# prepared-data directory, so old and new preparations never mix.
+PREPARE_VERSION = 1
+CONTENT_KEYS = ("test_size", "split_seed", "image_size", "resize", "stats")  # imagefolder
+
+
+def prepared_dir_name(data_cfg: dict) -> str:
+    """Directory name of a prepared dataset: ``<dataset>-<8 hex>``.
+
+    The hash covers every setting that changes the prepared content (and nothing else:
+    loader workers, the mirror, the archive's location and data.path do not move it, so a
+    moved ImageNet directory is not prepared again). Two experiments with different
+    preparation settings (the digits default's test_size 297, the test config's 1297) get
+    two directories instead of invalidating each other's models.
+    """
+    ds = data_cfg["dataset"]
+    keys = {"digits": ("test_size", "split_seed", "stats"), "imagefolder": CONTENT_KEYS}
+    used = {k: data_cfg[k] for k in keys.get(ds, ("stats",))}  # CIFAR: official split
+    return f"{ds}-{config_hash({'dataset': ds, 'version': PREPARE_VERSION, **used})[:8]}"
 
 
 def prepare(

@@ -366,8 +366,9 @@ def merge_shards(parts: list[dict[str, np.ndarray]], log: Callable[[str], None] 
     for i, m in enumerate(metas):
         if m.get("shard") != [i, n]:
             raise ValueError(f"shard {i} of {n}: file holds shard {m.get('shard')}")
-        rest = {k: v for k, v in m.items() if k != "shard"}
-        first = {k: v for k, v in metas[0].items() if k != "shard"}
+        # shards may run on different machines: their kernels may differ (recorded below)
+        rest = {k: v for k, v in m.items() if k not in ("shard", "kernels")}
+        first = {k: v for k, v in metas[0].items() if k not in ("shard", "kernels")}
         if rest != first:
             diff = sorted(k for k in set(rest) | set(first) if rest.get(k) != first.get(k))
             raise ValueError(f"shard {i} of {n}: metadata differs from shard 0 in {diff}")
@@ -378,7 +379,11 @@ def merge_shards(parts: list[dict[str, np.ndarray]], log: Callable[[str], None] 
         got = len(arrays[prefix + "loss"])
         if got != want:
             raise ValueError(f"merged {name} split has {got} samples, expected {want}")
-    return finalize(arrays, metas[0], log)
+    meta = dict(metas[0])
+    kernels = [m.get("kernels") for m in metas]
+    if any(k != kernels[0] for k in kernels):
+        meta["kernels_per_shard"] = kernels
+    return finalize(arrays, meta, log)
 
 
 def load_features(paths: list[str], prefix: str = "") -> dict[str, np.ndarray]:

@@ -7,6 +7,7 @@ import torch
 
 from curvmia.data import load_prepared
 from curvmia.identity import data_hash, members_hash, members_of
+from curvmia.provenance import code_record
 from curvmia.train import model_seed, pick_device, save_checkpoint, train_hash, train_model
 
 
@@ -68,6 +69,15 @@ def main() -> None:
         "in_chans": int(data.train_images.shape[1]),
         **identity,
         "seed": seed,
+        "code": code_record("train.py"),
+        # compute knobs: not params of the model (docs/reruns.md), recorded here
+        "compute": {
+            "device": str(device),
+            "threads": a.threads,
+            "loader_workers": a.workers,
+            "resident_max_gib": a.resident_max_gib,
+            "checkpoint_minutes": a.checkpoint_minutes,
+        },
         "torch": str(torch.__version__),
         "device": str(device),
         **stats,

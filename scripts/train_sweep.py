@@ -8,6 +8,7 @@ import torch
 
 from curvmia.data import load_prepared
 from curvmia.identity import data_hash, members_hash, members_of
+from curvmia.provenance import code_record
 from curvmia.sweeps import sweep_seed
 from curvmia.train import pick_device, save_checkpoint, train_dp_model, train_hash, train_model
 
@@ -60,6 +61,8 @@ def main() -> None:
         "value": a.value,
         "sweep_seed": a.seed,
         "seed": seed,
+        "code": code_record("train_sweep.py"),
+        "compute": {"device": str(device), "threads": a.threads},
         "torch": str(torch.__version__),
         "device": str(device),
         **stats,

@@ -67,3 +67,18 @@ def test_checkpoint_copied_over_another_row_is_refused(test_config_run, tmp_path
     log = (work / "results" / "test" / "logs" / "score" / "model_1.log").read_text()
     want = "results/test/models/model_1.pt: checkpoint row is 0, the workflow expects 1"
     assert want in log, log[-2000:]
+
+
+def test_flipped_byte_in_prepared_array_names_the_file(tmp_path):
+    from curvmia.data import load_prepared, prepare
+
+    prepare("digits", tmp_path / "d", test_size=1397, split_seed=0, log=lambda s: None)
+    f = tmp_path / "d" / "train_images.npy"
+    blob = bytearray(f.read_bytes())
+    blob[-5] ^= 0xFF
+    f.write_bytes(bytes(blob))
+    with pytest.raises(ValueError, match=f"^{f}: sha256 does not match {tmp_path / 'd'}"):
+        load_prepared(tmp_path / "d")
+    (tmp_path / "d" / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="manifest.json: not a readable manifest"):
+        load_prepared(tmp_path / "d")
