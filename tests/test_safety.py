@@ -117,17 +117,24 @@ def test_hostile_values_end_to_end(tmp_path):
 
 
 def test_free_form_values_reach_the_shell_as_one_quoted_argument(tmp_path):
-    """Strings inside JSON params (model_kwargs) and a '..' data root: a correct plan."""
+    """Strings inside JSON params (a free-form recipe key) and a '..' data root: a correct
+    plan. (An unknown model keyword is refused before any job: tests/test_config.py.)"""
     evil = "$(touch pwned); `id` 'q\" x"
-    cfg = set_key(base_config(), "train.model_kwargs", {"width": 8, "layers": [1, 1], "n": evil})
+    cfg = set_key(base_config(), "size_sweep.train", {"note": evil})
     cfg = set_key(cfg, "data.root", "../shared/data")
     proc = dry_run(tmp_path, cfg)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
-    lines = [ln for ln in out.splitlines() if "train.py" in ln and "--train" in ln]
-    assert len(lines) == 10, out[-3000:]
-    argv = shlex.split(lines[0])
-    assert json.loads(argv[argv.index("--train") + 1])["model_kwargs"]["n"] == evil
+    # training commands wait for the prepared data (a checkpoint, docs/reruns.md); the
+    # provenance command carries the whole config as one JSON argument
+    line = next(ln for ln in proc.stdout.splitlines() if "provenance.py" in ln)
+    argv = shlex.split(line)
+    assert json.loads(argv[argv.index("--info") + 1])["config"]["size_sweep"]["train"] == {
+        "note": evil
+    }
     # the data directory is where the config says, relative to the working directory
-    assert argv[argv.index("--data") + 1] == "../shared/data/digits/manifest.json"
+    argv = shlex.split(next(ln for ln in proc.stdout.splitlines() if "make_masks.py" in ln))
+    assert re.fullmatch(
+        r"\.\./shared/data/digits-[0-9a-f]{8}/manifest\.json", argv[argv.index("--data") + 1]
+    )
     assert not (tmp_path / "work" / "pwned").exists()
