@@ -83,37 +83,31 @@ def test_killed_training_resumes_to_identical_weights(tmp_path):
     assert not state.exists()  # intermediate state removed on success
 
 
-def test_stale_resume_state_is_not_used(tmp_path):
-    state = tmp_path / "m.resume.pt"
+def _killed_after_epoch_2(state, **kw):
+    """Train until epoch 2 has written its resume state at ``state``, then die."""
 
     def dying_log(msg):
         if msg.startswith("epoch 2/"):
             raise Killed
 
     with pytest.raises(Killed):
-        _run(cfg={**CFG, "lr": 0.01}, resume_path=state, log=dying_log)
+        _run(resume_path=state, log=dying_log, **kw)
     assert state.exists()
-    logs = []
-    model, _ = _run(resume_path=state, log=logs.append)
-    assert any("starting afresh" in m for m in logs)
-    assert _equal(model, _run()[0])
 
 
 @pytest.mark.parametrize(
     "other",
-    [{"indices": np.arange(4, 61, 1)}, {"identity": {"row": 3, "data_hash": "other"}}],
-    ids=["same size other members", "other data"],
+    [
+        {"cfg": {**CFG, "lr": 0.01}},
+        {"indices": np.arange(4, 61, 1)},
+        {"identity": {"row": 3, "data_hash": "other"}},
+    ],
+    ids=["other recipe", "same size other members", "other data"],
 )
-def test_resume_state_of_another_subset_or_dataset_is_not_used(tmp_path, other):
-    """The key holds the member indices and the checkpoint identity, not only the size."""
+def test_resume_state_of_another_recipe_subset_or_dataset_is_not_used(tmp_path, other):
+    """The key holds the recipe, the member indices and the checkpoint identity."""
     state = tmp_path / "m.resume.pt"
-
-    def dying_log(msg):
-        if msg.startswith("epoch 2/"):
-            raise Killed
-
-    with pytest.raises(Killed):
-        _run(resume_path=state, log=dying_log, **other)
+    _killed_after_epoch_2(state, **other)
     logs = []
     model, _ = _run(resume_path=state, log=logs.append)
     assert any("starting afresh" in m for m in logs)
@@ -122,13 +116,7 @@ def test_resume_state_of_another_subset_or_dataset_is_not_used(tmp_path, other):
 
 def test_corrupt_resume_state_is_set_aside(tmp_path):
     state = tmp_path / "m.resume.pt"
-
-    def dying_log(msg):
-        if msg.startswith("epoch 2/"):
-            raise Killed
-
-    with pytest.raises(Killed):
-        _run(resume_path=state, log=dying_log)
+    _killed_after_epoch_2(state)
     state.write_bytes(state.read_bytes()[:1000])  # truncated, as by a full disk
     logs = []
     model, _ = _run(resume_path=state, log=logs.append)
