@@ -4,7 +4,7 @@ import sys
 
 sys.path.insert(0, workflow.basedir)
 
-from curvmia.attacks import check_attack_spec
+from curvmia.attacks import check_attack_spec, needed_f32_features
 from curvmia.masks import check_layout
 
 # Every shell command sees the workflow's own directory: scripts import the package from it
@@ -42,6 +42,12 @@ def _check_config():
         labels = []
         for i, spec in enumerate(config["attacks"]):
             check_attack_spec(spec, f"attacks[{i}]")
+            if needed_f32_features(spec) and config["scoring"]["variant"] != "paper":
+                raise ValueError(
+                    f"attacks[{i}].variant: the paper variant of {spec['name']!r} reads "
+                    f"{needed_f32_features(spec)} (float32, as the released code computed "
+                    "them), which only scoring.variant: paper writes; set variant: clean"
+                )
             labels.append(spec.get("label", spec["name"]))
         dup = sorted({l for l in labels if labels.count(l) > 1})
         if dup:
