@@ -202,6 +202,9 @@ def curv_lr(
         return (_log_gauss(s, mu_in, sd_in) - _log_gauss(s, mu_out, sd_out)).mean(1)
 
 
+CARLINI_FORMS = ("lr", "nll")
+
+
 def logit_scale_paper(p: np.ndarray) -> np.ndarray:
     """The notebooks' logit scaling log(p/(1 − p + 1e-22) + 1e-22), in float64 on a
     probability already rounded to float32 (p = 1 gives log(1e22) ≈ 50.66)."""
@@ -242,9 +245,6 @@ def carlini_paper(
     if form == "lr":
         return paper_lr(s, s_shadow, shadow_in)
     return paper_nll(s, s_shadow, shadow_in)
-
-
-CARLINI_FORMS = ("lr", "nll")
 
 
 # --------------------------------------------------------------------------- LiRA
