@@ -255,6 +255,27 @@ def test_rmia_matches_its_paper_formula(offline, a, gamma):
     np.testing.assert_allclose(got, rmia_transcription(t, s, s_in, offline, a, gamma))
 
 
+@pytest.mark.parametrize("offline", [False, True])
+def test_rmia_counts_ties_at_gamma(offline):
+    """Saturated, tied probabilities (p = 1 or ½ exactly): LR(x)/LR(z) lands exactly on γ,
+    and the formula counts it (≥ γ).  All-saturated models score every sample 1; the
+    mixed case against the loop transcription, and by hand."""
+    k, n, n_z = 4, 3, 4
+    ones = {"p_true": np.ones((n, 2)), "test_p_true": np.ones((n_z, 2))}
+    s = {"p_true": np.ones((k, n, 2)), "test_p_true": np.ones((k, n_z, 2))}
+    s_in = np.array([[True, False, True]] * 2 + [[False, True, False]] * 2)
+    name, kw = ("rmia_offline", {"a": 1.0}) if offline else ("rmia_online", {})
+    np.testing.assert_array_equal(ATTACKS[name](ones, s, s_in, gamma=1.0, **kw), np.ones(n))
+    # z probabilities 1, ½, 1, ½ under the target, 1 under every reference model:
+    # LR(z) ∈ {1, ½}; x with LR(x) = 1 beats every z with ratio ≥ 1: all four count at γ = 1,
+    # and at γ = 2 exactly the two with LR(z) = ½ (ratio 2, a tie)
+    t = {"p_true": np.ones((n, 2)), "test_p_true": np.array([[1.0, 1.0], [0.5, 0.5]] * 2)}
+    for gamma, want in ((1.0, 1.0), (2.0, 0.5)):
+        got = ATTACKS[name](t, s, s_in, gamma=gamma, **kw)
+        np.testing.assert_array_equal(got, np.full(n, want))
+        np.testing.assert_array_equal(got, rmia_transcription(t, s, s_in, offline, 1.0, gamma))
+
+
 # ------------------------------------------------------------------ each paper quirk, pinned
 
 

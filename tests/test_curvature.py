@@ -338,6 +338,28 @@ def test_linear_softmax_closed_form_input_hessian():
     np.testing.assert_allclose(tr2.numpy(), [(hh**2).sum() for hh in hs], rtol=1e-10)
 
 
+def test_hutchinson_keyed_probes_are_their_documented_stream():
+    """Keyed probes are stream PROBE_STREAM + k of each sample's key (never a ZO iteration's
+    stream 0 .. 2·niter−1): the estimates equal rᵀHr and ‖Hr‖² averaged over the probes built
+    by the plain-Python draw reference, with H from torch.autograd.functional.hessian."""
+    from curvmia.curvature import PROBE_STREAM, hutchinson
+
+    assert PROBE_STREAM == 1 << 20  # the documented stream offset
+    model = mlp()
+    torch.manual_seed(8)
+    x = torch.randn(3, 1, 4, 4, dtype=torch.float64)
+    y = torch.tensor([0, 3, 1])
+    words, idx, k = [7, 1, 0, 1], [4, 9, 30], 3
+    ref = autograd_hessians(model, x, y)
+    tr, tr2 = hutchinson(model, x, y, nprobes=k, seed=words, index=torch.tensor(idx))
+    for i, j in enumerate(idx):
+        rs = [ref_signs(words, j, (1 << 20) + p, 16) for p in range(k)]
+        want = np.mean([r @ ref[i] @ r for r in rs])
+        want2 = np.mean([(ref[i] @ r) @ (ref[i] @ r) for r in rs])
+        assert tr[i].item() == pytest.approx(want, rel=1e-10, abs=1e-14)
+        assert tr2[i].item() == pytest.approx(want2, rel=1e-10)
+
+
 def test_hutchinson_keyed_independent_of_batch_size():
     from curvmia.curvature import hutchinson
 
