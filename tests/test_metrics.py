@@ -234,3 +234,34 @@ def test_summarize_labels_strict_and_interval_columns():
     assert np.isnan(out["tpr@0.001"]) and np.isnan(out["tpr_strict@0.001"])
     small = summarize(s[:500], m[:500], fprs=[0.01], n_boot=20, seed=0)
     assert np.isnan(small["tpr@0.01_lo"]) and small["auroc_lo"] < small["auroc"]
+
+
+def test_summarize_columns_hold_their_own_values():
+    """Each column against the function that defines it (exact key set, no column swapped)."""
+    rng = np.random.default_rng(1)
+    m = rng.random(2500) < 0.4
+    s = rng.normal(0, 1, 2500) + m
+    s[:3] = [np.nan, np.inf, -np.inf]
+    out = summarize(s, m, fprs=[0.01], n_boot=30, seed=4, ci_fpr=0.01)
+    fpr, tpr = roc_curve(s, m)
+    paper, best = balanced_accuracies(fpr, tpr)
+    n_non = int((~m).sum())
+    want = {
+        "auroc": roc_auc_score(m, np.nan_to_num(s, nan=-1e300, neginf=-1e300, posinf=1e300)),
+        "bal_acc_paper": paper,
+        "bal_acc_best": best,
+        "n_members": int(m.sum()),
+        "n_nonmembers": n_non,
+        "n_nan_scores": 1,
+        "n_inf_scores": 2,
+        "tpr@0.01": tpr_at_fpr(fpr, tpr, 0.01, n_non),
+        "tpr_strict@0.01": tpr_at_fpr_strict(fpr, tpr, 0.01, n_non),
+    }
+    w = bootstrap_weights(m, n_boot=30, seed=4)
+    aucs, tprs = bootstrap_replicates(s, m, w, 0.01)
+    want["auroc_lo"], want["auroc_hi"] = np.quantile(aucs, [0.025, 0.975])
+    want["tpr@0.01_lo"], want["tpr@0.01_hi"] = np.quantile(tprs, [0.025, 0.975])
+    assert set(out) == set(want)
+    for key, value in want.items():
+        assert out[key] == pytest.approx(value, rel=1e-12), key
+    assert best > paper  # distinct values, so a swapped pair would show
