@@ -122,8 +122,10 @@ def ref_signs(seed_words, index: int, stream: int, d: int) -> np.ndarray:
 
 
 def test_keyed_rademacher_matches_reference_and_is_balanced():
+    from curvmia import curvature
     from curvmia.curvature import keyed_rademacher, sample_keys
 
+    curvature._TABLES.clear()  # rebuild the cached sign tables: they are checked here too
     words = [3, 11, 0, 1]
     idx = torch.tensor([0, 1, 5, 1000, 2**40])
     keys = sample_keys(words, idx)
@@ -527,6 +529,14 @@ def test_forward_batch_chooser_finds_the_fastest_size_online():
     ch.record(4, 4, 4 / 100.0)
     ch.record(8, 8, 8 / 99.0)
     assert ch.best == 8
+    # a zero or negative duration (a clock that did not advance) is no timing
+    ch.record(4, 4, 0.0)
+    ch.record(4, 4, -1.0)
+    assert ch.best == 8 and list(ch.rates[4]) == [100.0]
+    with pytest.raises(ValueError, match="a chooser varies the forward batch: it cannot pad"):
+        zo_curvature(
+            mlp(), torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.long), chooser=ch, pad=True
+        )
 
 
 def test_zo_scores_identical_while_the_chooser_varies_the_forward_batch():

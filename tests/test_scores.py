@@ -103,7 +103,31 @@ def test_score_model_features_are_those_of_each_query_view_and_key():
         assert not np.allclose(a[prefix + "loss"][:, 0], a[prefix + "loss"][:, 1])
     for f in FEATURES:
         assert a[f].shape == (37, 2) and a["test_" + f].shape == (11, 2)
-    assert json.loads(str(a["meta"]))["dtype"] == "torch.float64"
+    meta = json.loads(str(a["meta"]))
+    assert meta["dtype"] == "torch.float64" and meta["compiled"] is False
+    assert meta["channels_last"] is True and meta["queries"] == ["original", "hflip"]
+    assert (meta["n"], meta["n_test"], meta["row"]) == (37, 11, 2)
+    # score_split on its own, with its defaults: no Hutchinson features, the same ZO scores
+    from curvmia.scores import score_split, use_channels_last
+
+    alone = score_split(
+        ref_model,
+        data.train_images,
+        data.train_labels,
+        mean=np.array([0.5]),
+        std=np.array([0.3]),
+        h=1e-3,
+        niter=3,
+        seed_words=[5, 2, 0],
+        batch_size=16,
+        device=cpu,
+        dtype=torch.float64,
+        log=lambda s: None,
+    )
+    np.testing.assert_array_equal(alone["curv_zo"], a["curv_zo"])
+    assert np.isnan(alone["curv_hutch"]).all() and np.isnan(alone["curv_hutch_sq"]).all()
+    assert use_channels_last({}) and use_channels_last({"channels_last": True})
+    assert not use_channels_last({"channels_last": False})
     # paper variant: the float32 model, the same losses up to float32 rounding; the ZO
     # draws depend on the model's row, the deterministic features do not
     cfg32 = {**cfg, "variant": "paper", "hutch_nprobes": 0}
