@@ -58,6 +58,8 @@ def test_epsilon_upper_limit_is_minus_infinity_when_even_the_upper_tpr_is_below_
     # 0 of 100 members: the upper TPR limit is 1 − 0.025^(1/100) = 0.036 < δ = 0.05
     b = epsilon_bounds(0, 100, 3, 100, delta=0.05, alpha=0.05)
     assert b["eps_hi"] == -np.inf and b["eps"] == -np.inf and b["eps_lo"] == -np.inf
+    # no member and no false positive found: still nothing proved (not an unbounded ε)
+    assert epsilon_bounds(0, 100, 0, 100, delta=0.05, alpha=0.05)["eps_hi"] == -np.inf
     # 0 false positives: the lower FPR limit is 0, the upper epsilon limit unbounded
     assert epsilon_bounds(50, 100, 0, 100, delta=0.0, alpha=0.05)["eps_hi"] == np.inf
 

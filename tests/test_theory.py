@@ -472,6 +472,8 @@ def test_fit_needs_three_points_and_three_distinct_epsilons():
     assert "not fitted: 4 points at 2 distinct epsilons" in few.note
     assert set(few.params) == set(few.stderr) == nan_keys
     assert all(np.isnan(v) for v in [*few.params.values(), *few.stderr.values()])
+    assert np.isnan(few.rss) and np.isnan(few.f_stat) and np.isnan(few.p_value)
+    assert not few.significant and few.n == 4 and np.isnan(few.residuals).all()
     # three distinct epsilons, exactly 3 points: fitted, no residual freedom
     three = fit_auroc([0.5, 1.0, 4.0], [0.5, 0.55, 0.62], L=2.0, m=5.0)
     assert "no residual freedom" in three.note and np.isnan(three.p_value)
@@ -497,6 +499,7 @@ def test_attack_points_rows_and_refusal():
     pts = attack_points(mt, "a", "fit_attack")
     assert list(pts["value"]) == [0.5, 1.0] and pts["value"].dtype == float
     assert list(pts["auroc"]) == [0.6, 0.7] and list(pts["seed"]) == [0, 1]
+    assert pts["seed"].dtype == np.int64 and list(pts.columns) == ["value", "seed", "auroc"]
     with pytest.raises(ValueError, match=r"theory.fit_attack: attack 'c' is not in"):
         attack_points(mt, "c", "fit_attack")
 
@@ -511,5 +514,18 @@ def test_fit_falls_back_to_its_start_values_when_curve_fit_fails(monkeypatch):
     rng = np.random.default_rng(0)
     e = np.repeat(EPS, 2)
     fit = theory.fit_auroc(e, 0.5 + 0.02 * e + rng.normal(0, 0.01, e.size), L=2.0, m=5.0)
-    assert all(np.isfinite(v) for v in fit.params.values())  # the least-squares start
+    # the start values: a quadratic least-squares fit in u = 1 − e^−ε, mapped to (s, c, offset)
+    y = 0.5 + 0.02 * e + np.random.default_rng(0).normal(0, 0.01, e.size)
+    a2, a1, a0 = np.polyfit(1 - np.exp(-e), y, 2)
+    s0, b0 = a2 / 10.0**2, a1 * 10.0 / (2 * a2)  # a = L·m = 10
+    want = {"s": s0, "c": b0 - 2.0, "offset": a0 - s0 * b0**2}
+    for k, v in want.items():
+        assert fit.params[k] == pytest.approx(v, rel=1e-8), k
     assert all(v == np.inf for v in fit.stderr.values()) and len(fit.residuals) == e.size
+    summary = fit.summary()
+    assert summary == {
+        "L": 2.0, "m": 5.0, "n_points": e.size, "rss": fit.rss,
+        "s": fit.params["s"], "s_se": np.inf, "c": fit.params["c"], "c_se": np.inf,
+        "offset": fit.params["offset"], "offset_se": np.inf, "f_stat": fit.f_stat,
+        "p_value": fit.p_value, "significant": fit.significant, "note": fit.note,
+    }  # fmt: skip
