@@ -42,7 +42,29 @@ CI_PER_MODULE = 5
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped"}
 STATUS.update({36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout"})
 MUTANT = re.compile(r"^(x.*)__mutmut_(\d+)$")
-EQUIVALENT: dict[str, str] = {}  # sample hash prefix -> one-line argument (docs/testing.md)
+# sample hash prefix -> the one-line argument (docs/testing.md repeats them with the diff)
+EQUIVALENT: dict[str, str] = {
+    "02ef3f44ace2": "tune_forward_batch: one more timing round; scores never depend on the size",
+    "03bf0f7f3590": "tune_forward_batch: layout of the timed batch only (a timing, not a score)",
+    "0498f9e2cb76": "keyed_rademacher: torch.arange of Python ints is int64 by default",
+    "06c16fef42b1": "rademacher: torch.randint(2, …) is randint(0, 2, …)",
+    "08672add4f8d": "_lean_batchnorm: .to(None) keeps the buffer's dtype, the model's = x's",
+    "0394c73913f4": "score_model: memory layout of the folded weights only (speed)",
+    "0c5b7e84671f": "score_split: clean forward batch size; results identical for any size",
+    "00086bf6c7e7": "class_thresholds: thresholds read at tie-block ends, order within ties moot",
+    "0449f2ad1acd": "class_thresholds: numpy reads the sort kind case-insensitively",
+    "090ecc1e39d2": "_masked_mean_var: errstate over=None only leaves the warning mode alone",
+    "0140ee20e402": "_Bootstrap.replicates: cumsum of int32 already accumulates in int64",
+    "0ae7e91008f4": "tpr_at_fpr_strict: float('NAN') is NaN",
+    "0474d6da86c7": "fit_auroc: the diagonal of a 3×4 inf matrix is three infs, as of 3×3",
+    "08763358e3e5": "sweep_note: one p_true row per model, so both de-duplications agree",
+    "053410b03541": "make_masks: np.concatenate's default axis is 0",
+    "14e5b41ce058": "make_masks: a float64 uniform draw equals pkeep with probability ~2⁻⁵³",
+    "0da45074fa9f": "random_crop_flip: device of an index tensor; only a CUDA run could differ",
+    "118d960ccc0a": "random_crop_flip: device of an index tensor; only a CUDA run could differ",
+    "22ffbedfc208": "random_crop_flip: torch.randint(n, …) is randint(0, n, …)",
+    "3ac0e15c26a3": "normalize: a (C, 1, 1) mean broadcasts like (1, C, 1, 1) on (B, C, H, W)",
+}
 
 
 def mutmut(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -96,8 +118,11 @@ def run(modules: list[str], per_module: int | None) -> int:
     chosen = {m: mutants(m)[:per_module] for m in modules}
     names = [n for m in modules for _, n in chosen[m]]
     t0 = time.perf_counter()
-    mutmut("run", *names, check=False)
+    proc = mutmut("run", *names, check=False)
     seconds = time.perf_counter() - t0
+    if proc.returncode != 0:  # e.g. a clean test failed: no result can be trusted
+        print(f"mutmut run failed (exit {proc.returncode}); see its output above")
+        return 1
     bad = 0
     for m in modules:
         codes = results(m)
