@@ -112,10 +112,12 @@ def results(module: str) -> dict[str, int | None]:
     return json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
 
 
-def run(modules: list[str], per_module: int | None) -> int:
-    """Run the sampled mutants of ``modules``; print scores and survivors; 1 if any survive."""
+def run(modules: list[str], per_module: int | None, start: int = 0) -> int:
+    """Run the sampled mutants of ``modules`` (the ``per_module`` from place ``start`` on);
+    print scores and survivors; 1 if any survive."""
     generate()
-    chosen = {m: mutants(m)[:per_module] for m in modules}
+    stop = None if per_module is None else start + per_module
+    chosen = {m: mutants(m)[start:stop] for m in modules}
     names = [n for m in modules for _, n in chosen[m]]
     t0 = time.perf_counter()
     proc = mutmut("run", *names, check=False)
@@ -152,6 +154,7 @@ def main() -> None:
     ap.add_argument("command", choices=["list", "run", "ci"])
     ap.add_argument("--module", action="append", choices=MODULES)
     ap.add_argument("--per-module", type=int, default=None, help="first K of each module")
+    ap.add_argument("--start", type=int, default=0, help="skip the first S of each module")
     a = ap.parse_args()
     modules = a.module or list(MODULES)
     if a.command == "list":
@@ -161,7 +164,7 @@ def main() -> None:
                 print(digest[:12], name)
         return
     per = CI_PER_MODULE if a.command == "ci" else a.per_module
-    sys.exit(run(modules, per))
+    sys.exit(run(modules, per, 0 if a.command == "ci" else a.start))
 
 
 if __name__ == "__main__":
