@@ -5,7 +5,8 @@
     python tests/_mutation.py ci                               # the fixed CI sample
 
 mutmut writes its mutants (and results) under ``mutants/`` in the repository root, with the
-settings of ``[tool.mutmut]`` in pyproject.toml (which modules, which fast tests).
+settings of ``[tool.mutmut]`` in pyproject.toml (which modules, which fast tests); ``ci``
+works in a fresh temporary copy instead, so no cached result of an earlier run can count.
 
 The sample.  Each mutant is identified by its content: the module, the function it mutates
 and the source of the mutated function (``ast.unparse``, the name normalised), never by
@@ -26,12 +27,17 @@ import ast
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+ROOT = REPO  # where mutmut runs (``ci``: a fresh copy, so no cached result of an earlier run)
+# what mutmut and the mutation tests need of the repository (pyproject.toml: also_copy)
+COPY = ("curvmia", "tests", "config", "profiles", "rules", "scripts", "Snakefile", "pyproject.toml")
 SEED = 18
 MODULES = ("curvature", "scores", "attacks", "metrics", "distinguish", "theory", "masks", "data")
 # data.py: only the image transforms are core (the rest is download and file handling);
@@ -69,7 +75,7 @@ EQUIVALENT: dict[str, str] = {
 
 def mutmut(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("mutmut")
-    return subprocess.run([str(exe), *args], cwd=REPO, check=check, text=True)
+    return subprocess.run([str(exe), *args], cwd=ROOT, check=check, text=True)
 
 
 def generate() -> None:
@@ -82,12 +88,12 @@ def generate() -> None:
         "m.copy_src_dir(); m.copy_also_copy_files(); m.setup_source_paths()\n"
         "m.store_lines_covered_by_tests(); m.create_mutants(os.cpu_count() or 2)\n"
     )
-    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
 
 
 def mutants(module: str) -> list[tuple[str, str]]:
     """(sample hash, mutmut name) of a module's mutants, in sample order."""
-    path = REPO / "mutants" / "curvmia" / f"{module}.py"
+    path = ROOT / "mutants" / "curvmia" / f"{module}.py"
     tree = ast.parse(path.read_text())
     out = []
     for node in ast.walk(tree):
@@ -108,7 +114,7 @@ def mutants(module: str) -> list[tuple[str, str]]:
 
 
 def results(module: str) -> dict[str, int | None]:
-    meta = REPO / "mutants" / "curvmia" / f"{module}.py.meta"
+    meta = ROOT / "mutants" / "curvmia" / f"{module}.py.meta"
     return json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
 
 
@@ -163,8 +169,19 @@ def main() -> None:
             for digest, name in mutants(m)[: a.per_module]:
                 print(digest[:12], name)
         return
-    per = CI_PER_MODULE if a.command == "ci" else a.per_module
-    sys.exit(run(modules, per, 0 if a.command == "ci" else a.start))
+    if a.command == "ci":
+        global ROOT
+        with tempfile.TemporaryDirectory(prefix="curvmia-mutation-") as tmp:
+            ROOT = Path(tmp)
+            junk = shutil.ignore_patterns("__pycache__", "*.pyc")
+            for name in COPY:
+                src = REPO / name
+                if src.is_dir():
+                    shutil.copytree(src, ROOT / name, ignore=junk)
+                else:
+                    shutil.copy2(src, ROOT / name)
+            sys.exit(run(modules, CI_PER_MODULE))
+    sys.exit(run(modules, a.per_module, a.start))
 
 
 if __name__ == "__main__":
