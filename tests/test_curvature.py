@@ -122,8 +122,10 @@ def ref_signs(seed_words, index: int, stream: int, d: int) -> np.ndarray:
 
 
 def test_keyed_rademacher_matches_reference_and_is_balanced():
+    from curvmia import curvature
     from curvmia.curvature import keyed_rademacher, sample_keys
 
+    curvature._TABLES.clear()  # rebuild the cached sign tables: they are checked here too
     words = [3, 11, 0, 1]
     idx = torch.tensor([0, 1, 5, 1000, 2**40])
     keys = sample_keys(words, idx)
@@ -338,6 +340,39 @@ def test_linear_softmax_closed_form_input_hessian():
     np.testing.assert_allclose(tr2.numpy(), [(hh**2).sum() for hh in hs], rtol=1e-10)
 
 
+def test_hutchinson_keyed_probes_are_their_documented_stream():
+    """Keyed probes are stream PROBE_STREAM + k of each sample's key (never a ZO iteration's
+    stream 0 .. 2·niter−1): the estimates equal rᵀHr and ‖Hr‖² averaged over the probes built
+    by the plain-Python draw reference, with H from torch.autograd.functional.hessian."""
+    from curvmia.curvature import PROBE_STREAM, hutchinson
+
+    assert PROBE_STREAM == 1 << 20  # the documented stream offset
+    model = mlp()
+    torch.manual_seed(8)
+    x = torch.randn(3, 1, 4, 4, dtype=torch.float64)
+    y = torch.tensor([0, 3, 1])
+    words, idx, k = [7, 1, 0, 1], [4, 9, 30], 3
+    ref = autograd_hessians(model, x, y)
+    tr, tr2 = hutchinson(model, x, y, nprobes=k, seed=words, index=torch.tensor(idx))
+    for i, j in enumerate(idx):
+        rs = [ref_signs(words, j, (1 << 20) + p, 16) for p in range(k)]
+        want = np.mean([r @ ref[i] @ r for r in rs])
+        want2 = np.mean([(ref[i] @ r) @ (ref[i] @ r) for r in rs])
+        assert tr[i].item() == pytest.approx(want, rel=1e-10, abs=1e-14)
+        assert tr2[i].item() == pytest.approx(want2, rel=1e-10)
+    # an int seed is the one-word seed list
+    one = hutchinson(model, x, y, nprobes=2, seed=7, index=torch.tensor(idx))
+    two = hutchinson(model, x, y, nprobes=2, seed=[7], index=torch.tensor(idx))
+    assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
+
+
+def test_s64_wraps_to_signed():
+    from curvmia.curvature import _s64
+
+    assert _s64(2**64 - 1) == -1 and _s64(1 << 63) == -(1 << 63)
+    assert _s64((1 << 63) - 1) == (1 << 63) - 1 and _s64(5) == 5 and _s64(2**64 + 3) == 3
+
+
 def test_hutchinson_keyed_independent_of_batch_size():
     from curvmia.curvature import hutchinson
 
@@ -440,33 +475,46 @@ def test_lean_second_order_gives_the_exact_hessian_and_restores_the_model():
     np.testing.assert_allclose(lean_out.detach().numpy(), model(x).detach().numpy(), rtol=1e-12)
 
 
+class FakeClock:
+    """Stands in for curvature's ``time`` module: a perf_counter that only forwards advance,
+    so the timings below are exact whatever else the machine is doing."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
 class SleepyForward(nn.Module):
     """A 'model' whose forward of n images takes 1 ms + 0.1 ms per image up to 16 images and
     2 ms per image beyond: 16 is the fastest batch (12.3k images/s against ≤ 11.4k / 500)."""
 
-    def __init__(self):
+    def __init__(self, clock: FakeClock):
         super().__init__()
         self.calls: list[int] = []
+        self.clock = clock
 
     def forward(self, x):
-        import time
-
         n = x.shape[0]
         self.calls.append(n)
-        time.sleep(0.001 + 0.0001 * n if n <= 16 else 0.002 * n)
+        self.clock.now += 0.001 + 0.0001 * n if n <= 16 else 0.002 * n
         return x.flatten(1)[:, :3]
 
 
-def test_tune_forward_batch_picks_the_fastest_and_stops_early():
+def test_tune_forward_batch_picks_the_fastest_and_stops_early(monkeypatch):
+    from curvmia import curvature
     from curvmia.curvature import tune_forward_batch
 
-    model = SleepyForward()
+    clock = FakeClock()
+    monkeypatch.setattr(curvature, "time", clock)
+    model = SleepyForward(clock)
     best = tune_forward_batch(model, torch.zeros(1, 4, 4), 4096, min_seconds=0.01)
     assert best == 16
     # 4, 8, 16 improve; 32 and 64 are slower (patience 2): 128 and larger are never tried
     assert sorted(set(model.calls)) == [4, 8, 16, 32, 64]
     # a limit that is not a power of two is itself a candidate, and nothing goes past it
-    model = SleepyForward()
+    model = SleepyForward(clock)
     assert tune_forward_batch(model, torch.zeros(1, 4, 4), 12, min_seconds=0.01) == 12
     assert sorted(set(model.calls)) == [4, 8, 12]
 
@@ -505,6 +553,22 @@ def test_forward_batch_chooser_finds_the_fastest_size_online():
     ch.record(4, 4, 4 / 100.0)
     ch.record(8, 8, 8 / 99.0)
     assert ch.best == 8
+    # a zero or negative duration (a clock that did not advance) is no timing
+    ch.record(4, 4, 0.0)
+    ch.record(4, 4, -1.0)
+    assert ch.best == 8 and list(ch.rates[4]) == [100.0]
+    # a rate exactly at the tolerance's edge still counts (r ≥ (1 − tolerance)·top)
+    edge = ForwardBatchChooser([4, 8], 4, tolerance=0.5)
+    edge.record(4, 4, 4 / 100.0)
+    edge.record(8, 8, 8 / 50.0)
+    assert edge.rates[8][0] == 50.0 and edge.best == 8
+    # exploring from the middle size: the larger neighbour, then the smaller
+    mid = ForwardBatchChooser([4, 8, 16], 8, explore_every=1)
+    assert [mid.next() for _ in range(4)] == [16, 4, 16, 4]
+    with pytest.raises(ValueError, match="^a chooser varies the forward batch: it cannot pad"):
+        zo_curvature(
+            mlp(), torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.long), chooser=ch, pad=True
+        )
 
 
 def test_zo_scores_identical_while_the_chooser_varies_the_forward_batch():

@@ -72,15 +72,16 @@ def test_manifest_hashes_match_arrays(prepared):
     assert m["sha256"]["test_labels"] == h
 
 
-def test_random_crop_flip_matches_per_image_reference():
+@pytest.mark.parametrize("pad", [1, 2])
+def test_random_crop_flip_matches_per_image_reference(pad):
     x = torch.arange(5 * 2 * 6 * 6, dtype=torch.float32).reshape(5, 2, 6, 6)
-    out = random_crop_flip(x, 2, True, torch.Generator().manual_seed(3))
+    out = random_crop_flip(x, pad, True, torch.Generator().manual_seed(3))
     # the same draws, applied one image at a time
     g = torch.Generator().manual_seed(3)
-    dy = torch.randint(0, 5, (5,), generator=g)
-    dx = torch.randint(0, 5, (5,), generator=g)
+    dy = torch.randint(0, 2 * pad + 1, (5,), generator=g)
+    dx = torch.randint(0, 2 * pad + 1, (5,), generator=g)
     flip = torch.rand(5, generator=g) < 0.5
-    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
     for i in range(5):
         ref = padded[i, :, dy[i] : dy[i] + 6, dx[i] : dx[i] + 6]
         if flip[i]:
@@ -89,3 +90,17 @@ def test_random_crop_flip_matches_per_image_reference():
     # no augmentation is the identity
     same = random_crop_flip(x, 0, False, torch.Generator().manual_seed(0))
     torch.testing.assert_close(same, x)
+
+
+def test_normalize_and_to_float_by_hand():
+    from curvmia.data import normalize, to_float
+
+    u8 = torch.tensor([[[[0, 255]], [[51, 102]]]], dtype=torch.uint8)  # (1, 2, 1, 2)
+    x = to_float(u8)
+    assert x.dtype == torch.float32
+    torch.testing.assert_close(x, torch.tensor([[[[0.0, 1.0]], [[0.2, 0.4]]]]))
+    z = normalize(x, np.array([0.5, 0.2]), np.array([0.25, 0.1]))
+    assert z.dtype == torch.float32 and z.shape == x.shape
+    torch.testing.assert_close(z, torch.tensor([[[[-2.0, 2.0]], [[0.0, 2.0]]]]))
+    z64 = normalize(x.double(), [0.5, 0.2], [0.25, 0.1])
+    assert z64.dtype == torch.float64
