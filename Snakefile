@@ -21,6 +21,7 @@ include: "rules/report.smk"
 include: "rules/theory.smk"
 include: "rules/sweeps.smk"
 include: "rules/provenance.smk"
+include: "rules/convert.smk"
 
 
 report: "report/workflow.rst"

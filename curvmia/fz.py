@@ -89,13 +89,19 @@ def probe_errors(model: nn.Module, arrays: dict[str, np.ndarray]) -> dict[str, f
     for k in PROBE_KEYS:
         ref = torch.from_numpy(np.asarray(arrays[f"probe/{k}"]))
         if tuple(ref.shape) != tuple(got[k].shape):
-            raise ValueError(f"probe {k}: TensorFlow shape {tuple(ref.shape)}, PyTorch {got[k].shape}")
+            raise ValueError(
+                f"probe {k}: TensorFlow shape {tuple(ref.shape)}, PyTorch {got[k].shape}"
+            )
         errs[k] = float((got[k] - ref).abs().max() / ref.abs().max().clamp_min(1e-30))
     return errs
 
 
 def convert_export(
-    export: str | os.PathLike, out: str | os.PathLike, *, rtol: float = 1e-4, meta: dict | None = None
+    export: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    rtol: float = 1e-4,
+    meta: dict | None = None,
 ) -> dict:
     """Export .npz → curvmia checkpoint ``out`` (``state_dict`` + build metadata, loadable
     with ``weights_only=True`` by ``curvmia.train.load_checkpoint``).  Stops, writing
@@ -133,16 +139,21 @@ def convert_export(
 # ---------------------------------------------------------------- example order
 
 
-def load_index(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """F&Z's ``imagenet_index.npz``: file names (str) and labels (0-999) per split.
+def load_index(path: str | os.PathLike, *, allow_pickle: bool = False) -> dict[str, np.ndarray]:
+    """F&Z's ``imagenet_index.npz``: file base names (str) and labels (0-999) per split
+    (``tr``: train, ``tt``: validation); an example's index is its position.
 
-    The released file may store its names as pickled object arrays; those are read only
-    after the caller has checked the file's sha256 (``fz.index_sha256`` in the config).
+    The released file may store its names as object arrays, which only unpickle with
+    ``allow_pickle`` (the caller checks the file's sha256 first: ``fz.index_sha256``).
     """
     try:
         z = _npz(path)
-    except ValueError:
-        with np.load(path, allow_pickle=True) as zz:  # sha256-verified by the caller
+    except ValueError as e:
+        if not allow_pickle:
+            raise ValueError(
+                f"{e}; set fz.index_sha256 to this file's sha256 to allow reading it"
+            ) from e
+        with np.load(path, allow_pickle=True) as zz:
             z = {k: zz[k] for k in zz.files}
     out = {}
     for split in ("tr", "tt"):
@@ -289,3 +300,62 @@ def check_sample(n: int, k: int, seed: int) -> np.ndarray:
 def run_dir(root: str | os.PathLike, run: int) -> Path:
     """A run's folder in the release layout: <root>/<run>/{aux_arrays.npz, checkpoints/}."""
     return Path(root) / str(run)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    """sha256 hex digest of a file."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def population_order(
+    index_path: str | os.PathLike,
+    index_sha256: str | None,
+    data_path: str | os.PathLike,
+    manifest: dict,
+) -> np.ndarray:
+    """F&Z train order → population positions for the prepared ImageFolder dataset.
+
+    ``index_path`` must hash to ``index_sha256`` when that is given (then it may hold
+    pickled arrays); the class folders and file count of ``data_path`` must be those the
+    dataset was prepared from.
+    """
+    from .data import scan_imagefolder
+
+    if index_sha256 is not None:
+        got = sha256_file(index_path)
+        if got != index_sha256:
+            raise ValueError(f"fz.index_sha256: {index_path} hashes to {got}, not {index_sha256}")
+    index = load_index(index_path, allow_pickle=index_sha256 is not None)
+    classes, splits = scan_imagefolder(data_path)
+    files, labels = splits["train"]
+    if classes != manifest["classes"] or len(files) != manifest["n_train"]:
+        raise ValueError(
+            f"data.path: {data_path} no longer lists the classes / {manifest['n_train']} "
+            "population images the dataset was prepared from (prepare it again)"
+        )
+    if manifest.get("split", {}).get("official") is not True:
+        raise ValueError(
+            "data.path: needs val/ (the official split): F&Z trained on all of ImageNet's "
+            "train/ images, so the population must be exactly train/"
+        )
+    return order_map(index["tr_filenames"], index["tr_labels"], files, labels, what=str(index_path))
+
+
+def check_agreement(report: dict, min_agreement: float, what: str) -> None:
+    """Stop when converted and released correctness agree on less than ``min_agreement``."""
+    if not report["agreement"] >= min_agreement:
+        raise ValueError(
+            f"{what}: the converted model's correctness agrees with the release's "
+            f"correctness_* arrays on {report['agreement']:.4f} of {report['n']} population "
+            f"images (< fz.min_agreement {min_agreement}); members "
+            f"{report['agreement_members']:.4f}, non-members {report['agreement_nonmembers']:.4f}; "
+            f"accuracy {report['acc_predicted']:.4f} here vs {report['acc_released']:.4f} "
+            "released. An example-order, class-order or preprocessing mismatch: see "
+            "docs/audit-your-model.md"
+        )

@@ -62,7 +62,9 @@ class SonnetBottleneck(nn.Module):
         self.conv3 = nn.Conv2d(mid, channels, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(channels)
         self.downsample = (
-            nn.Sequential(nn.Conv2d(c_in, channels, 1, stride, bias=False), nn.BatchNorm2d(channels))
+            nn.Sequential(
+                nn.Conv2d(c_in, channels, 1, stride, bias=False), nn.BatchNorm2d(channels)
+            )
             if projection
             else None
         )

@@ -3,13 +3,18 @@ Sonnet ResNet-50, randomise EVERY variable it uses, save it as the release does
 (tf.train.Checkpoint(model, epoch, global_step) under <out>/checkpoints/), then export it
 with curvmia.fz_tf (the converter's TensorFlow side) to <out>/export.npz.
 
+Options for the workflow test's fake release: --classes K pushes the logits of classes
+>= K down by 100 (so a K-class dataset sees varied predictions); --predict X.npy writes
+TensorFlow's own top-1 predictions on the uint8 NCHW images X (ImageNet normalisation) to
+<out>/predictions.npy, the stand-in for the release's correctness arrays.
+
 Sonnet initialises the logits and each block's last BatchNorm scale to zero and the moving
 statistics to 0 and 1: such a model would compute the same function under many wrong
 conversions (a swapped mean/variance, a lost scale).  Random values everywhere, moving
 statistics included, make each variable visible in the outputs.
 """
 
-import sys
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +22,15 @@ import tensorflow as tf
 
 from curvmia import fz_tf
 
-out, size, seed = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+ap = argparse.ArgumentParser()
+ap.add_argument("out", type=Path)
+ap.add_argument("size", type=int)
+ap.add_argument("seed", type=int)
+ap.add_argument("--classes", type=int, default=0)
+ap.add_argument("--predict", default=None)
+ap.add_argument("--no-export", action="store_true")
+a = ap.parse_args()
+out, size, seed = a.out, a.size, a.seed
 rng = np.random.default_rng(seed)
 model = fz_tf.build_resnet50(1000)
 model(tf.zeros([1, size, size, 3]), is_training=False)
@@ -42,11 +55,24 @@ for v in model.variables:
         raise SystemExit(f"unexpected variable {name}")
     v.assign(value.astype(np.float32))
     randomised += 1
+if a.classes:
+    b = model._logits.b.numpy()
+    b[a.classes :] -= 100.0
+    model._logits.b.assign(b)
 ckpt = tf.train.Checkpoint(
     model=model,
     epoch=tf.Variable(90, dtype=tf.int64),
     global_step=tf.Variable(12345, dtype=tf.int64),
 )
 ckpt.save(str(out / "checkpoints" / "ckpt"))
-meta = fz_tf.export_checkpoint(out / "checkpoints", out / "export.npz", probe_size=size)
-print(f"randomised {randomised} variables; exported epoch {meta['epoch']}")
+print(f"randomised {randomised} variables")
+if not a.no_export:
+    meta = fz_tf.export_checkpoint(out / "checkpoints", out / "export.npz", probe_size=size)
+    print(f"exported epoch {meta['epoch']}")
+if a.predict:
+    images = np.load(a.predict).astype(np.float32) / 255.0
+    mean = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
+    std = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1)
+    x = ((images - mean) / std).transpose(0, 2, 3, 1)
+    logits = model(tf.constant(x), is_training=False).numpy()
+    np.save(out / "predictions.npy", logits.argmax(1))
