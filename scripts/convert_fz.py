@@ -80,7 +80,7 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("convert", help="export .npz -> sonnet_resnet50 checkpoint (.pt)")
     c.add_argument("--export", required=True)
-    c.add_argument("--run", required=True, help="the release's run id (recorded)")
+    c.add_argument("--run", type=int, required=True, help="the release's run id (recorded)")
     c.add_argument("--rtol", type=float, default=1e-4, help="largest probe error allowed")
     c.add_argument("--out", required=True)
     c.set_defaults(fn=convert)

@@ -3,8 +3,9 @@ Sonnet ResNet-50, randomise EVERY variable it uses, save it as the release does
 (tf.train.Checkpoint(model, epoch, global_step) under <out>/checkpoints/), then export it
 with curvmia.fz_tf (the converter's TensorFlow side) to <out>/export.npz.
 
-Options for the workflow test's fake release: --classes K pushes the logits of classes
->= K down by 100 (so a K-class dataset sees varied predictions); --predict X.npy writes
+Options for the workflow test's fake release: --classes K (with --predict) centres the
+first K classes' logits on those images and puts the others far below (so a K-class
+dataset sees varied predictions); --predict X.npy writes
 TensorFlow's own top-1 predictions on the uint8 NCHW images X (ImageNet normalisation) to
 <out>/predictions.npy, the stand-in for the release's correctness arrays.
 
@@ -55,9 +56,26 @@ for v in model.variables:
         raise SystemExit(f"unexpected variable {name}")
     v.assign(value.astype(np.float32))
     randomised += 1
+
+
+def normalised(path: str) -> np.ndarray:
+    images = np.load(path).astype(np.float32) / 255.0
+    mean = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
+    std = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1)
+    return ((images - mean) / std).transpose(0, 2, 3, 1)
+
+
 if a.classes:
-    b = model._logits.b.numpy()
-    b[a.classes :] -= 100.0
+    # A random deep net maps every image near one feature vector: centre the first K
+    # classes' logits on these images (bias = -w . mean feature) and keep the other
+    # classes far below them, so predictions among the K classes vary with the image.
+    logits = model(tf.constant(normalised(a.predict)), is_training=False).numpy()
+    w, b = model._logits.w.numpy(), model._logits.b.numpy()
+    b[: a.classes] -= logits[:, : a.classes].mean(0)
+    top = (logits[:, : a.classes] - logits[:, : a.classes].mean(0)).max()
+    w[:, a.classes :] = 0.0
+    b[a.classes :] = -10.0 * abs(top) - 1000.0
+    model._logits.w.assign(w)
     model._logits.b.assign(b)
 ckpt = tf.train.Checkpoint(
     model=model,
@@ -70,9 +88,5 @@ if not a.no_export:
     meta = fz_tf.export_checkpoint(out / "checkpoints", out / "export.npz", probe_size=size)
     print(f"exported epoch {meta['epoch']}")
 if a.predict:
-    images = np.load(a.predict).astype(np.float32) / 255.0
-    mean = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
-    std = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1)
-    x = ((images - mean) / std).transpose(0, 2, 3, 1)
-    logits = model(tf.constant(x), is_training=False).numpy()
+    logits = model(tf.constant(normalised(a.predict)), is_training=False).numpy()
     np.save(out / "predictions.npy", logits.argmax(1))
