@@ -12,26 +12,23 @@ if config.get("fz"):
     # Under --sdm conda/apptainer the rule's own environment puts TensorFlow's python first.
     FZ_PYTHON = "python" if workflow.deployment_settings.deployment_method else FZ["python"]
 
-    def _fz_check_config():
-        m = config["masks"]
-        if len(FZ["runs"]) != m["n_random"] or m["complements"]:
-            _config_error(
-                f"fz.runs: {len(FZ['runs'])} runs, but masks.n_random is {m['n_random']} "
-                f"(complements {m['complements']}): one released run per model row"
-            )
-        if len(set(FZ["runs"])) != len(FZ["runs"]):
-            _config_error("fz.runs: a run id repeats")
-        if config["data"]["dataset"] != "imagefolder":
-            _config_error("fz: needs data.dataset imagefolder (ImageNet's train/ and val/)")
-
-    _fz_check_config()
-
-    def _fz_run(wildcards):
-        return f"{FZ['root']}/{FZ['runs'][int(wildcards.row)]}"
+    # Checks a JSON schema cannot express, before any job; each error names the key.
+    if len(FZ["runs"]) != config["masks"]["n_random"] or config["masks"]["complements"]:
+        _config_error(
+            f"fz.runs: {len(FZ['runs'])} runs, but masks.n_random is "
+            f"{config['masks']['n_random']} (complements {config['masks']['complements']}): "
+            "one released run per model row"
+        )
+    if len(set(FZ["runs"])) != len(FZ["runs"]):
+        _config_error("fz.runs: a run id repeats")
+    if config["data"]["dataset"] != "imagefolder":
+        _config_error("fz: needs data.dataset imagefolder (ImageNet's train/ and val/)")
+    # the release's folder of model row r
+    FZ_RUN = {str(r): f"{FZ['root']}/{run}" for r, run in enumerate(FZ["runs"])}
 
     rule fz_export:
         input:
-            checkpoints=lambda w: f"{_fz_run(w)}/checkpoints",
+            checkpoints=lambda w: f"{FZ_RUN[w.row]}/checkpoints",
         output:
             temp(f"{FZ_OUT}/export/model_{{row}}.npz"),
         params:
@@ -91,7 +88,7 @@ if config.get("fz"):
     rule fz_check:
         input:
             model=f"{FZ_OUT}/models/model_{{row}}.pt",
-            aux=lambda w: f"{_fz_run(w)}/aux_arrays.npz",
+            aux=lambda w: f"{FZ_RUN[w.row]}/aux_arrays.npz",
             manifest=f"{DATA}/manifest.json",
             order=f"{FZ_OUT}/order.npy",
             membership=f"{FZ_OUT}/membership.npy",

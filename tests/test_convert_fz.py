@@ -333,6 +333,28 @@ def test_conversion_rules_end_to_end(tf_python, tmp_path):
     assert not (out / "check/model_1.json").exists()
 
 
+def test_fz_config_errors_stop_before_any_job(tmp_path):
+    """A run list that does not match the mask rows stops the dry run, naming fz.runs."""
+    from PIL import Image
+
+    (tmp_path / "imagenet/train/n01").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "imagenet/train/n01/a.png")
+    cfg = yaml.safe_load((REPO / "config" / "imagenet-fz.yaml").read_text())
+    cfg["data"]["path"] = "imagenet"
+    cfg["fz"]["runs"] = list(range(54))
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run(
+        snakemake_cmd(tmp_path, tmp_path / "c.yaml", "-n", "fz_all"),
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "fz.runs: 54 runs, but masks.n_random is 55" in out, out[-2000:]
+    assert "Job stats" not in out
+
+
 def test_tf_environment_files_agree():
     """The TF image and conda env install exactly envs/tf.lock, whose pins include the
     requirement file's and carry hashes."""
