@@ -17,8 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-PROBE_KEYS = ("stem", "layer1", "layer2", "layer3", "layer4", "logits")
-
 
 def build_resnet50(num_classes: int = 1000):
     """``snt.nets.ResNet50`` as the release builds it (default bn_config: eps 1e-5)."""

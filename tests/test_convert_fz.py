@@ -84,6 +84,13 @@ def test_converted_model_matches_tensorflow(random_export, tmp_path):
         got = model(x).numpy()
     ref = arrays["probe/logits"]
     assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+    # scoring's Conv-BN folding traces through the explicit max-pool padding
+    from curvmia.curvature import fold_batchnorm
+
+    folded, pairs = fold_batchnorm(model)
+    assert pairs == 53
+    with torch.no_grad():
+        assert np.abs(folded(x).numpy() - ref).max() <= 1e-4 * np.abs(ref).max()
 
 
 def test_probe_catches_symmetric_pooling_and_swapped_statistics(random_export):
