@@ -183,7 +183,9 @@ def order_map(
     names = [os.path.basename(str(f)) for f in pop_files]
     where = {n: p for p, n in enumerate(names)}
     if len(where) != len(names):
-        dup = sorted({n for n in names if names.count(n) > 1})[:3]
+        from collections import Counter
+
+        dup = sorted(n for n, c in Counter(names).items() if c > 1)[:3]
         raise ValueError(f"data.path: file names repeat across class folders: {dup}")
     if len(fz_names) != len(names):
         raise ValueError(

@@ -150,6 +150,10 @@ def test_order_map_recovers_a_known_permutation_and_checks_labels():
         fz.order_map(
             np.where(names == names[4], "x.JPEG", names), pop_labels[true], pop_files, pop_labels
         )
+    with pytest.raises(
+        ValueError, match=r"file names repeat across class folders: \['n00_1.JPEG'\]"
+    ):
+        fz.order_map(names, pop_labels[true], [*pop_files[:-1], "train/n02/n00_1.JPEG"], pop_labels)
     with pytest.raises(ValueError, match="not the same ImageNet train set"):
         fz.order_map(names[:-1], pop_labels[true][:-1], pop_files, pop_labels)
 
