@@ -10,10 +10,11 @@ folders, sorted files).  This module
 
 * turns a TensorFlow export (:mod:`curvmia.fz_tf`, run in the TensorFlow environment) into
   a ``sonnet_resnet50`` checkpoint and checks it against TensorFlow's own outputs;
-* maps F&Z's order onto the population by file name, checking every label (class order);
+* maps F&Z's train and validation orders onto the population and the held-out split by
+  file name, checking every label (class order);
 * builds the membership matrix (one row per run) in the population's order;
-* measures how far a converted model's correctness on the prepared population agrees with
-  the release's ``correctness_*`` arrays.
+* measures how far a converted model's correctness on the prepared population and held-out
+  split agrees with the release's ``correctness_*`` arrays.
 """
 
 from __future__ import annotations
@@ -214,17 +215,18 @@ def order_map(
 # ---------------------------------------------------------------- membership
 
 
-def check_aux(aux: dict[str, np.ndarray], n: int, what: str) -> None:
-    """An ``aux_arrays.npz`` is self-consistent over ``n`` training examples."""
-    need = ["subsample_idx", "correctness_train", "correctness_removed"]
-    need += ["index_train", "index_removed"]
+def check_aux(aux: dict[str, np.ndarray], n: int, n_test: int, what: str) -> None:
+    """An ``aux_arrays.npz`` is self-consistent over ``n`` training and ``n_test``
+    validation examples."""
+    need = ["subsample_idx"]
+    need += [f"{a}_{s}" for s in ("train", "removed", "test") for a in ("index", "correctness")]
     missing = [k for k in need if k not in aux]
     if missing:
         raise ValueError(f"{what}: missing arrays {missing} (has {sorted(aux)})")
     sub = np.asarray(aux["subsample_idx"])
     if sub.ndim != 1 or len(np.unique(sub)) != len(sub) or sub.min() < 0 or sub.max() >= n:
         raise ValueError(f"{what}: subsample_idx is not a set of indices in [0, {n})")
-    for s in ("train", "removed"):
+    for s in ("train", "removed", "test"):
         if len(aux[f"index_{s}"]) != len(aux[f"correctness_{s}"]):
             raise ValueError(f"{what}: index_{s} and correctness_{s} differ in length")
     seen = np.concatenate([aux["index_train"], aux["index_removed"]])
@@ -232,6 +234,9 @@ def check_aux(aux: dict[str, np.ndarray], n: int, what: str) -> None:
         raise ValueError(f"{what}: index_train + index_removed are not the {n} training examples")
     if not np.array_equal(np.sort(aux["index_train"]), np.sort(sub)):
         raise ValueError(f"{what}: index_train is not subsample_idx")
+    test = np.asarray(aux["index_test"])
+    if len(test) != n_test or not np.array_equal(np.sort(test), np.arange(n_test)):
+        raise ValueError(f"{what}: index_test is not the {n_test} validation examples")
 
 
 def membership_matrix(subsets: list[np.ndarray], perm: np.ndarray) -> np.ndarray:
@@ -242,10 +247,13 @@ def membership_matrix(subsets: list[np.ndarray], perm: np.ndarray) -> np.ndarray
     return out
 
 
-def released_correctness(aux: dict[str, np.ndarray], perm: np.ndarray) -> np.ndarray:
-    """The release's train+removed correctness, moved to population order."""
+def released_correctness(
+    aux: dict[str, np.ndarray], perm: np.ndarray, splits: tuple[str, ...] = ("train", "removed")
+) -> np.ndarray:
+    """The release's correctness over ``splits``, moved to the workflow's order (``perm``:
+    the population's for train+removed, the held-out split's for test)."""
     out = np.zeros(len(perm), dtype=bool)
-    for s in ("train", "removed"):
+    for s in splits:
         out[perm[np.asarray(aux[f"index_{s}"], dtype=np.int64)]] = np.asarray(
             aux[f"correctness_{s}"]
         ).astype(bool)
@@ -279,14 +287,15 @@ def predicted_correct(
 
 def agreement_report(
     predicted: np.ndarray, released: np.ndarray, member: np.ndarray
-) -> dict[str, float | int]:
-    """Agreement of predicted and released correctness, overall and by membership."""
+) -> dict[str, float | int | None]:
+    """Agreement of predicted and released correctness, overall and by membership (None
+    where no checked image is a member, or none a non-member)."""
     same = predicted == released
     return {
         "n": int(len(same)),
         "agreement": float(same.mean()),
-        "agreement_members": float(same[member].mean()) if member.any() else float("nan"),
-        "agreement_nonmembers": float(same[~member].mean()) if (~member).any() else float("nan"),
+        "agreement_members": float(same[member].mean()) if member.any() else None,
+        "agreement_nonmembers": float(same[~member].mean()) if (~member).any() else None,
         "acc_predicted": float(predicted.mean()),
         "acc_released": float(released.mean()),
     }
@@ -320,11 +329,12 @@ def population_order(
     index_sha256: str | None,
     data_path: str | os.PathLike,
     manifest: dict,
-) -> np.ndarray:
-    """F&Z train order → population positions for the prepared ImageFolder dataset.
+) -> tuple[np.ndarray, np.ndarray]:
+    """F&Z's train and validation orders → positions in the prepared ImageFolder dataset's
+    population (train/) and held-out split (val/).
 
     ``index_path`` must hash to ``index_sha256`` when that is given (then it may hold
-    pickled arrays); the class folders and file count of ``data_path`` must be those the
+    pickled arrays); the class folders and file counts of ``data_path`` must be those the
     dataset was prepared from.
     """
     from .data import scan_imagefolder
@@ -334,30 +344,40 @@ def population_order(
         if got != index_sha256:
             raise ValueError(f"fz.index_sha256: {index_path} hashes to {got}, not {index_sha256}")
     index = load_index(index_path, allow_pickle=index_sha256 is not None)
-    classes, splits = scan_imagefolder(data_path)
-    files, labels = splits["train"]
-    if classes != manifest["classes"] or len(files) != manifest["n_train"]:
-        raise ValueError(
-            f"data.path: {data_path} no longer lists the classes / {manifest['n_train']} "
-            "population images the dataset was prepared from (prepare it again)"
-        )
     if manifest.get("split", {}).get("official") is not True:
         raise ValueError(
             "data.path: needs val/ (the official split): F&Z trained on all of ImageNet's "
-            "train/ images, so the population must be exactly train/"
+            "train/ images, so the population must be exactly train/ and the held-out split val/"
         )
-    return order_map(index["tr_filenames"], index["tr_labels"], files, labels, what=str(index_path))
+    classes, splits = scan_imagefolder(data_path)
+    (files, labels), (vfiles, vlabels) = splits["train"], splits["val"]
+    if (classes, len(files), len(vfiles)) != (
+        manifest["classes"],
+        manifest["n_train"],
+        manifest["n_test"],
+    ):
+        raise ValueError(
+            f"data.path: {data_path} no longer lists the classes and the {manifest['n_train']} "
+            f"+ {manifest['n_test']} images the dataset was prepared from (prepare it again)"
+        )
+    what = str(index_path)
+    train = order_map(index["tr_filenames"], index["tr_labels"], files, labels, what=what)
+    test = order_map(index["tt_filenames"], index["tt_labels"], vfiles, vlabels, what=what)
+    return train, test
 
 
-def check_agreement(report: dict, min_agreement: float, what: str) -> None:
-    """Stop when converted and released correctness agree on less than ``min_agreement``."""
-    if not report["agreement"] >= min_agreement:
+def check_agreement(reports: dict[str, dict], min_agreement: float, what: str) -> None:
+    """Stop when converted and released correctness agree on less than ``min_agreement``
+    of the checked images of any split (``reports``: split name → agreement_report)."""
+    for split, r in reports.items():
+        if r["agreement"] >= min_agreement:
+            continue
+        by = {k: "n/a" if r[k] is None else f"{r[k]:.4f}" for k in r}
         raise ValueError(
             f"{what}: the converted model's correctness agrees with the release's "
-            f"correctness_* arrays on {report['agreement']:.4f} of {report['n']} population "
-            f"images (< fz.min_agreement {min_agreement}); members "
-            f"{report['agreement_members']:.4f}, non-members {report['agreement_nonmembers']:.4f}; "
-            f"accuracy {report['acc_predicted']:.4f} here vs {report['acc_released']:.4f} "
-            "released. An example-order, class-order or preprocessing mismatch: see "
-            "docs/audit-your-model.md"
+            f"correctness_* arrays on {by['agreement']} of {r['n']} {split} images "
+            f"(< fz.min_agreement {min_agreement}); members {by['agreement_members']}, "
+            f"non-members {by['agreement_nonmembers']}; accuracy {by['acc_predicted']} "
+            f"here vs {by['acc_released']} released. An example-order, class-order or "
+            "preprocessing mismatch: see docs/audit-your-model.md"
         )

@@ -68,6 +68,7 @@ if config.get("fz"):
         output:
             membership=f"{FZ_OUT}/membership.npy",
             order=f"{FZ_OUT}/order.npy",
+            order_test=f"{FZ_OUT}/order_test.npy",
             summary=f"{FZ_OUT}/membership.json",
         params:
             index_sha256=FZ["index_sha256"] or "",
@@ -83,6 +84,7 @@ if config.get("fz"):
             " --index-sha256={params.index_sha256:q} --data-path {params.data_path:q}"
             " --manifest {input.manifest:q} --runs {params.runs} --aux {input.aux:q}"
             " --out-membership {output.membership:q} --out-order {output.order:q}"
+            " --out-order-test {output.order_test:q}"
             " --out-json {output.summary:q} > {log:q} 2>&1"
 
     rule fz_check:
@@ -91,6 +93,7 @@ if config.get("fz"):
             aux=lambda w: f"{FZ_RUN[w.row]}/aux_arrays.npz",
             manifest=f"{DATA}/manifest.json",
             order=f"{FZ_OUT}/order.npy",
+            order_test=f"{FZ_OUT}/order_test.npy",
             membership=f"{FZ_OUT}/membership.npy",
         output:
             f"{FZ_OUT}/check/model_{{row}}.json",
@@ -112,7 +115,8 @@ if config.get("fz"):
         shell:
             "python $CURVMIA_SCRIPTS/convert_fz.py check --model {input.model:q}"
             " --aux {input.aux:q} --row {wildcards.row} --data {input.manifest:q}"
-            " --order {input.order:q} --membership {input.membership:q} --n {params.n}"
+            " --order {input.order:q} --order-test {input.order_test:q}"
+            " --membership {input.membership:q} --n {params.n}"
             " --seed {params.seed} --min-agreement {params.min_agreement}"
             " --device {params.device} --threads {threads} --out {output:q} > {log:q} 2>&1"
 

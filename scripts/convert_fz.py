@@ -19,14 +19,14 @@ def membership(a: argparse.Namespace) -> None:
     from curvmia.io import atomic_path, write_json
 
     manifest = json.loads(open(a.manifest).read())
-    perm = population_order(a.index, a.index_sha256 or None, a.data_path, manifest)
+    perm, perm_test = population_order(a.index, a.index_sha256 or None, a.data_path, manifest)
     subsets = []
     for path in a.aux:
         aux = _npz(path)
-        check_aux(aux, len(perm), path)
+        check_aux(aux, len(perm), len(perm_test), path)
         subsets.append(aux["subsample_idx"])
     m = membership_matrix(subsets, perm)
-    for path, arr in ((a.out_order, perm), (a.out_membership, m)):
+    for path, arr in ((a.out_order, perm), (a.out_order_test, perm_test), (a.out_membership, m)):
         with atomic_path(path, suffix=".npy") as tmp:
             np.save(tmp, arr)
     frac = m.mean(axis=1)
@@ -36,6 +36,7 @@ def membership(a: argparse.Namespace) -> None:
             "runs": a.runs,
             "aux": a.aux,
             "n_population": int(m.shape[1]),
+            "n_test": len(perm_test),
             "keep_fraction": [round(float(f), 6) for f in frac],
         },
     )
@@ -60,19 +61,24 @@ def check(a: argparse.Namespace) -> None:
     torch.set_num_threads(a.threads)
     device = pick_device(a.device)
     data = load_prepared(a.data)
-    perm = np.load(a.order, allow_pickle=False)
-    member = np.load(a.membership, mmap_mode="r", allow_pickle=False)[a.row]
-    released = released_correctness(_npz(a.aux), perm)
-    pos = check_sample(len(perm), a.n, a.seed)
+    aux = _npz(a.aux)
     model, _ = load_checkpoint(a.model, device)
     mean, std = data.manifest["mean"], data.manifest["std"]
-    predicted = predicted_correct(
-        model, data.train_images, data.train_labels, pos, mean, std, device, a.batch_size
-    )
-    report = agreement_report(predicted, released[pos], np.asarray(member)[pos])
-    print(json.dumps(report, indent=1))
-    check_agreement(report, a.min_agreement, a.model)
-    write_json(a.out, {"row": a.row, "model": a.model, "aux": a.aux, **report})
+    member = np.asarray(np.load(a.membership, mmap_mode="r", allow_pickle=False)[a.row])
+    reports = {}
+    for split, order, images, labels, released_splits in (
+        ("population", a.order, data.train_images, data.train_labels, ("train", "removed")),
+        ("held-out", a.order_test, data.test_images, data.test_labels, ("test",)),
+    ):
+        perm = np.load(order, allow_pickle=False)
+        released = released_correctness(aux, perm, released_splits)
+        pos = check_sample(len(perm), a.n, a.seed)
+        pred = predicted_correct(model, images, labels, pos, mean, std, device, a.batch_size)
+        inside = member[pos] if split == "population" else np.zeros(len(pos), bool)
+        reports[split] = agreement_report(pred, released[pos], inside)
+    print(json.dumps(reports, indent=1))
+    check_agreement(reports, a.min_agreement, a.model)
+    write_json(a.out, {"row": a.row, "model": a.model, "aux": a.aux, **reports})
 
 
 def main() -> None:
@@ -92,7 +98,8 @@ def main() -> None:
     m.add_argument("--runs", nargs="+", required=True)
     m.add_argument("--aux", nargs="+", required=True, help="aux_arrays.npz, one per run")
     m.add_argument("--out-membership", required=True)
-    m.add_argument("--out-order", required=True)
+    m.add_argument("--out-order", required=True, help="population position of F&Z's train indices")
+    m.add_argument("--out-order-test", required=True, help="held-out position of their val indices")
     m.add_argument("--out-json", required=True)
     m.set_defaults(fn=membership)
     k = sub.add_parser("check", help="correctness agreement with the release's aux arrays")
@@ -101,8 +108,9 @@ def main() -> None:
     k.add_argument("--row", type=int, required=True)
     k.add_argument("--data", required=True, help="prepared dataset directory")
     k.add_argument("--order", required=True)
+    k.add_argument("--order-test", required=True)
     k.add_argument("--membership", required=True)
-    k.add_argument("--n", type=int, required=True, help="population images checked")
+    k.add_argument("--n", type=int, required=True, help="images checked per split")
     k.add_argument("--seed", type=int, required=True)
     k.add_argument("--min-agreement", type=float, required=True)
     k.add_argument("--batch-size", type=int, default=128)

@@ -181,18 +181,21 @@ def test_index_with_object_arrays_needs_its_sha256(tmp_path):
     assert fz.load_index(tmp_path / "s.npz")["tr_filenames"].tolist() == ["a.JPEG"]
 
 
-def fake_aux(rng, n: int, keep: int, correct_fz: np.ndarray) -> dict:
+def fake_aux(rng, n: int, keep: int, correct_fz: np.ndarray, correct_test_fz=None) -> dict:
     sub = np.sort(rng.choice(n, keep, replace=False))
     rest = np.setdiff1d(np.arange(n), sub)
     tr, rm = rng.permutation(sub), rng.permutation(rest)
+    if correct_test_fz is None:
+        correct_test_fz = np.zeros(4, bool)
+    te = rng.permutation(len(correct_test_fz))
     return {
         "subsample_idx": sub,
         "index_train": tr,
         "index_removed": rm,
         "correctness_train": correct_fz[tr],
         "correctness_removed": correct_fz[rm],
-        "index_test": np.arange(4),
-        "correctness_test": np.zeros(4, bool),
+        "index_test": te,
+        "correctness_test": correct_test_fz[te],
     }
 
 
@@ -203,7 +206,7 @@ def test_membership_and_released_correctness_in_population_order():
     correct_fz = rng.random(n) < 0.5
     auxes = [fake_aux(rng, n, 14, correct_fz) for _ in range(3)]
     for a in auxes:
-        fz.check_aux(a, n, "aux")
+        fz.check_aux(a, n, 4, "aux")
     m = fz.membership_matrix([a["subsample_idx"] for a in auxes], true)
     for r, a in enumerate(auxes):
         expected = np.zeros(n, bool)
@@ -219,7 +222,7 @@ def test_membership_and_released_correctness_in_population_order():
         correctness_train=auxes[0]["correctness_train"][1:],
     )
     with pytest.raises(ValueError, match="not the 20 training examples"):
-        fz.check_aux(bad, n, "aux_arrays.npz")
+        fz.check_aux(bad, n, 4, "aux_arrays.npz")
 
 
 # ---------------------------------------------------------------- the rules end to end
@@ -239,9 +242,10 @@ def write_imagefolder(root: Path, rng, classes: list[str], n_train: int, n_val: 
 
 
 def test_conversion_rules_end_to_end(tf_python, tmp_path):
-    """A fake release of 3 runs (F&Z order = a seeded shuffle of the population, correctness =
-    TensorFlow's own predictions): fz_all converts all, maps the order, and every check
-    agrees; a release whose correctness disagrees stops the workflow with the message."""
+    """A fake release of 3 runs (F&Z orders = seeded shuffles of the population and of the
+    held-out split, correctness = TensorFlow's own predictions): fz_all converts all, maps
+    both orders, and every check agrees; a release whose correctness disagrees stops the
+    workflow with the message."""
     rng = np.random.default_rng(3)
     classes = ["n01", "n02", "n03"]
     write_imagefolder(tmp_path / "imagenet", rng, classes, 8, 2)
@@ -270,10 +274,11 @@ def test_conversion_rules_end_to_end(tf_python, tmp_path):
     )
     assert prep.returncode == 0, prep.stdout[-3000:] + prep.stderr[-3000:]
     prepared = tmp_path / cfg["data"]["root"] / "imagefolder"
-    images = np.load(prepared / "train_images.npy")
     labels = np.load(prepared / "train_labels.npy")
-    np.save(tmp_path / "pop.npy", images)
-    # one randomised checkpoint, its TensorFlow predictions on the prepared population
+    test_labels = np.load(prepared / "test_labels.npy")
+    images = [np.load(prepared / f"{k}_images.npy") for k in ("train", "test")]
+    np.save(tmp_path / "pop.npy", np.concatenate(images))
+    # one randomised checkpoint, its TensorFlow predictions on the prepared images
     run_tf(
         tf_python,
         str(tmp_path / "tfm"),
@@ -285,25 +290,27 @@ def test_conversion_rules_end_to_end(tf_python, tmp_path):
         "--predict",
         str(tmp_path / "pop.npy"),
     )
-    pred = np.load(tmp_path / "tfm/predictions.npy")
+    n, n_test = len(labels), len(test_labels)
+    pred, pred_test = np.split(np.load(tmp_path / "tfm/predictions.npy"), [n])
     assert 0.1 < (pred == labels).mean() < 0.9  # varied: a wrong order would show
-    n = len(labels)
     true = rng.permutation(n)  # F&Z example i = population position true[i]
+    true_test = rng.permutation(n_test)  # their val example j = held-out position
     names = [f"{classes[labels[p]]}_{p - 8 * labels[p]}.png" for p in true]
+    val_names = [f"val_{classes[test_labels[p]]}_{p - 2 * test_labels[p]}.png" for p in true_test]
     (tmp_path / "release").mkdir()
     np.savez(
         tmp_path / "release/imagenet_index.npz",
         tr_filenames=np.array(names, dtype="S"),
         tr_labels=labels[true],
-        tt_filenames=np.array(["x.png"], dtype="S"),
-        tt_labels=np.array([0]),
+        tt_filenames=np.array(val_names, dtype="S"),
+        tt_labels=test_labels[true_test],
     )
     correct_fz = (pred == labels)[true]
     members = {}
     for run in (7, 3, 5):
         d = tmp_path / "release/0.7" / str(run)
         shutil.copytree(tmp_path / "tfm/checkpoints", d / "checkpoints")
-        aux = fake_aux(rng, n, 17, correct_fz)
+        aux = fake_aux(rng, n, 17, correct_fz, (pred_test == test_labels)[true_test])
         np.savez(d / "aux_arrays.npz", **aux)
         members[run] = aux["subsample_idx"]
     proc = subprocess.run(
@@ -321,10 +328,13 @@ def test_conversion_rules_end_to_end(tf_python, tmp_path):
         expected[true[members[run]]] = True
         assert np.array_equal(m[row], expected)
         check = json.loads((out / f"check/model_{row}.json").read_text())
-        assert check["n"] == n and check["agreement"] == 1.0, check
+        pop, held_out = check["population"], check["held-out"]
+        assert pop["n"] == n and pop["agreement"] == 1.0, check
+        assert held_out["n"] == n_test and held_out["agreement"] == 1.0, check
         ckpt = torch.load(out / f"models/model_{row}.pt", weights_only=True)
         assert ckpt["source"]["run"] == run and ckpt["arch"] == "sonnet_resnet50"
     assert np.array_equal(np.load(out / "order.npy"), true)
+    assert np.array_equal(np.load(out / "order_test.npy"), true_test)
     assert not (out / "export").exists() or not list((out / "export").iterdir())  # temp()
     # a release that disagrees (its correctness flipped on a third): the check stops
     d = tmp_path / "release/0.7/3"
@@ -340,7 +350,7 @@ def test_conversion_rules_end_to_end(tf_python, tmp_path):
     )
     assert proc.returncode != 0
     log = (tmp_path / "results/imagenet-fz/logs/fz/check_1.log").read_text()
-    assert "correctness_* arrays on" in log and "fz.min_agreement 0.99" in log, log[-2000:]
+    assert "population images (< fz.min_agreement 0.99)" in log, log[-2000:]
     assert not (out / "check/model_1.json").exists()
 
 
