@@ -1,11 +1,27 @@
 # curvmia: membership-inference privacy audit with input-loss curvature.
 # Stages: data -> masks -> train -> score -> attack -> metrics/report (one .smk each).
+import sys
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
+sys.path.insert(0, workflow.basedir)
 
+from curvmia.configfile import ConfigFileError, load_strict
 
-configfile: "config/config.yaml"
+# The effective config is one file's own: config/config.yaml (the digits default) only when
+# no --configfile is given; otherwise the given files, later ones overlaid on earlier ones,
+# then --config key=value (docs/configuration.md). Snakemake would otherwise deep-merge a
+# --configfile into config/config.yaml, so a paper config would inherit digits values.
+try:
+    for _path in workflow.overwrite_configfiles or ["config/config.yaml"]:
+        load_strict(_path)  # duplicate keys, empty or non-mapping files: file and line
+except ConfigFileError as e:
+    raise WorkflowError(f"Invalid config file: {e}") from None
+
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 validate(config, "config/schema.yaml")

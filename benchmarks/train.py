@@ -67,7 +67,7 @@ def main() -> None:
     if a.stream:
         path = Path(tmpdir.name) / "images.npy"
         np.save(path, images)
-        mm = np.load(path, mmap_mode="r")
+        mm = np.load(path, mmap_mode="r", allow_pickle=False)
         loader = torch.utils.data.DataLoader(
             _BatchDataset(mm, labels, batches),
             batch_size=None,

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .io import atomic_path, sha256_array, write_json
+from .io import atomic_path, config_hash, sha256_array, write_json
 
 if TYPE_CHECKING:  # torch is imported where used: the Snakefile imports this module
     import torch
@@ -264,19 +264,96 @@ def fetch_archive(
     return download(src, dest, spec["md5"], retries=retries, timeout=timeout, log=log)
 
 
-def _unpickle(fh) -> dict:
-    d = pickle.load(fh, encoding="latin1")  # the archives are Python 2 pickles
+def _no_object_dtype(*args: object) -> np.dtype:
+    d = np.dtype(*args)
+    if d.hasobject:
+        raise pickle.UnpicklingError(f"object arrays are refused (dtype {d})")
+    return d
+
+
+def _plain_ndarray(subtype: object, *args: object) -> np.ndarray:
+    if subtype is not np.ndarray:
+        raise pickle.UnpicklingError(f"array subtype {subtype!r} is refused")
+    return np.ndarray.__new__(np.ndarray, *args)
+
+
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    # protocol-2 pickles written by Python 3 spell bytes as _codecs.encode(str, "latin1")
+    if not isinstance(text, str) or encoding != "latin1":
+        raise pickle.UnpicklingError("_codecs.encode is refused except for latin1 bytes")
+    return text.encode("latin1")
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """Unpickler for CIFAR batch files that accepts only what the format holds.
+
+    Dicts, lists, bytes, strings, numbers and numeric numpy arrays; every other global
+    (``os.system``, ``builtins.eval``, object arrays, array subclasses...) is refused, so a
+    crafted batch file cannot run code.
+    """
+
+    ALLOWED = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): _no_object_dtype,
+        ("numpy.core.multiarray", "_reconstruct"): _plain_ndarray,
+        ("numpy._core.multiarray", "_reconstruct"): _plain_ndarray,
+        ("_codecs", "encode"): _latin1_bytes,
+    }
+
+    def find_class(self, module: str, name: str) -> object:
+        try:
+            return self.ALLOWED[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"global {module}.{name} is refused") from None
+
+
+def _check_plain(obj: object, where: str) -> None:
+    """Refuse anything but dicts, lists, bytes, strings, numbers and numeric arrays."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _check_plain(k, where)
+            _check_plain(v, where)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            _check_plain(v, where)
+    elif isinstance(obj, np.ndarray):
+        if obj.dtype.hasobject or type(obj) is not np.ndarray:
+            raise pickle.UnpicklingError(f"{where}: object array refused")
+    elif not isinstance(obj, (bytes, str, int, float, bool, type(None))):
+        raise pickle.UnpicklingError(f"{where}: value of type {type(obj).__name__} refused")
+
+
+def _unpickle(fh, where: str) -> dict:
+    """One CIFAR batch (a Python 2 pickle) read with :class:`CifarUnpickler`."""
+    try:
+        d = CifarUnpickler(fh, encoding="latin1").load()
+        if not isinstance(d, dict):
+            raise pickle.UnpicklingError(f"expected a dict, got {type(d).__name__}")
+        _check_plain(d, where)
+    except (pickle.UnpicklingError, ValueError, TypeError, EOFError, AttributeError) as e:
+        raise ValueError(f"{where}: not a CIFAR batch file: {e}") from None
     return {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}
 
 
-def read_cifar(dataset: str, archive: str | os.PathLike) -> dict[str, np.ndarray]:
+def read_cifar(
+    dataset: str, archive: str | os.PathLike, md5: str | None = None
+) -> dict[str, np.ndarray]:
     """Read the train and test splits of a verified CIFAR python-version archive.
 
     Each batch is a pickled dict with ``data`` (N x 3072 uint8, channel-major
-    rows) and ``labels`` (CIFAR-10) or ``fine_labels`` (CIFAR-100).  The archive
-    must have passed its md5 check first: unpickling trusts its content.
+    rows) and ``labels`` (CIFAR-10) or ``fine_labels`` (CIFAR-100).  The archive's md5
+    (``md5``, default the official one) is checked again here (the file may have been
+    swapped since the download), and the batches
+    are read with :class:`CifarUnpickler`, which cannot run code.
     """
     spec = CIFAR[dataset]
+    want = md5 or spec["md5"]
+    got = md5_file(archive)
+    if got != want:
+        raise ChecksumError(
+            f"{archive}: md5 {got} does not match the expected {want} ({dataset}); "
+            "delete it so that it is fetched again"
+        )
     out: dict[str, np.ndarray] = {}
     with tarfile.open(archive, "r:gz") as tar:
         for split in ("train", "test"):
@@ -285,7 +362,7 @@ def read_cifar(dataset: str, archive: str | os.PathLike) -> dict[str, np.ndarray
                 fh = tar.extractfile(member)
                 if fh is None:
                     raise ValueError(f"{archive}: member {member} is missing")
-                d = _unpickle(fh)
+                d = _unpickle(fh, f"{archive}: {member}")
                 images.append(np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
                 labels.append(np.asarray(d[spec["label_key"]], dtype=np.int64))
             out[f"{split}_images"] = np.concatenate(images)
@@ -427,6 +504,26 @@ def channel_stats_chunked(images: np.ndarray, chunk_rows: int = 4096) -> tuple[l
 
 # ---------------------------------------------------------------- prepare
 
+# Bump when a change to the preparation code changes the prepared bytes: it moves every
+# prepared-data directory, so old and new preparations never mix.
+PREPARE_VERSION = 1
+CONTENT_KEYS = ("test_size", "split_seed", "image_size", "resize", "stats")  # imagefolder
+
+
+def prepared_dir_name(data_cfg: dict) -> str:
+    """Directory name of a prepared dataset: ``<dataset>-<8 hex>``.
+
+    The hash covers every setting that changes the prepared content (and nothing else:
+    loader workers, the mirror, the archive's location and data.path do not move it, so a
+    moved ImageNet directory is not prepared again). Two experiments with different
+    preparation settings (the digits default's test_size 297, the test config's 1297) get
+    two directories instead of invalidating each other's models.
+    """
+    ds = data_cfg["dataset"]
+    keys = {"digits": ("test_size", "split_seed", "stats"), "imagefolder": CONTENT_KEYS}
+    used = {k: data_cfg[k] for k in keys.get(ds, ("stats",))}  # CIFAR: official split
+    return f"{ds}-{config_hash({'dataset': ds, 'version': PREPARE_VERSION, **used})[:8]}"
+
 
 def prepare(
     dataset: str,
@@ -435,6 +532,7 @@ def prepare(
     test_size: int,
     split_seed: int,
     archive: str | os.PathLike | None = None,
+    md5: str | None = None,
     path: str | os.PathLike | None = None,
     image_size: int = 224,
     resize: int = 256,
@@ -470,7 +568,7 @@ def prepare(
     elif dataset in CIFAR:
         if archive is None:
             raise ValueError(f"data.dataset {dataset}: the prepare step needs the archive")
-        arrays = read_cifar(dataset, archive)
+        arrays = read_cifar(dataset, archive, md5)
         source = CIFAR[dataset]["url"]
         split = {"official": True}
         num_classes = CIFAR[dataset]["num_classes"]
@@ -540,7 +638,9 @@ def _prepare_imagefolder(
     for name, lab in (("train_labels", tr_labels), ("test_labels", te_labels)):
         with atomic_path(out / f"{name}.npy") as tmp, open(tmp, "wb") as fh:
             np.save(fh, lab)
-    arrays = {name: np.load(out / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
+    arrays = {
+        name: np.load(out / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in ARRAYS
+    }
     if stats == "imagenet" or (stats == "auto" and len(classes) == 1000):
         mean, std = IMAGENET_MEAN, IMAGENET_STD
     else:
@@ -577,12 +677,20 @@ def load_prepared(data_dir: str | os.PathLike, *, verify: bool | str = True) -> 
     manifest_path = d / "manifest.json"
     if not manifest_path.exists():
         raise FileNotFoundError(f"{manifest_path}: no prepared dataset here (run the prepare step)")
-    manifest = json.loads(manifest_path.read_text())
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("sha256"), dict):
+            raise ValueError("not a manifest (no sha256 table)")
+    except ValueError as e:
+        raise ValueError(f"{manifest_path}: not a readable manifest ({e})") from None
     arrays = {}
     for name in ARRAYS:
         f = d / f"{name}.npy"
         big = f.stat().st_size > MMAP_BYTES
-        arr = np.load(f, mmap_mode="r" if big else None, allow_pickle=False)
+        try:
+            arr = np.load(f, mmap_mode="r" if big else None, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise ValueError(f"{f}: not a readable .npy array ({e})") from None
         arrays[name] = arr
         if verify is False or (big and verify != "full"):
             continue

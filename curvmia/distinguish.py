@@ -80,16 +80,27 @@ def _finite(v: np.ndarray, name: str) -> np.ndarray:
     return v
 
 
+def absent_features(features: dict[str, np.ndarray]) -> list[str]:
+    """Curvature features a score file holds but did not compute (all NaN: the white-box
+    ones when scoring.hutch_nprobes is 0); :func:`statistics` skips them."""
+    return sorted(
+        k
+        for k, v in features.items()
+        if k.startswith("curv_") and np.ndim(v) == 2 and v.size and np.isnan(v).all()
+    )
+
+
 def statistics(features: dict[str, np.ndarray], query: int) -> dict[str, np.ndarray]:
     """Scalar statistics of one model's population, oriented so higher = member.
 
     ``logcurv_<name>`` = −log(|curv_<name>| + 1e-22) for every curvature feature present
-    (curv_zo; curv_hutch and others when the score file has them), then −loss, p_true, phi,
-    all at query ``query``.
+    (curv_zo; curv_hutch and others when the score file has them and computed them), then
+    −loss, p_true, phi, all at query ``query``.
     """
     out = {}
+    absent = absent_features(features)
     for key in sorted(features):
-        if key.startswith("curv_") and np.ndim(features[key]) == 2:
+        if key.startswith("curv_") and np.ndim(features[key]) == 2 and key not in absent:
             out["log" + key] = -np.log(np.abs(features[key][:, query]) + LOG_EPS)
     for key, sign in ORIENTATION.items():
         if key in features:

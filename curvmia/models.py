@@ -50,9 +50,13 @@ class CifarResNet(nn.Module):
         width: int = 64,
         num_classes: int = 10,
         in_chans: int = 3,
-        **_: object,
     ) -> None:
         super().__init__()
+        if width < 1 or not layers or any(int(n) < 1 for n in layers):
+            raise ValueError(
+                f"width must be >= 1 and layers a non-empty list of counts >= 1,"
+                f" got width={width}, layers={list(layers)}"
+            )
         self.num_classes = num_classes
         self.stem = nn.Sequential(
             nn.Conv2d(in_chans, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
@@ -74,8 +78,8 @@ class CifarResNet(nn.Module):
 
 
 def _cifar_resnet(default_layers: tuple[int, ...], default_width: int, **kwargs) -> CifarResNet:
-    kwargs.pop("pretrained_cfg", None)
-    kwargs.pop("pretrained_cfg_overlay", None)
+    for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
+        kwargs.pop(key, None)  # timm's generic keywords; a CIFAR ResNet has none of them
     if kwargs.pop("pretrained", False):
         raise ValueError("CIFAR ResNets have no pretrained weights")
     layers = tuple(kwargs.pop("layers", default_layers))
@@ -125,3 +129,33 @@ def build_model(
     return timm.create_model(
         arch, pretrained=False, num_classes=num_classes, in_chans=in_chans, **(model_kwargs or {})
     )
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters (elements) of ``model``: it identifies the architecture built."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def check_model_kwargs(
+    arch: str,
+    model_kwargs: dict | None,
+    key: str = "train.model_kwargs",
+    num_classes: int = 10,
+    in_chans: int = 3,
+    dp: bool = False,
+) -> int:
+    """Build the model on the meta device (no memory, no weights) to check every keyword.
+
+    A misspelt keyword (``widht``) or an impossible shape (``width: -8``) raises a
+    ``ValueError`` naming ``key``, before any job; returns the parameter count.
+    """
+    try:
+        with torch.device("meta"):
+            model = build_model(arch, num_classes, in_chans, model_kwargs)
+            if dp:
+                from .train import dp_compatible
+
+                model = dp_compatible(model)
+    except (TypeError, ValueError, RuntimeError, AssertionError, KeyError) as e:
+        raise ValueError(f"{key}: {model_kwargs!r} does not build {arch!r}: {e}") from None
+    return count_params(model)

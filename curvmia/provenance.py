@@ -7,6 +7,7 @@ the exact package versions and torch settings the jobs saw.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata as md
 import json
 import os
@@ -59,6 +60,61 @@ def git_commit(repo: str | Path) -> str:
     return f"{head}-dirty" if status else head
 
 
+PACKAGE_DIR = Path(__file__).resolve().parent
+SCRIPTS_DIR = PACKAGE_DIR.parent / "scripts"
+
+
+def code_hash(script: str) -> str:
+    """sha256 (16 hex) of the code a job runs: every module of the package and its entry
+    script (``scripts/<script>``). A change to any of them changes the hash."""
+    h = hashlib.sha256()
+    for f in [*sorted(PACKAGE_DIR.glob("*.py")), SCRIPTS_DIR / script]:
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def code_record(script: str) -> dict[str, str]:
+    """What an output records about the code that made it: commit, code hash, script."""
+    return {
+        "commit": git_commit(PACKAGE_DIR.parent),
+        "code_hash": code_hash(script),
+        "script": script,
+    }
+
+
+def kernel_record() -> dict[str, Any]:
+    """What identifies the numerical kernels a job ran: the CPU model and its flags, and
+    torch's BLAS (MKL, OpenBLAS) and oneDNN versions. Two machines whose records differ
+    may give results that differ in the last bits (docs/reruns.md)."""
+    import torch
+
+    cpu, flags = platform.processor() or platform.machine(), ""
+    try:
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        info = []
+    for line in info:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            cpu = value.strip()
+        elif key.strip() in ("flags", "Features") and not flags:
+            flags = value.strip()
+    lines = [ln.strip(" -") for ln in torch.__config__.show().splitlines()]
+    settings = dict(
+        kv.split("=", 1) for ln in lines if ln.startswith("Build settings:")
+        for kv in ln.removeprefix("Build settings:").replace(" ", "").split(",") if "=" in kv
+    )  # fmt: skip
+    return {
+        "cpu": cpu,
+        "cpu_flags": flags,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_blas": settings.get("BLAS_INFO"),
+        "blas_version": next((ln for ln in lines if "Math Kernel Library" in ln), None)
+        or next((ln for ln in lines if "BLAS" in ln and "Version" in ln), None),
+        "onednn_version": next((ln for ln in lines if "MKL-DNN" in ln or "oneDNN" in ln), None),
+    }
+
+
 def package_versions() -> dict[str, str]:
     """Every installed distribution, name -> version, sorted by name."""
     out = {}
@@ -92,16 +148,61 @@ def torch_settings() -> dict[str, Any]:
 
 
 def model_records(checkpoints: list[str | Path]) -> list[dict[str, Any]]:
-    """Device, torch version and recipe hash each model was trained with (from its checkpoint)."""
-    import torch
+    """Per model: row, recipe hash, the compute knobs and the code it was trained with."""
+    from .train import load_meta
 
     rows = []
     for p in checkpoints:
-        m = torch.load(p, map_location="cpu", weights_only=True)
+        m = load_meta(p)
+        rec = {k: m.get(k) for k in ("row", "device", "torch", "train_hash", "seed", "seconds")}
+        rows.append({"file": str(p), **rec, "compute": m.get("compute"), "code": m.get("code")})
+    return sorted(rows, key=lambda r: (r["row"] is None, r["row"] or 0))
+
+
+def score_records(scores: list[str | Path]) -> list[dict[str, Any]]:
+    """Per score file: the compute knobs, kernels and code it was made with."""
+    from .io import load_npz
+
+    rows = []
+    for p in scores:
+        meta = json.loads(str(load_npz(p)["meta"]))
+        knobs = {k: meta.get("scoring", {}).get(k) for k in ("memory_mb", "forward_batch")}
         rows.append(
-            {k: m.get(k) for k in ("row", "device", "torch", "train_hash", "seed", "seconds")}
+            {
+                "file": str(p),
+                "row": meta.get("row"),
+                "compute": {"device": meta.get("device"), "threads": meta.get("threads"), **knobs},
+                "kernels": meta.get("kernels"),
+                "code": meta.get("code"),
+            }
         )
-    return sorted(rows, key=lambda r: r["row"])
+    return rows
+
+
+def mixed_compute(records: list[dict[str, Any]]) -> dict[str, list]:
+    """Knobs (and the kernels' identity) whose values differ between the records: results
+    may then differ in their last bits (docs/reruns.md)."""
+    values: dict[str, set] = {}
+    for r in records:
+        for k, v in (r.get("compute") or {}).items():
+            values.setdefault(k, set()).add(json.dumps(v, sort_keys=True))
+        if r.get("kernels") is not None:
+            values.setdefault("kernels", set()).add(json.dumps(r["kernels"], sort_keys=True))
+    return {k: sorted(json.loads(v) if k != "kernels" else v[:60] for v in vs)
+            for k, vs in sorted(values.items()) if len(vs) > 1}  # fmt: skip
+
+
+def older_code(records: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Outputs made by other code than this checkout's (their code hash differs); rerun
+    them with ``snakemake --forcerun <rule>`` or ``-R <rule>`` (docs/reruns.md)."""
+    out = []
+    for r in records:
+        code = r.get("code") or {}
+        script = code.get("script")
+        now = code_hash(script) if script and (SCRIPTS_DIR / script).is_file() else None
+        if now is None or code.get("code_hash") != now:
+            out.append({"file": r["file"], "code_hash": code.get("code_hash"), "now": now})
+    return out
 
 
 def collect(
@@ -110,9 +211,11 @@ def collect(
     commit: str,
     images: dict[str, str],
     checkpoints: list[str | Path] = (),
-    threads: int | None = None,
+    scores: list[str | Path] = (),
 ) -> dict[str, Any]:
     """The provenance record of a run of `config` (see module docstring)."""
+    models = model_records(list(checkpoints))
+    score_recs = score_records(list(scores))
     return {
         "experiment": config.get("experiment"),
         "git_commit": commit,
@@ -127,11 +230,17 @@ def collect(
         "platform": platform.platform(),
         "hostname": platform.node(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-        "configured_threads": threads,
         "torch": torch_settings(),
         "packages": {k: md.version(k) for k in KEY_PACKAGES if _installed(k)},
         "all_packages": package_versions(),
-        "models": model_records(list(checkpoints)),
+        "models": models,
+        "scores": score_recs,
+        # compute knobs that differ between the models, or between the score files
+        "mixed_compute": {
+            "models": mixed_compute(models),
+            "scores": mixed_compute(score_recs),
+        },
+        "older_code": older_code(models + score_recs),
     }
 
 

@@ -405,9 +405,16 @@ def vulnerability_frame(per_example: pd.DataFrame, rank_label: str) -> pd.DataFr
     ``rank_label``'s exposure.
     Samples that are a member of no target come last (NaN)."""
     mem = per_example[per_example.is_member]
-    wide = mem.pivot_table(index="sample", columns="attack", values="exposure", aggfunc="mean")
+    attacks = sorted(per_example["attack"].unique())
+    # dropna=False and the reindex keep an attack whose scores are all NaN (legitimately,
+    # e.g. a white-box feature not computed) as a NaN column instead of dropping it
+    wide = mem.pivot_table(
+        index="sample", columns="attack", values="exposure", aggfunc="mean", dropna=False
+    ).reindex(columns=attacks)
     wide.columns = [f"exposure_{c}" for c in wide.columns]
-    raw = mem.pivot_table(index="sample", columns="attack", values="score", aggfunc="mean")
+    raw = mem.pivot_table(
+        index="sample", columns="attack", values="score", aggfunc="mean", dropna=False
+    ).reindex(columns=attacks)
     raw.columns = [f"score_{c}" for c in raw.columns]
     n_in = mem.groupby("sample")["target"].nunique().rename("n_targets_member")
     labels = per_example.groupby("sample")["label"].first()

@@ -45,20 +45,10 @@ from .curvature import (
     zo_curvature,
 )
 from .data import normalize, to_float
-from .io import load_npz
+from .scorefile import FIELDS, HUTCH_FIELDS, load_score_file
 
-FEATURES = (
-    "loss",
-    "p_true",
-    "p_max",
-    "phi",
-    "phi_max",
-    "mentr",
-    "curv_zo",
-    "curv_hutch",
-    "curv_hutch_sq",
-)
-HUTCH_FEATURES = ("curv_hutch", "curv_hutch_sq")
+FEATURES = FIELDS  # the fields of a score file and their rules: curvmia/scorefile.py
+HUTCH_FEATURES = HUTCH_FIELDS
 SPLITS = (("", "population", 0), ("test_", "test", 1))
 QUERIES = ("original", "hflip")
 
@@ -376,8 +366,9 @@ def merge_shards(parts: list[dict[str, np.ndarray]], log: Callable[[str], None] 
     for i, m in enumerate(metas):
         if m.get("shard") != [i, n]:
             raise ValueError(f"shard {i} of {n}: file holds shard {m.get('shard')}")
-        rest = {k: v for k, v in m.items() if k != "shard"}
-        first = {k: v for k, v in metas[0].items() if k != "shard"}
+        # shards may run on different machines: their kernels may differ (recorded below)
+        rest = {k: v for k, v in m.items() if k not in ("shard", "kernels")}
+        first = {k: v for k, v in metas[0].items() if k not in ("shard", "kernels")}
         if rest != first:
             diff = sorted(k for k in set(rest) | set(first) if rest.get(k) != first.get(k))
             raise ValueError(f"shard {i} of {n}: metadata differs from shard 0 in {diff}")
@@ -388,10 +379,14 @@ def merge_shards(parts: list[dict[str, np.ndarray]], log: Callable[[str], None] 
         got = len(arrays[prefix + "loss"])
         if got != want:
             raise ValueError(f"merged {name} split has {got} samples, expected {want}")
-    return finalize(arrays, metas[0], log)
+    meta = dict(metas[0])
+    kernels = [m.get("kernels") for m in metas]
+    if any(k != kernels[0] for k in kernels):
+        meta["kernels_per_shard"] = kernels
+    return finalize(arrays, meta, log)
 
 
 def load_features(paths: list[str], prefix: str = "") -> dict[str, np.ndarray]:
     """Stack the features of several score files into arrays of shape (S, N, Q)."""
-    per = [load_npz(p) for p in paths]
+    per = [load_score_file(p) for p in paths]
     return {f: np.stack([d[prefix + f] for d in per]) for f in FEATURES}

@@ -89,7 +89,7 @@ def sweep_metrics(
     for t, tr in enumerate(targets.itertuples(index=False)):
         feats = _with_test_split([tr.scores])
         target = {f: v[0] for f, v in feats.items()}
-        members = np.load(tr.members).astype(bool)
+        members = np.load(tr.members, allow_pickle=False).astype(bool)
         if members.shape != labels.shape:
             raise ValueError(f"{tr.members}: {members.shape} members for {labels.shape} samples")
         for label, spec in attack_specs.items():

@@ -35,7 +35,7 @@ from scipy import stats as sps  # noqa: E402
 from scipy.optimize import curve_fit  # noqa: E402
 
 from .distinguish import audit, distinguishability, epsilon_bounds, statistics  # noqa: E402
-from .io import load_npz  # noqa: E402
+from .scorefile import load_score_file  # noqa: E402
 
 SWEEPS = ("dp", "size")
 TARGET_COLUMNS = ("sweep", "value", "seed", "model", "scores", "members", "test_acc")
@@ -239,7 +239,7 @@ def main_targets_frame(
     """Theory table of the main experiment's targets (non-private: ε = ∞)."""
     out = []
     for path, row in zip(score_paths, rows):
-        feats = load_npz(path)
+        feats = load_score_file(path)
         member = masks[row]
         scores = {}
         for label, res in attack_results.items():
@@ -292,7 +292,7 @@ def sweep_frame(targets: pd.DataFrame, base: Path, cfg: dict) -> pd.DataFrame:
     """
     out = []
     for _, t in targets.iterrows():
-        feats = load_npz(_resolve(t["scores"], base))
+        feats = load_score_file(_resolve(t["scores"], base))
         member = np.load(_resolve(t["members"], base), allow_pickle=False)
         if member.dtype != bool or member.shape != feats["loss"].shape[:1]:
             raise ValueError(

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import pickle
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,8 +31,9 @@ import torch
 from torch import nn
 
 from .data import normalize, random_crop_flip, to_float
+from .identity import check_identity, members_hash
 from .io import atomic_path, config_hash
-from .models import build_model
+from .models import build_model, count_params
 
 RESUME_SUFFIX = ".resume.pt"
 
@@ -129,8 +132,30 @@ class _BatchDataset(torch.utils.data.Dataset):
         return torch.from_numpy(x), torch.from_numpy(np.asarray(self.labels[sel]))
 
 
-def _resume_key(cfg: dict, seed: int, n: int) -> str:
-    return config_hash({"train": cfg, "seed": seed, "n": n})
+def _resume_key(cfg: dict, seed: int, idx: np.ndarray, identity: dict | None) -> str:
+    """Key of a resume state: recipe, seed, the member indices and the checkpoint identity
+    (row, data hash): a state made for another subset or dataset is never resumed."""
+    ident = {k: v for k, v in (identity or {}).items() if k != "members_hash"}
+    return config_hash({"train": cfg, "seed": seed, "members": members_hash(idx), **ident})
+
+
+def _load_resume(path: Path, device: torch.device, log: Callable[[str], None]) -> dict | None:
+    """The resume state at ``path``, or None; a corrupt one is set aside (renamed to
+    ``<path>.corrupt``) with a warning, so that training starts afresh instead of failing
+    on every retry."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        if not isinstance(state, dict) or not {"key", "model", "opt", "epoch"} <= state.keys():
+            raise ValueError("not a resume state")
+        return state
+    except Exception as e:  # noqa: BLE001 (any unreadable state is set aside, never fatal)
+        aside = path.with_name(path.name + ".corrupt")
+        os.replace(path, aside)
+        log(
+            f"WARNING: {path}: corrupt resume state ({type(e).__name__}: {e}); "
+            f"moved to {aside}, training starts afresh"
+        )
+        return None
 
 
 def _rng_state(gen: torch.Generator, device: torch.device) -> dict:
@@ -164,6 +189,7 @@ def train_model(
     checkpoint_minutes: float = 0.0,
     resident_max_gib: float = 8.0,
     workers: int = 0,
+    identity: dict | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[nn.Module, dict]:
     """Train one model on uint8 images with the recipe ``cfg``; return it and its stats.
@@ -172,7 +198,8 @@ def train_model(
     so memory-mapped data is never copied whole.  ``resume_path``: where the
     resume state lives (written after an epoch once ``checkpoint_minutes`` have
     passed since the last one; 0 = every epoch); it is loaded when present and
-    made for the same recipe, seed and subset size, and deleted on success.
+    made for the same recipe, seed, members and ``identity`` (row, data hash), and
+    deleted on success; a corrupt one is set aside with a warning.
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -181,6 +208,7 @@ def train_model(
     channels_last = bool(cfg.get("channels_last", False))
     amp = cfg.get("amp", "none")
     model = build_model(cfg["arch"], num_classes, train_images.shape[1], cfg.get("model_kwargs"))
+    log(f"model {cfg['arch']} {cfg.get('model_kwargs') or {}}: {count_params(model)} parameters")
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -200,10 +228,12 @@ def train_model(
     loss_fn = nn.CrossEntropyLoss()
 
     start_epoch = 0
-    key = _resume_key(cfg, seed, n)
+    key = _resume_key(cfg, seed, idx_all, identity)
     resume_path = Path(resume_path) if resume_path else None
+    state = None
     if resume_path is not None and resume_path.exists():
-        state = torch.load(resume_path, map_location=device, weights_only=True)
+        state = _load_resume(resume_path, device, log)
+    if state is not None:
         if state.get("key") == key:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["opt"])
@@ -330,13 +360,37 @@ def train_hash(cfg: dict) -> str:
 def save_checkpoint(path: str | Path, model: nn.Module, meta: dict) -> None:
     """Weights plus plain metadata, written atomically (loadable with weights_only=True)."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    meta = {**meta, "n_params": count_params(model)}  # identifies the architecture built
     with atomic_path(path, suffix=".pt") as tmp:
         torch.save({"state_dict": state, **meta}, tmp)
 
 
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild the model of a checkpoint in eval mode; return it and the metadata."""
-    ckpt = torch.load(path, map_location=device, weights_only=True)
+def load_meta(
+    path: str | Path, expect: dict | None = None, device: torch.device | str = "cpu"
+) -> dict:
+    """A checkpoint's contents (weights-only unpickler); ``expect``: identity it must have.
+
+    A truncated or foreign file is a ``ValueError`` that names it.
+    """
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ValueError(f"{path}: not a curvmia checkpoint (no state_dict)")
+    if expect:
+        check_identity(path, ckpt, expect)
+    return ckpt
+
+
+def load_checkpoint(
+    path: str | Path, device: torch.device | str = "cpu", expect: dict | None = None
+) -> tuple[nn.Module, dict]:
+    """Rebuild the model of a checkpoint in eval mode; return it and the metadata.
+
+    ``expect``: the identity (curvmia/identity.py) the workflow expects of this file.
+    """
+    ckpt = load_meta(path, expect, device)
     state = ckpt.pop("state_dict")
     model = build_model(ckpt["arch"], ckpt["num_classes"], ckpt["in_chans"], ckpt["model_kwargs"])
     if ckpt.get("dp_groupnorm"):
@@ -391,6 +445,7 @@ def train_dp_model(
     noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
     idx = np.arange(len(train_labels)) if indices is None else np.asarray(indices)
     model = build_model(cfg["arch"], num_classes, train_images.shape[1], cfg.get("model_kwargs"))
+    log(f"model {cfg['arch']} {cfg.get('model_kwargs') or {}}: {count_params(model)} parameters")
     model = dp_compatible(model).to(device)
     need = len(idx) * int(np.prod(train_images.shape[1:])) * 4
     if need > 16 * 2**30:

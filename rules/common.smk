@@ -1,25 +1,65 @@
 # Helpers shared by every stage: paths, the model set, attack labels, config checks.
+import functools
 import json
+import os
+import shlex
 import sys
 
 sys.path.insert(0, workflow.basedir)
 
 from curvmia.attacks import check_attack_spec
+from curvmia.data import prepared_dir_name
+from curvmia.identity import data_hash, members_hash, members_of
+from curvmia.io import config_hash
 from curvmia.masks import check_layout
 
+# Compute knobs (docs/reruns.md): where and how fast a job runs, never what it computes.
+# They reach the commands as environment variables, so they are neither params nor part of
+# a command's text, and changing one reruns nothing. Every output records the knobs it ran
+# with (checkpoint and score metadata).
+_C, _S = config["compute"], config["scoring"]
+COMPUTE_ENV = {
+    "CURVMIA_DEVICE": _C["device"],
+    "CURVMIA_CHECKPOINT_MINUTES": _C["checkpoint_minutes"],
+    "CURVMIA_RESIDENT_MAX_GIB": _C["resident_max_gib"],
+    "CURVMIA_LOADER_WORKERS": _C["loader_workers"],
+    "CURVMIA_SCORING_COMPUTE": json.dumps(
+        {"memory_mb": _S["memory_mb"], "forward_batch": _S["forward_batch"]}
+    ),
+}
+SCORING_KNOBS = ("memory_mb", "forward_batch", "shards")
+
+
+def config_without_knobs():
+    """The config less its compute knobs (what a result's provenance depends on)."""
+    out = {k: v for k, v in config.items() if k != "compute"}
+    out["scoring"] = {k: v for k, v in config["scoring"].items() if k not in SCORING_KNOBS}
+    return out
 # Every shell command sees the workflow's own directory: scripts import the package from it
 # (no install needed, also inside containers and conda environments) and are called as
 # $CURVMIA_SCRIPTS/<name>.py. Their location is not a result's provenance, so it is not a
 # param: moving the repository never reruns anything.
 shell.prefix(
     f'export PYTHONPATH="{workflow.basedir}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"'
-    f' CURVMIA_SCRIPTS="{workflow.basedir}/scripts"; '
+    f' CURVMIA_SCRIPTS="{workflow.basedir}/scripts"'
+    + "".join(f" {k}={shlex.quote(str(v))}" for k, v in COMPUTE_ENV.items()).replace("{", "{{").replace("}", "}}")
+    + "; "
 )
 
 RESULTS = f"results/{config['experiment']}"
-DATA = f"{config['data']['root']}/{config['data']['dataset']}"
+# the prepared data's directory is named by the settings that change its content
+DATA = f"{config['data']['root']}/{prepared_dir_name(config['data'])}"
 # Apptainer image of each kind of step (`container:` of every rule; README: SLURM and Apptainer).
 IMAGES = config["containers"]
+
+
+# classes and channels of each dataset whose shape is known before preparation (the
+# submitting process builds the models with them; imagefolder gets timm's defaults)
+DATASET_SHAPES = {
+    "digits": {"num_classes": 10, "in_chans": 1},
+    "cifar10": {"num_classes": 10, "in_chans": 3},
+    "cifar100": {"num_classes": 100, "in_chans": 3},
+}
 
 
 def _config_error(msg):
@@ -34,9 +74,24 @@ def _check_config():
         if workflow.is_main_process:
             # timm + torch take seconds to import, and every cluster job parses this file
             # again: the submitting process has checked the name already
-            from curvmia.models import check_arch
+            from curvmia.models import check_arch, check_model_kwargs
 
             check_arch(config["train"]["arch"])
+            # build every model the config names on the meta device: a misspelt or
+            # impossible model_kwargs stops here, not in a train job
+            shape = DATASET_SHAPES.get(config["data"]["dataset"], {})
+            tr = config["train"]
+            check_model_kwargs(tr["arch"], tr["model_kwargs"], "train.model_kwargs", **shape)
+            size_tr = {**tr, **config["size_sweep"]["train"]}
+            if size_tr != tr:
+                check_model_kwargs(
+                    size_tr["arch"], size_tr["model_kwargs"], "size_sweep.train", **shape
+                )
+            dp = config["dp_sweep"]["train"]
+            check_arch(dp["arch"])
+            check_model_kwargs(
+                dp["arch"], dp["model_kwargs"], "dp_sweep.train.model_kwargs", dp=True, **shape
+            )
         if m["complements"] and m["pkeep"] != 0.5:
             raise ValueError("masks.complements: needs masks.pkeep = 0.5")
         labels = []
@@ -80,6 +135,10 @@ wildcard_constraints:
     label=r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
 
 
+# the recipe hash every main-experiment checkpoint must carry (curvmia/identity.py)
+TRAIN_HASH = config_hash(config["train"])
+
+
 def as_json(obj):
     """Params are JSON strings: stable for Snakemake's params trigger, easy for argparse."""
     return json.dumps(obj, sort_keys=True)
@@ -101,3 +160,76 @@ def final_outputs():
         f"{RESULTS}/exposed.png",
         f"{RESULTS}/provenance.json",
     ] + ([f"{RESULTS}/loo.md"] if config["metrics"]["loo"] else []) + theory_outputs()
+
+
+# ---------------------------------------------------------------- inputs by content
+# Training and scoring depend on the prepared data and the masks by content, not by
+# modification time (docs/reruns.md): their inputs are ancient() and their params carry
+# the content ids read here. A re-prepared, byte-identical dataset or a restored manifest
+# reruns nothing; a byte that really changed changes an id and reruns what depends on it.
+# prepare_data and make_masks are checkpoints, so the ids are read once the files exist.
+
+
+def prepared_manifest(wildcards=None):
+    return ancient(checkpoints.prepare_data.get().output.manifest)
+
+
+def masks_npz(wildcards=None):
+    return ancient(checkpoints.make_masks.get().output[0])
+
+
+@functools.lru_cache
+def _read_id(path, stamp, kind, row=None):
+    try:
+        if kind == "data":
+            return data_hash(json.loads(open(path).read()))
+        return members_hash(members_of(path, row))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise WorkflowError(
+            f"{path}: unreadable ({e}); nothing was run or deleted. Delete this file so that "
+            "it is made again: the same content reruns nothing (docs/reliability.md)"
+        ) from None
+
+
+def content_id(path, kind, row=None):
+    """The content id of the prepared data (kind "data") or of a member set ("members")."""
+    st = os.stat(path)
+    return _read_id(str(path), (st.st_mtime_ns, st.st_size), kind, row)
+
+
+def data_id(wildcards=None):
+    return content_id(str(prepared_manifest()), "data")
+
+
+def row_ids(wildcards):
+    """Content ids a main-experiment model depends on: its data and its members."""
+    return as_json(
+        {
+            "data": data_id(),
+            "members": content_id(str(masks_npz()), "members", int(wildcards.row)),
+        }
+    )
+
+
+# ---------------------------------------------------------------- sweeps (rules/sweeps.smk)
+
+
+def sweep_members(sweep, value):
+    """A sweep target's members file, once its checkpoint is done (ancient, by content;
+    see sweep_ids)."""
+    if sweep == "dp":
+        return ancient(checkpoints.dp_members.get().output.members)
+    return ancient(checkpoints.size_members.get(m=int(float(value))).output[0])
+
+
+def sweep_ids(sweep, value):
+    """Content ids a sweep target depends on: the data and its members (a members file
+    written again with the same members reruns nothing)."""
+    return as_json(
+        {"data": data_id(), "members": content_id(str(sweep_members(sweep, value)), "members")}
+    )
+
+
+def _sweep_value(name):
+    """The epsilon or m of a sweep target id (model_id: eps1.0_seed0, m500_seed1)."""
+    return name.split("_seed")[0].removeprefix("eps").removeprefix("m")

@@ -42,7 +42,7 @@ if ARCHIVE:
             " --out {output:q} > {log:q} 2>&1"
 
 
-rule prepare_data:
+checkpoint prepare_data:
     input:
         archive=[ARCHIVE] if ARCHIVE else [],
     output:

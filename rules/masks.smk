@@ -1,7 +1,7 @@
 # Masks: the seeded membership mask set (SPEC §1).
 
 
-rule make_masks:
+checkpoint make_masks:
     input:
         manifest=f"{DATA}/manifest.json",
     output:

@@ -4,7 +4,9 @@
 # result: the scoring params carry every other scoring key.
 
 SCORE_SHARDS = int(config["scoring"]["shards"])
-SCORING_PARAMS = as_json({k: v for k, v in config["scoring"].items() if k != "shards"})
+SCORING_PARAMS = as_json(
+    {k: v for k, v in config["scoring"].items() if k not in SCORING_KNOBS}
+)
 
 for _i, _spec in enumerate(config["attacks"]):
     if _spec.get("feature", "curv_zo").startswith("curv_hutch") and not config["scoring"][
@@ -20,13 +22,15 @@ if SCORE_SHARDS == 1:
 
     rule score:
         input:
-            manifest=f"{DATA}/manifest.json",
+            manifest=prepared_manifest,
+            masks=masks_npz,
             model=f"{RESULTS}/models/model_{{row}}.pt",
         output:
             f"{RESULTS}/scores/model_{{row}}.npz",
         params:
             scoring=SCORING_PARAMS,
-            device=config["compute"]["device"],
+            train_hash=TRAIN_HASH,
+            inputs=row_ids,
         threads: config["compute"]["threads"]
         resources:
             gpu=1 if config["compute"]["device"] == "cuda" else 0,
@@ -39,8 +43,9 @@ if SCORE_SHARDS == 1:
             f"{RESULTS}/benchmarks/score/model_{{row}}.tsv"
         shell:
             "python $CURVMIA_SCRIPTS/score.py --data {input.manifest:q} --model {input.model:q}"
-            " --row {wildcards.row:q}"
-            " --scoring {params.scoring:q} --device {params.device:q} --threads {threads}"
+            " --row {wildcards.row:q} --members {input.masks:q} --train-hash {params.train_hash:q}"
+            " --scoring {params.scoring:q} --threads {threads} --device \"$CURVMIA_DEVICE\""
+            " --scoring-compute \"$CURVMIA_SCORING_COMPUTE\""
             " --out {output:q} > {log:q} 2>&1"
 
 else:
@@ -49,13 +54,15 @@ else:
         wildcard_constraints:
             shard=r"\d+",
         input:
-            manifest=f"{DATA}/manifest.json",
+            manifest=prepared_manifest,
+            masks=masks_npz,
             model=f"{RESULTS}/models/model_{{row}}.pt",
         output:
             f"{RESULTS}/scores/shards/model_{{row}}.{{shard}}-of-{SCORE_SHARDS}.npz",
         params:
             scoring=SCORING_PARAMS,
-            device=config["compute"]["device"],
+            train_hash=TRAIN_HASH,
+            inputs=row_ids,
             nshards=SCORE_SHARDS,
         threads: config["compute"]["threads"]
         resources:
@@ -69,8 +76,9 @@ else:
             f"{RESULTS}/benchmarks/score/model_{{row}}.{{shard}}-of-{SCORE_SHARDS}.tsv"
         shell:
             "python $CURVMIA_SCRIPTS/score.py --data {input.manifest:q} --model {input.model:q}"
-            " --row {wildcards.row:q}"
-            " --scoring {params.scoring:q} --device {params.device:q} --threads {threads}"
+            " --row {wildcards.row:q} --members {input.masks:q} --train-hash {params.train_hash:q}"
+            " --scoring {params.scoring:q} --threads {threads} --device \"$CURVMIA_DEVICE\""
+            " --scoring-compute \"$CURVMIA_SCORING_COMPUTE\""
             " --shard {wildcards.shard:q}/{params.nshards:q} --out {output:q} > {log:q} 2>&1"
 
     rule score_merge:

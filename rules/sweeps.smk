@@ -2,7 +2,7 @@
 # the main experiment's non-private shadows. Targets `snakemake dp_sweep` and
 # `snakemake size_sweep` (each with its theory comparison); `all` builds the sweeps listed in
 # theory.sweeps (the digits default lists both, the paper configs none).
-from curvmia.sweeps import members_file, model_id, sweep_rows
+from curvmia.sweeps import model_id, sweep_rows
 
 SWEEP_DIR = f"{RESULTS}/sweeps"
 DP = config["dp_sweep"]
@@ -23,7 +23,7 @@ SIZE_TRAIN = {**config["train"], **SIZE["train"]}
 SWEEP_ROWS = {s: sweep_rows(SWEEP_DIR, s, SWEEP_TARGETS[s]) for s in ("dp", "size")}
 
 
-rule dp_members:
+checkpoint dp_members:
     input:
         manifest=f"{DATA}/manifest.json",
         masks=f"{RESULTS}/masks.npz",
@@ -43,7 +43,7 @@ rule dp_members:
         " > {log:q} 2>&1"
 
 
-rule size_members:
+checkpoint size_members:
     input:
         manifest=f"{DATA}/manifest.json",
         masks=f"{RESULTS}/masks.npz",
@@ -65,13 +65,13 @@ rule size_members:
 
 rule train_sweep:
     input:
-        manifest=f"{DATA}/manifest.json",
-        members=lambda wc: members_file(SWEEP_DIR, wc.sweep, wc.value),
+        manifest=prepared_manifest,
+        members=lambda wc: sweep_members(wc.sweep, wc.value),
     output:
         f"{SWEEP_DIR}/{{sweep}}/models/{{prefix}}{{value}}_seed{{seed}}.pt",
     params:
         train=lambda wc: as_json(DP["train"] if wc.sweep == "dp" else SIZE_TRAIN),
-        device=config["compute"]["device"],
+        inputs=lambda wc: sweep_ids(wc.sweep, wc.value),
     wildcard_constraints:
         sweep="dp|size",
         prefix="eps|m",
@@ -91,19 +91,21 @@ rule train_sweep:
         "python $CURVMIA_SCRIPTS/train_sweep.py --data {input.manifest:q}"
         " --members {input.members:q}"
         " --sweep {wildcards.sweep:q} --value {wildcards.value:q} --seed {wildcards.seed:q}"
-        " --train {params.train:q} --device {params.device:q} --threads {threads}"
+        " --train {params.train:q} --threads {threads} --device \"$CURVMIA_DEVICE\""
         " --out {output:q} > {log:q} 2>&1"
 
 
 rule score_sweep:
     input:
-        manifest=f"{DATA}/manifest.json",
+        manifest=prepared_manifest,
         model=f"{SWEEP_DIR}/{{sweep}}/models/{{name}}.pt",
+        members=lambda wc: sweep_members(wc.sweep, _sweep_value(wc.name)),
     output:
         f"{SWEEP_DIR}/{{sweep}}/scores/{{name}}.npz",
     params:
-        scoring=as_json(config["scoring"]),
-        device=config["compute"]["device"],
+        scoring=SCORING_PARAMS,
+        train_hash=lambda wc: config_hash(DP["train"] if wc.sweep == "dp" else SIZE_TRAIN),
+        inputs=lambda wc: sweep_ids(wc.sweep, _sweep_value(wc.name)),
         row=lambda wc: SWEEP_ROW[(wc.sweep, wc.name)],
     wildcard_constraints:
         sweep="dp|size",
@@ -120,7 +122,9 @@ rule score_sweep:
         f"{RESULTS}/benchmarks/sweeps/{{sweep}}/score_{{name}}.tsv"
     shell:
         "python $CURVMIA_SCRIPTS/score.py --data {input.manifest:q} --model {input.model:q}"
-        " --row {params.row:q} --scoring {params.scoring:q} --device {params.device:q}"
+        " --row {params.row:q} --members {input.members:q} --train-hash {params.train_hash:q}"
+        " --scoring {params.scoring:q} --device \"$CURVMIA_DEVICE\""
+        " --scoring-compute \"$CURVMIA_SCORING_COMPUTE\""
         " --threads {threads} --out {output:q} > {log:q} 2>&1"
 
 

@@ -3,16 +3,13 @@
 
 rule train:
     input:
-        manifest=f"{DATA}/manifest.json",
-        masks=f"{RESULTS}/masks.npz",
+        manifest=prepared_manifest,
+        masks=masks_npz,
     output:
         f"{RESULTS}/models/model_{{row}}.pt",
     params:
         train=as_json(config["train"]),
-        device=config["compute"]["device"],
-        ckpt_min=config["compute"]["checkpoint_minutes"],
-        resident=config["compute"]["resident_max_gib"],
-        workers=config["compute"]["loader_workers"],
+        inputs=row_ids,
     threads: config["compute"]["threads"]
     resources:
         gpu=1 if config["compute"]["device"] == "cuda" else 0,
@@ -26,9 +23,10 @@ rule train:
     shell:
         "python $CURVMIA_SCRIPTS/train.py --data {input.manifest:q} --masks {input.masks:q}"
         " --row {wildcards.row:q}"
-        " --train {params.train:q} --device {params.device:q} --threads {threads}"
-        " --checkpoint-minutes {params.ckpt_min:q} --resident-max-gib {params.resident:q}"
-        " --workers {params.workers:q} --out {output:q} > {log:q} 2>&1"
+        " --train {params.train:q} --threads {threads} --device \"$CURVMIA_DEVICE\""
+        " --checkpoint-minutes \"$CURVMIA_CHECKPOINT_MINUTES\""
+        " --resident-max-gib \"$CURVMIA_RESIDENT_MAX_GIB\" --workers \"$CURVMIA_LOADER_WORKERS\""
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule model_summary:
@@ -43,6 +41,7 @@ rule model_summary:
     params:
         shadows=",".join(map(str, SHADOWS)),
         targets=",".join(map(str, TARGETS)),
+        train_hash=TRAIN_HASH,
     conda:
         "../envs/curvmia.yaml"
     container: IMAGES["cpu"]
@@ -50,5 +49,5 @@ rule model_summary:
         f"{RESULTS}/logs/model_summary.log",
     shell:
         "python $CURVMIA_SCRIPTS/model_summary.py --shadows {params.shadows:q}"
-        " --targets {params.targets:q}"
+        " --targets {params.targets:q} --train-hash {params.train_hash:q}"
         " --out {output:q} {input:q} > {log:q} 2>&1"

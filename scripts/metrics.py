@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from curvmia.io import atomic_path, load_npz, write_text
+from curvmia.provenance import code_record
 from curvmia.report import (
     coverage_note,
     diff_markdown,
@@ -61,6 +62,10 @@ def main() -> None:
             diff_markdown(diff, skipped) if cfg["bootstrap"] > 0 else "bootstrap off\n",
             "## Model health\n",
             health_markdown(health, a.min_test_acc),
+            "## Code\n",
+            "commit {commit}, code hash {code_hash} ({script})\n".format(
+                **code_record("metrics.py")
+            ),
         ]
     )
     write_text(a.md, doc)

@@ -1,24 +1,29 @@
 """Table of every trained model: role, mask row, training-set size, accuracies."""
 
 import argparse
+import os
+import re
 
 import pandas as pd
-import torch
 
 from curvmia.io import atomic_path
+from curvmia.train import load_meta
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--shadows", required=True)
     ap.add_argument("--targets", required=True)
+    ap.add_argument("--train-hash", help="the recipe hash every checkpoint must carry")
     ap.add_argument("--out", required=True)
-    ap.add_argument("checkpoints", nargs="+")
+    ap.add_argument("checkpoints", nargs="+", help="model_<row>.pt, one per row")
     a = ap.parse_args()
     targets = {int(v) for v in a.targets.split(",")}
     rows = []
     for p in a.checkpoints:
-        m = torch.load(p, map_location="cpu", weights_only=True)
+        row = int(re.fullmatch(r"model_(\d+)\.pt", os.path.basename(p)).group(1))
+        expect = {"row": row, **({"train_hash": a.train_hash} if a.train_hash else {})}
+        m = load_meta(p, expect)
         rows.append(
             {
                 "row": m["row"],
@@ -28,6 +33,7 @@ def main() -> None:
                 "train_acc": m["train_acc"],
                 "test_acc": m["test_acc"],
                 "train_hash": m["train_hash"],
+                "n_params": m.get("n_params"),
                 "seconds": m["seconds"],
             }
         )

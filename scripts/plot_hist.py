@@ -4,6 +4,7 @@ import argparse
 
 from curvmia.io import atomic_path, load_npz
 from curvmia.report import plot_curv_hist
+from curvmia.scorefile import load_score_file
 
 
 def main() -> None:
@@ -14,7 +15,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     member = load_npz(a.masks)["masks"][a.row]
-    curv = load_npz(a.scores)["curv_zo"][:, 0]
+    curv = load_score_file(a.scores)["curv_zo"][:, 0]
     with atomic_path(a.out, suffix=".png") as tmp:
         plot_curv_hist(curv, member, str(tmp), title=f"target model {a.row}")
 

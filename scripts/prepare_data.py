@@ -13,6 +13,9 @@ def main() -> None:
     ap.add_argument("--test-size", type=int, required=True)
     ap.add_argument("--split-seed", type=int, required=True)
     ap.add_argument("--archive", default="", help="CIFAR: the verified archive")
+    ap.add_argument(
+        "--md5", default="", help="CIFAR: the archive's expected md5 (default: the official one)"
+    )
     ap.add_argument("--path", default="", help="imagefolder: the dataset directory")
     ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--resize", type=int, default=256)
@@ -26,6 +29,7 @@ def main() -> None:
         test_size=a.test_size,
         split_seed=a.split_seed,
         archive=a.archive or None,
+        md5=a.md5 or None,
         path=a.path or None,
         image_size=a.image_size,
         resize=a.resize,

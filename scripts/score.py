@@ -3,10 +3,13 @@
 import argparse
 import json
 
+import numpy as np
 import torch
 
 from curvmia.data import load_prepared
+from curvmia.identity import data_hash, members_hash, members_of
 from curvmia.io import save_npz
+from curvmia.provenance import code_record, kernel_record
 from curvmia.scores import disable_fused_attention, score_model
 from curvmia.train import load_checkpoint, pick_device
 
@@ -27,18 +30,36 @@ def main() -> None:
     ap.add_argument("--model", required=True, help="checkpoint (.pt)")
     ap.add_argument("--row", type=int, required=True, help="mask row of the model")
     ap.add_argument("--scoring", required=True, help="scoring config section as JSON")
+    ap.add_argument(
+        "--scoring-compute",
+        default="{}",
+        help="JSON of the scoring compute knobs (memory_mb, forward_batch): merged into"
+        " --scoring; they change the speed, not the scores",
+    )
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--shard", type=shard_arg, default=(0, 1), help="I/N: score shard I of N")
+    ap.add_argument("--train-hash", help="the recipe hash the model must have been trained with")
+    ap.add_argument(
+        "--members", help="masks.npz (row --row) or members .npy the model must have trained on"
+    )
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    scoring = json.loads(a.scoring)
+    scoring = {**json.loads(a.scoring), **json.loads(a.scoring_compute or "{}")}
     if scoring.get("hutch_nprobes", 0):
         disable_fused_attention()
     device = pick_device(a.device)
     data = load_prepared(a.data)
-    model, meta = load_checkpoint(a.model, device)
+    expect = {"data_hash": data_hash(data.manifest)}
+    if a.train_hash:
+        expect["train_hash"] = a.train_hash
+    if a.members:
+        main = a.members.endswith(".npz")  # a mask row of the experiment, not a sweep target
+        expect["members_hash"] = members_hash(members_of(a.members, a.row if main else None))
+        if main:
+            expect["row"] = a.row
+    model, meta = load_checkpoint(a.model, device, expect=expect)
     print(
         f"model row {a.row} ({meta['arch']}), test acc {meta['test_acc']:.4f}, device {device}, "
         f"shard {a.shard[0]}/{a.shard[1]}",
@@ -53,6 +74,10 @@ def main() -> None:
         log=lambda s: print(s, flush=True),
         shard=a.shard,
     )
+    meta = json.loads(str(arrays["meta"]))
+    meta["code"] = code_record("score.py")
+    meta["kernels"] = kernel_record()  # CPU model and flags, BLAS and oneDNN versions
+    arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
     save_npz(a.out, **arrays)
 
 

@@ -5,11 +5,11 @@ import argparse
 import json
 
 import pandas as pd
-import torch
 
 from curvmia.data import load_prepared
 from curvmia.io import atomic_path, load_npz
 from curvmia.sweeps import sweep_metrics, targets_frame
+from curvmia.train import load_meta
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
     a = ap.parse_args()
     rows = json.loads(a.targets)
     for r in rows:
-        meta = torch.load(r.pop("checkpoint"), map_location="cpu", weights_only=True)
+        meta = load_meta(r.pop("checkpoint"))
         r["test_acc"] = float(meta["test_acc"])
         r["sweep"] = a.sweep
     targets = targets_frame(rows)

@@ -4,7 +4,9 @@ import argparse
 import json
 from pathlib import Path
 
+from curvmia.distinguish import absent_features
 from curvmia.io import atomic_path, load_npz, write_text
+from curvmia.scorefile import load_score_file
 from curvmia.theory import main_targets_frame, plot_main
 
 
@@ -30,6 +32,11 @@ def main() -> None:
         df.to_csv(tmp, index=False)
     cols = ["target", "statistic", "kl_gauss", "kl_knn", "auroc", "eps_emp_lo", "audit_attack"]
     table = df[cols].to_markdown(index=False, floatfmt=".4g")
+    skipped = absent_features(load_score_file(a.target_scores[0]))
+    if skipped:
+        note = f"Not computed, skipped: {', '.join(skipped)} (scoring.hutch_nprobes is 0)."
+        print(note)
+        table += "\n\n" + note
     write_text(a.md, table + "\n")
     with atomic_path(a.fig, suffix=".png") as tmp:
         plot_main(df, cfg, str(tmp))

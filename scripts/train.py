@@ -3,11 +3,11 @@
 import argparse
 import json
 
-import numpy as np
 import torch
 
 from curvmia.data import load_prepared
-from curvmia.io import load_npz
+from curvmia.identity import data_hash, members_hash, members_of
+from curvmia.provenance import code_record
 from curvmia.train import model_seed, pick_device, save_checkpoint, train_hash, train_model
 
 
@@ -32,12 +32,17 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     cfg = json.loads(a.train)
     data = load_prepared(a.data)
-    mask = load_npz(a.masks)["masks"][a.row]
+    members = members_of(a.masks, a.row)
     seed = model_seed(cfg["seed"], a.row)
     device = pick_device(a.device)
-    print(
-        f"row {a.row}: {int(mask.sum())} training samples, seed {seed}, device {device}", flush=True
-    )
+    # what this checkpoint is made from; every later load compares it (curvmia/identity.py)
+    identity = {
+        "row": a.row,
+        "train_hash": train_hash(cfg),
+        "members_hash": members_hash(members),
+        "data_hash": data_hash(data.manifest),
+    }
+    print(f"row {a.row}: {len(members)} training samples, seed {seed}, device {device}", flush=True)
     model, stats = train_model(
         data.train_images,
         data.train_labels,
@@ -49,7 +54,8 @@ def main() -> None:
         cfg=cfg,
         seed=seed,
         device=device,
-        indices=np.flatnonzero(mask),
+        indices=members,
+        identity=identity,
         resume_path=a.out + ".resume.pt",
         checkpoint_minutes=a.checkpoint_minutes,
         resident_max_gib=a.resident_max_gib,
@@ -61,9 +67,17 @@ def main() -> None:
         "model_kwargs": cfg.get("model_kwargs", {}),
         "num_classes": data.manifest["num_classes"],
         "in_chans": int(data.train_images.shape[1]),
-        "train_hash": train_hash(cfg),
-        "row": a.row,
+        **identity,
         "seed": seed,
+        "code": code_record("train.py"),
+        # compute knobs: not params of the model (docs/reruns.md), recorded here
+        "compute": {
+            "device": str(device),
+            "threads": a.threads,
+            "loader_workers": a.workers,
+            "resident_max_gib": a.resident_max_gib,
+            "checkpoint_minutes": a.checkpoint_minutes,
+        },
         "torch": str(torch.__version__),
         "device": str(device),
         **stats,

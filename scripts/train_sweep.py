@@ -4,10 +4,11 @@ dataset-size sweep."""
 import argparse
 import json
 
-import numpy as np
 import torch
 
 from curvmia.data import load_prepared
+from curvmia.identity import data_hash, members_hash, members_of
+from curvmia.provenance import code_record
 from curvmia.sweeps import sweep_seed
 from curvmia.train import pick_device, save_checkpoint, train_dp_model, train_hash, train_model
 
@@ -27,7 +28,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     cfg = json.loads(a.train)
     data = load_prepared(a.data)
-    idx = np.flatnonzero(np.load(a.members))
+    idx = members_of(a.members)
     seed = sweep_seed(cfg["seed"], a.sweep, a.value, a.seed)
     device = pick_device(a.device)
     log = lambda s: print(s, flush=True)  # noqa: E731
@@ -53,11 +54,15 @@ def main() -> None:
         "num_classes": data.manifest["num_classes"],
         "in_chans": int(data.train_images.shape[1]),
         "train_hash": train_hash(cfg),
+        "members_hash": members_hash(idx),
+        "data_hash": data_hash(data.manifest),
         "dp_groupnorm": a.sweep == "dp",
         "sweep": a.sweep,
         "value": a.value,
         "sweep_seed": a.seed,
         "seed": seed,
+        "code": code_record("train_sweep.py"),
+        "compute": {"device": str(device), "threads": a.threads},
         "torch": str(torch.__version__),
         "device": str(device),
         **stats,

@@ -46,3 +46,27 @@ def planned_jobs(dry_run_output: str) -> dict[str, int]:
         jobs[m.group(1)] = int(m.group(2))
     jobs.pop("total", None)
     return jobs
+
+
+def fresh_clone(dest: Path) -> Path:
+    """A fresh clone of this repository with the working tree's edits, at `dest`.
+
+    Tests that run the workflow from the repository root (as users do) run here, so they
+    never see or touch the user's results/ or data/.
+    """
+    import shutil
+    import subprocess
+
+    subprocess.run(["git", "clone", "-q", str(REPO), str(dest)], check=True)
+    out = subprocess.run(
+        ["git", "ls-files", "-z", "-m", "-o", "--exclude-standard"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    for rel in filter(None, out.split("\0")):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+        elif not src.exists():
+            (dest / rel).unlink(missing_ok=True)
+    return dest

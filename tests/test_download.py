@@ -214,9 +214,70 @@ def test_prepare_cli_reads_a_cifar_archive(tmp_path, cifar10_blob):
         f"--archive={arc}",
         "--path=",
     ]
+    # the md5 is checked again at preparation: a swapped archive is refused there
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env())
+    assert proc.returncode != 0 and f"{arc}: md5 {hashlib.md5(blob).hexdigest()}" in proc.stderr
+    assert not out.exists()
+    cmd.append(f"--md5={hashlib.md5(blob).hexdigest()}")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env())
     assert proc.returncode == 0, proc.stderr
     d = load_prepared(out)
     np.testing.assert_array_equal(
         d.test_images.reshape(20, -1), batches["cifar-10-batches-py/test_batch"]["data"]
     )
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+class _Evals:
+    def __reduce__(self):
+        return (eval, ("__import__('os').getcwd()",))
+
+
+@pytest.mark.parametrize(
+    "payload, refused",
+    [
+        ("os.system", "global posix.system is refused"),
+        ("eval", "global __builtin__.eval is refused"),
+        ("object array", "object arrays are refused"),
+        ("matrix", "global numpy.matrix is refused"),
+        ("list", "expected a dict, got list"),
+    ],
+)
+def test_crafted_cifar_batch_is_refused_without_running_code(tmp_path, payload, refused):
+    """A swapped archive with a valid md5 (e.g. given by a mirror's key) still cannot run
+    code: the batch files are read with an unpickler that accepts only CIFAR's content."""
+    marker = tmp_path / "pwned"
+    spec = data.CIFAR["cifar10"]
+    rng = np.random.default_rng(0)
+    bad = {
+        "os.system": {"data": _RunsCode(marker), "labels": [0]},
+        "eval": {"data": _Evals(), "labels": [0]},
+        "object array": {"data": np.array([1, "x"], dtype=object), "labels": [0]},
+        "matrix": {"data": np.asmatrix(np.zeros((1, 3072), np.uint8)), "labels": [0]},
+        "list": [1, 2],
+    }[payload]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for i, member in enumerate(spec["train"] + spec["test"]):
+            d = bad if i == 2 else _batch(rng, 4, "labels", 10)
+            blob = pickle.dumps(d, protocol=2)
+            info = tarfile.TarInfo(member)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    arc = tmp_path / "cifar-10-python.tar.gz"
+    arc.write_bytes(buf.getvalue())
+    md5 = hashlib.md5(buf.getvalue()).hexdigest()
+    with pytest.raises(ValueError) as e:
+        data.read_cifar("cifar10", arc, md5)
+    assert str(e.value).startswith(f"{arc}: {spec['train'][2]}: not a CIFAR batch file")
+    assert refused in str(e.value)
+    assert not marker.exists()

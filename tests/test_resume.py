@@ -99,6 +99,44 @@ def test_stale_resume_state_is_not_used(tmp_path):
     assert _equal(model, _run()[0])
 
 
+@pytest.mark.parametrize(
+    "other",
+    [{"indices": np.arange(4, 61, 1)}, {"identity": {"row": 3, "data_hash": "other"}}],
+    ids=["same size other members", "other data"],
+)
+def test_resume_state_of_another_subset_or_dataset_is_not_used(tmp_path, other):
+    """The key holds the member indices and the checkpoint identity, not only the size."""
+    state = tmp_path / "m.resume.pt"
+
+    def dying_log(msg):
+        if msg.startswith("epoch 2/"):
+            raise Killed
+
+    with pytest.raises(Killed):
+        _run(resume_path=state, log=dying_log, **other)
+    logs = []
+    model, _ = _run(resume_path=state, log=logs.append)
+    assert any("starting afresh" in m for m in logs)
+    assert _equal(model, _run()[0])
+
+
+def test_corrupt_resume_state_is_set_aside(tmp_path):
+    state = tmp_path / "m.resume.pt"
+
+    def dying_log(msg):
+        if msg.startswith("epoch 2/"):
+            raise Killed
+
+    with pytest.raises(Killed):
+        _run(resume_path=state, log=dying_log)
+    state.write_bytes(state.read_bytes()[:1000])  # truncated, as by a full disk
+    logs = []
+    model, _ = _run(resume_path=state, log=logs.append)
+    assert any(m.startswith(f"WARNING: {state}: corrupt resume state") for m in logs), logs
+    assert (tmp_path / "m.resume.pt.corrupt").stat().st_size == 1000
+    assert _equal(model, _run()[0])  # trained afresh, same weights
+
+
 def test_streamed_loader_equals_resident():
     resident, _ = _run()
     streamed, _ = _run(resident_max_gib=0.0, workers=0)

@@ -1,0 +1,88 @@
+"""What a score file may hold, field by field, checked on every read.
+
+The scorer (curvmia/scores.py) writes float64 arrays of shape (N, Q) per field, population
+and test split (``test_`` prefix). A file that breaks these rules (a diverged model, a
+damaged or foreign file) is an error naming the file and the field, instead of a metric
+computed from NaNs.
+
+| field | legitimate values |
+|---|---|
+| loss | finite, >= 0 |
+| p_true, p_max | finite, in [0, 1] |
+| phi, phi_max, mentr | finite (logit features are never NaN) |
+| curv_zo | finite |
+| curv_hutch | all NaN when scoring.hutch_nprobes is 0 (not computed), else finite |
+| curv_hutch_sq | all NaN when scoring.hutch_nprobes is 0, else finite and >= 0 |
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from .io import load_npz
+
+FIELDS = (
+    "loss",
+    "p_true",
+    "p_max",
+    "phi",
+    "phi_max",
+    "mentr",
+    "curv_zo",
+    "curv_hutch",
+    "curv_hutch_sq",
+)
+HUTCH_FIELDS = ("curv_hutch", "curv_hutch_sq")
+RANGES = {"loss": (0.0, np.inf), "p_true": (0.0, 1.0), "p_max": (0.0, 1.0)}
+RANGES["curv_hutch_sq"] = (0.0, np.inf)
+
+
+def check_score_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """Raise ``ValueError`` ``<path>: field <f>: ...`` for the first field that breaks the
+    rules of the module docstring."""
+    try:
+        meta = json.loads(str(arrays["meta"]))
+        nprobes = int(meta["scoring"]["hutch_nprobes"])
+    except (KeyError, ValueError, TypeError) as e:
+        raise ValueError(f"{path}: field meta: missing or unreadable ({e})") from None
+    for prefix in ("", "test_"):
+        shape = None
+        for f in FIELDS:
+            key = prefix + f
+            if key not in arrays:
+                raise ValueError(f"{path}: field {key}: missing")
+            a = np.asarray(arrays[key])
+            if a.dtype.kind != "f" or a.ndim != 2 or (shape is not None and a.shape != shape):
+                raise ValueError(
+                    f"{path}: field {key}: expected float (N, Q), got {a.dtype} {a.shape}"
+                )
+            shape = a.shape
+            if f in HUTCH_FIELDS and nprobes == 0:
+                if not np.isnan(a).all():
+                    raise ValueError(
+                        f"{path}: field {key}: must be all NaN with hutch_nprobes 0 (not computed)"
+                    )
+                continue
+            bad = ~np.isfinite(a)
+            if bad.any():
+                raise ValueError(
+                    f"{path}: field {key}: {int(bad.sum())} of {a.size} values are NaN or"
+                    f" infinite (first at sample {int(np.argwhere(bad)[0][0])}); the scorer"
+                    " never writes those: a diverged model or a damaged file"
+                )
+            lo, hi = RANGES.get(f, (-np.inf, np.inf))
+            if a.min() < lo or a.max() > hi:
+                raise ValueError(
+                    f"{path}: field {key}: values in [{a.min():.6g}, {a.max():.6g}],"
+                    f" expected within [{lo}, {hi}]"
+                )
+
+
+def load_score_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """A score file's arrays, checked field by field (names the file and field)."""
+    arrays = load_npz(path)
+    check_score_arrays(path, arrays)
+    return arrays

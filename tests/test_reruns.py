@@ -1,0 +1,205 @@
+"""What reruns what (docs/reruns.md): the table there, checked row by row against dry runs of
+a finished run; data and masks by content; corrupt inputs stop the run before any job."""
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from _util import planned_jobs, snakemake_cmd, subprocess_env
+
+from curvmia.io import load_npz, save_npz
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_CONFIG = REPO / "tests" / "config" / "test.yaml"
+RESULTS = Path("results") / "test"
+
+
+def table_rows() -> dict[str, str]:
+    """The rows of the 'What each kind of change reruns' table: change -> jobs cell."""
+    text = (REPO / "docs" / "reruns.md").read_text()
+    block = text.split("## What each kind of change reruns")[1].split("\n\n")[2]
+    rows = {}
+    for line in block.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0].strip("`")] = cells[1]
+    return rows
+
+
+def expected_jobs(cell: str) -> dict[str, int] | None:
+    """'none' -> {}; 'rule N, rule, ...' -> {rule: N or 1}; prose cells -> None (own test)."""
+    if cell == "none":
+        return {}
+    jobs = {}
+    for item in cell.split(", "):
+        m = re.fullmatch(r"(\w+)(?: (\d+))?", item)
+        if not m:
+            return None
+        jobs[m.group(1)] = int(m.group(2) or 1)
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def finished(test_config_run, tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("reruns") / "work"
+    shutil.copytree(test_config_run, work, symlinks=True)
+    return work
+
+
+def run(work: Path, config: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = snakemake_cmd(work, config, "--cores", "1", *args)
+    return subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env())
+
+
+def edited_config(tmp_path: Path, change: str) -> Path:
+    cfg = yaml.safe_load(TEST_CONFIG.read_text())
+    key, value = change.split(": ", 1)
+    section, name = key.split(".")
+    cfg.setdefault(section, {})[name] = yaml.safe_load(value)
+    path = tmp_path / "edited.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+CONFIG_ROWS = {k: v for k, v in table_rows().items() if re.fullmatch(r"\w+\.\w+: .+", k)}
+
+
+@pytest.mark.parametrize("change", sorted(CONFIG_ROWS))
+def test_config_change_reruns_what_the_table_says(finished, tmp_path, change):
+    want = expected_jobs(CONFIG_ROWS[change])
+    assert want is not None, f"docs/reruns.md: unparsable cell for {change}"
+    proc = run(finished, edited_config(tmp_path, change), "-n")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert planned_jobs(out) == want, out[-3000:]
+
+
+def test_a_changed_mask_row_retrains_that_row_only(finished, tmp_path):
+    rows = table_rows()
+    want = expected_jobs(rows["one row of `masks.npz` changed (valid file)"])
+    work = tmp_path / "work"
+    shutil.copytree(finished, work, symlinks=True)
+    masks = load_npz(work / RESULTS / "masks.npz")
+    masks["masks"][3, :2] = ~masks["masks"][3, :2]  # two members of row 3 swapped out/in
+    save_npz(work / RESULTS / "masks.npz", **masks)
+    proc = run(work, TEST_CONFIG, "-n")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert planned_jobs(out) == want, out[-3000:]
+    assert "model_3.pt" in out and "model_4.pt" not in out
+
+
+def test_truncated_masks_stop_before_any_job_and_keep_the_checkpoints(finished, tmp_path):
+    work = tmp_path / "work"
+    shutil.copytree(finished, work, symlinks=True)
+    path = work / RESULTS / "masks.npz"
+    path.write_bytes(path.read_bytes()[:100])
+    models = sorted((work / RESULTS / "models").glob("model_*.pt"))
+    before = {p: p.stat().st_mtime_ns for p in models}
+    proc = run(work, TEST_CONFIG)  # a real run, not a dry run
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"{RESULTS}/masks.npz: unreadable (" in out and "nothing was run or deleted" in out
+    assert {p: p.stat().st_mtime_ns for p in models} == before  # all 10 checkpoints kept
+    # the fix the message names: delete it, it is made again with the same content
+    path.unlink()
+    proc = run(work, TEST_CONFIG, "-n")
+    jobs = planned_jobs(proc.stdout + proc.stderr)
+    assert jobs.get("make_masks") == 1 and "train" not in jobs and "score" not in jobs
+
+
+def test_byte_identical_reprepared_data_retrains_nothing(finished, tmp_path):
+    """--forcerun prepare_data (and a deleted manifest) remade all 20 models before."""
+    work = tmp_path / "work"
+    shutil.copytree(finished, work, symlinks=True)
+    outputs = [*(work / RESULTS).glob("models/*.pt"), *(work / RESULTS).glob("scores/*.npz")]
+    outputs += [*(work / RESULTS).glob("sweeps/*/models/*.pt")]
+    before = {p: p.stat().st_mtime_ns for p in outputs}
+    (manifest,) = (work / "data").glob("digits-*/manifest.json")
+    manifest.unlink()
+    proc = run(work, TEST_CONFIG, "--forcerun", "prepare_data")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "rule prepare_data:" in out and "rule train:" not in out and "rule score:" not in out
+    assert {p: p.stat().st_mtime_ns for p in outputs} == before
+    assert planned_jobs(run(work, TEST_CONFIG, "-n").stdout) == {}
+
+
+def test_prepared_data_path_depends_on_content_settings_only():
+    from curvmia.data import prepared_dir_name
+
+    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["data"]
+    name = prepared_dir_name(base)
+    assert re.fullmatch(r"digits-[0-9a-f]{8}", name)
+    for key, value in (("workers", 8), ("mirror", "/m"), ("archive", "/a.tgz"), ("path", "/p")):
+        assert prepared_dir_name({**base, key: value}) == name, key
+    for key, value in (("test_size", 1297), ("split_seed", 1), ("stats", "computed")):
+        assert prepared_dir_name({**base, key: value}) != name, key
+    # CIFAR's split is the official one: test_size does not move it
+    cifar = {**base, "dataset": "cifar10"}
+    assert prepared_dir_name({**cifar, "test_size": 5}) == prepared_dir_name(cifar)
+
+
+def test_outputs_record_knobs_code_and_kernels(finished):
+    import json
+
+    import torch
+
+    from curvmia.provenance import code_hash
+
+    meta = torch.load(finished / RESULTS / "models" / "model_0.pt", weights_only=True)
+    assert meta["compute"] == {
+        "device": "cpu",
+        "threads": 1,
+        "loader_workers": 4,
+        "resident_max_gib": 8,
+        "checkpoint_minutes": 0,
+    }
+    assert meta["code"]["code_hash"] == code_hash("train.py")
+    score = json.loads(str(load_npz(finished / RESULTS / "scores" / "model_0.npz")["meta"]))
+    assert score["code"]["code_hash"] == code_hash("score.py")
+    assert score["scoring"]["memory_mb"] == 256 and score["scoring"]["forward_batch"] == "auto"
+    assert score["kernels"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert score["kernels"]["torch_blas"] and "cpu_flags" in score["kernels"]
+    prov = json.loads((finished / RESULTS / "provenance.json").read_text())
+    assert prov["older_code"] == [] and prov["mixed_compute"] == {"models": {}, "scores": {}}
+    assert "compute" not in prov["config"]
+    assert re.search(r"commit \S+, code hash [0-9a-f]{16} \(metrics.py\)",
+                     (finished / RESULTS / "metrics.md").read_text())  # fmt: skip
+
+
+def test_provenance_flags_mixed_knobs_and_older_code(tmp_path):
+    from curvmia.provenance import code_hash, mixed_compute, older_code
+
+    recs = [
+        {"file": "a.pt", "compute": {"device": "cpu", "threads": 1},
+         "code": {"script": "train.py", "code_hash": code_hash("train.py")}},
+        {"file": "b.pt", "compute": {"device": "cpu", "threads": 4},
+         "code": {"script": "train.py", "code_hash": "0" * 16}},
+    ]  # fmt: skip
+    assert mixed_compute(recs) == {"threads": [1, 4]}
+    assert older_code(recs) == [
+        {"file": "b.pt", "code_hash": "0" * 16, "now": recs[0]["code"]["code_hash"]}
+    ]
+
+
+def test_hutch_nprobes_zero_runs_to_the_theory(finished, tmp_path):
+    """hutch_nprobes: 0 crashed the theory rule (log of all-NaN white-box features)."""
+    work = tmp_path / "work"
+    shutil.copytree(finished, work, symlinks=True)
+    models = sorted((work / RESULTS / "models").glob("*.pt"))
+    before = {p: p.stat().st_mtime_ns for p in models}
+    config = edited_config(tmp_path, "scoring.hutch_nprobes: 0")
+    proc = run(work, config, "--cores", "2", str(RESULTS / "theory" / "targets.md"))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    md = (work / RESULTS / "theory" / "targets.md").read_text()
+    assert "Not computed, skipped: curv_hutch, curv_hutch_sq (scoring.hutch_nprobes is 0)." in md
+    assert "logcurv_zo" in md and "logcurv_hutch" not in md
+    assert np.isnan(load_npz(work / RESULTS / "scores" / "model_4.npz")["curv_hutch"]).all()
+    assert {p: p.stat().st_mtime_ns for p in models} == before  # scoring never retrains
+    assert os.path.exists(work / RESULTS / "theory" / "targets.csv")
