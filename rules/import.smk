@@ -5,19 +5,11 @@
 # with the identity every load verifies (row, entry hash, members hash, data hash).
 
 
-def _import_inputs(wildcards):
-    e = IMPORTED[int(wildcards.row)]
-    out = {"model": ancient(e["path"])}  # by content: its sha256 is in the entry (params)
-    if e["sha256"] is None:  # a converted Feldman & Zhang model: its checks must pass first
-        out["check"] = f"{RESULTS}/fz/check/model_{wildcards.row}.json"
-    return out
-
-
 rule import_model:
     wildcard_constraints:
         row=rows_regex(list(IMPORTED)),
     input:
-        unpack(_import_inputs),
+        unpack(import_inputs),
         manifest=prepared_manifest,
         masks=masks_npz,
     output:

@@ -46,9 +46,7 @@ def main() -> None:
     unknown = [int(t) for t, k in zip(first["targets"], known_targets(first)) if not k]
     results = known_only(every)  # metrics need the true members
     health = pd.read_csv(a.health).fillna({"note": ""})
-    code = "commit {commit}, code hash {code_hash} ({script})\n".format(
-        **code_record("metrics.py")
-    )
+    code = "commit {commit}, code hash {code_hash} ({script})\n".format(**code_record("metrics.py"))
     why = (
         f"The training members of target(s) {unknown} are unknown (imported with members: "
         "null), so they have no AUROC, TPR or balanced accuracy: every one of those needs "
