@@ -16,7 +16,6 @@ rule import_model:
         f"{RESULTS}/models/model_{{row}}.pt",
     params:
         entry=lambda wc: as_json(IMPORTED[int(wc.row)]),
-        where=lambda wc: f"imported row {wc.row}",
         inputs=row_ids,
     threads: config["compute"]["threads"]
     resources:
