@@ -35,6 +35,7 @@ def config_without_knobs():
     """The config less its compute knobs (what a result's provenance depends on)."""
     out = {k: v for k, v in config.items() if k != "compute"}
     out["scoring"] = {k: v for k, v in config["scoring"].items() if k not in SCORING_KNOBS}
+    out["data"] = {k: v for k, v in config["data"].items() if k != "workers"}
     return out
 # Every shell command sees the workflow's own directory: scripts import the package from it
 # (no install needed, also inside containers and conda environments) and are called as

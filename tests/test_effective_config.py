@@ -44,6 +44,7 @@ def own_config(*files: str) -> dict:
     validate(cfg, str(REPO / "config" / "schema.yaml"), set_default=True)
     # less the compute knobs (docs/reruns.md), which the provenance params leave out
     del cfg["compute"]
+    del cfg["data"]["workers"]
     for knob in ("memory_mb", "forward_batch", "shards"):
         del cfg["scoring"][knob]
     return cfg
