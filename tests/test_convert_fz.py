@@ -253,6 +253,8 @@ def test_conversion_rules_end_to_end(tf_python, tmp_path):
     cfg["data"].update(path="imagenet", image_size=SIZE, resize=SIZE, workers=1)
     cfg["compute"].update(threads=1, loader_workers=0, device="cpu")
     cfg["masks"].update(n_random=3, shadows=[0, 1], targets=[2])
+    # the converted models' input contract, for these small images (imported.fz_input)
+    cfg["imported"]["fz_input"].update(image_size=SIZE, resize=SIZE, num_classes=3)
     cfg["fz"].update(
         root="release/0.7",
         runs=[7, 3, 5],
