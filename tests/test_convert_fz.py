@@ -253,6 +253,8 @@ def test_conversion_rules_end_to_end(tf_python, tmp_path):
     cfg["data"].update(path="imagenet", image_size=SIZE, resize=SIZE, workers=1)
     cfg["compute"].update(threads=1, loader_workers=0, device="cpu")
     cfg["masks"].update(n_random=3, shadows=[0, 1], targets=[2])
+    # the converted models' input contract, for these small images (imported.fz_input)
+    cfg["imported"]["fz_input"].update(image_size=SIZE, resize=SIZE, num_classes=3)
     cfg["fz"].update(
         root="release/0.7",
         runs=[7, 3, 5],
@@ -263,17 +265,20 @@ def test_conversion_rules_end_to_end(tf_python, tmp_path):
     )
     config = tmp_path / "fz.yaml"
     config.write_text(yaml.safe_dump(cfg))
+    from curvmia.data import prepared_dir_name
+
+    data_dir = prepared_dir_name(cfg["data"])  # named by its content settings
     env = subprocess_env()
     prep = subprocess.run(
         snakemake_cmd(
-            tmp_path, config, "--cores", "1", f"{cfg['data']['root']}/imagefolder/manifest.json"
+            tmp_path, config, "--cores", "1", f"{cfg['data']['root']}/{data_dir}/manifest.json"
         ),
         capture_output=True,
         text=True,
         env=env,
     )
     assert prep.returncode == 0, prep.stdout[-3000:] + prep.stderr[-3000:]
-    prepared = tmp_path / cfg["data"]["root"] / "imagefolder"
+    prepared = tmp_path / cfg["data"]["root"] / data_dir
     labels = np.load(prepared / "train_labels.npy")
     test_labels = np.load(prepared / "test_labels.npy")
     images = [np.load(prepared / f"{k}_images.npy") for k in ("train", "test")]
