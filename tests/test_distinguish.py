@@ -48,8 +48,8 @@ def test_distinguishability_rows():
     rng = np.random.default_rng(0)
     m = np.r_[np.ones(60, bool), np.zeros(40, bool)]
     s = rng.normal(0, 1, 100) + m
-    (row,) = distinguishability({"loss": s}, m, k=3, seed=1)
-    assert row["statistic"] == "loss"
+    (row,) = distinguishability({"logcurv_zo": s}, m, k=3, seed=1)
+    assert row["statistic"] == "logcurv_zo"
     assert (row["n_members"], row["n_nonmembers"]) == (60, 40)
     assert row["kl_gauss"] == pytest.approx(kl_gauss(s[m], s[~m]))
     assert row["kl_knn"] == pytest.approx(kl_knn(s[m], s[~m], k=3, seed=1))

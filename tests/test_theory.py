@@ -343,7 +343,7 @@ def test_dp_sweep_analysis(tmp_path, monkeypatch):
     assert f["eps_ops_lo"].notna().all() and (f["eps_ops_attack"] != "").all()
     # the note's KL range is that of p_true (one value per target)
     pr = f[f["statistic"] == "p_true"].drop_duplicates("model")["kl_knn"]
-    assert f"KL of p_true (kNN) {pr.min():.3g}..{pr.max():.3g};" in note
+    assert f"KL of p_true (kNN) {pr.min():.3g}..{pr.max():.3g} (its null" in note
 
 
 def test_size_sweep_analysis_in_process(tmp_path, monkeypatch):
@@ -366,9 +366,10 @@ def test_size_sweep_analysis_in_process(tmp_path, monkeypatch):
     assert "curv_nll AUROC 0.600, 0.650, 0.700, 0.720" in note
     assert "yeom AUROC 0.800, 0.700, 0.660, 0.600" in note
     for stat in ("logcurv_zo", "loss"):
-        g = res["frame"][res["frame"]["statistic"] == stat].groupby("value")["kl_knn"].mean()
-        want = ", ".join(f"{k:g}: {v:.3g}" for k, v in g.items())
-        assert f"KL {stat} (kNN) by m: {want}" in note
+        g = res["frame"][res["frame"]["statistic"] == stat].groupby("value")
+        kl, nm, ns = (g[c].mean() for c in ("kl_knn", "kl_knn_null_mean", "kl_knn_null_sd"))
+        want = ", ".join(f"{k:g}: {kl[k]:.3g} [{nm[k]:.2g} ± {ns[k]:.2g}]" for k in kl.index)
+        assert f"KL {stat} (knn) by m, [null on shuffled labels, mean ± sd]: {want}" in note
 
 
 def test_size_sweep_analysis_and_script(tmp_path):
