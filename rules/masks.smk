@@ -10,6 +10,9 @@ rule make_masks:
         masks=as_json(
             {k: config["masks"][k] for k in ("n_random", "pkeep", "complements", "seed")}
         ),
+    threads: job_threads("light")
+    resources:
+        **job_resources("light"),
     conda:
         "../envs/curvmia.yaml"
     container: IMAGES["cpu"]

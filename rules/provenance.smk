@@ -20,6 +20,9 @@ rule provenance:
                 "threads": config["compute"]["threads"],
             }
         ),
+    threads: job_threads("light")
+    resources:
+        **job_resources("light"),
     conda:
         "../envs/curvmia.yaml"
     container: IMAGES["cpu"]

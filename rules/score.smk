@@ -27,9 +27,9 @@ if SCORE_SHARDS == 1:
         params:
             scoring=SCORING_PARAMS,
             device=config["compute"]["device"],
-        threads: config["compute"]["threads"]
+        threads: job_threads("score")
         resources:
-            gpu=1 if config["compute"]["device"] == "cuda" else 0,
+            **job_resources("score"),
         conda:
             "../envs/curvmia.yaml"
         container: IMAGES["gpu"]
@@ -57,9 +57,9 @@ else:
             scoring=SCORING_PARAMS,
             device=config["compute"]["device"],
             nshards=SCORE_SHARDS,
-        threads: config["compute"]["threads"]
+        threads: job_threads("score")
         resources:
-            gpu=1 if config["compute"]["device"] == "cuda" else 0,
+            **job_resources("score"),
         conda:
             "../envs/curvmia.yaml"
         container: IMAGES["gpu"]
@@ -81,6 +81,9 @@ else:
             ),
         output:
             f"{RESULTS}/scores/model_{{row}}.npz",
+        threads: job_threads("light")
+        resources:
+            **job_resources("light"),
         conda:
             "../envs/curvmia.yaml"
         container: IMAGES["cpu"]

@@ -13,9 +13,9 @@ rule train:
         ckpt_min=config["compute"]["checkpoint_minutes"],
         resident=config["compute"]["resident_max_gib"],
         workers=config["compute"]["loader_workers"],
-    threads: config["compute"]["threads"]
+    threads: job_threads("train")
     resources:
-        gpu=1 if config["compute"]["device"] == "cuda" else 0,
+        **job_resources("train"),
     conda:
         "../envs/curvmia.yaml"
     container: IMAGES["gpu"]
@@ -43,6 +43,9 @@ rule model_summary:
     params:
         shadows=",".join(map(str, SHADOWS)),
         targets=",".join(map(str, TARGETS)),
+    threads: job_threads("light")
+    resources:
+        **job_resources("light"),
     conda:
         "../envs/curvmia.yaml"
     container: IMAGES["cpu"]

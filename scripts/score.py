@@ -6,9 +6,10 @@ import json
 import torch
 
 from curvmia.data import load_prepared
+from curvmia.device import pick_device
 from curvmia.io import save_npz
 from curvmia.scores import disable_fused_attention, score_model
-from curvmia.train import load_checkpoint, pick_device
+from curvmia.train import load_checkpoint
 
 
 def shard_arg(s: str) -> tuple[int, int]:

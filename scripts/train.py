@@ -7,8 +7,9 @@ import numpy as np
 import torch
 
 from curvmia.data import load_prepared
+from curvmia.device import pick_device
 from curvmia.io import load_npz
-from curvmia.train import model_seed, pick_device, save_checkpoint, train_hash, train_model
+from curvmia.train import model_seed, save_checkpoint, train_hash, train_model
 
 
 def main() -> None:
@@ -29,12 +30,13 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=4, help="loader workers when streaming")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
+    # before any data is read: a GPU job without a usable GPU stops at once
+    device = pick_device(a.device)
     torch.set_num_threads(a.threads)
     cfg = json.loads(a.train)
     data = load_prepared(a.data)
     mask = load_npz(a.masks)["masks"][a.row]
     seed = model_seed(cfg["seed"], a.row)
-    device = pick_device(a.device)
     print(
         f"row {a.row}: {int(mask.sum())} training samples, seed {seed}, device {device}", flush=True
     )

@@ -8,8 +8,9 @@ import numpy as np
 import torch
 
 from curvmia.data import load_prepared
+from curvmia.device import pick_device
 from curvmia.sweeps import sweep_seed
-from curvmia.train import pick_device, save_checkpoint, train_dp_model, train_hash, train_model
+from curvmia.train import save_checkpoint, train_dp_model, train_hash, train_model
 
 
 def main() -> None:
@@ -24,12 +25,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
+    device = pick_device(a.device)  # before any data: a broken GPU job stops at once
     torch.set_num_threads(a.threads)
     cfg = json.loads(a.train)
     data = load_prepared(a.data)
     idx = np.flatnonzero(np.load(a.members))
     seed = sweep_seed(cfg["seed"], a.sweep, a.value, a.seed)
-    device = pick_device(a.device)
     log = lambda s: print(s, flush=True)  # noqa: E731
     log(f"{a.sweep} {a.value} seed {a.seed}: {len(idx)} members, seed {seed}, device {device}")
     common = dict(

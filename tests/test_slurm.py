@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = REPO / "tests" / "config" / "test.yaml"
 SHIPPED = REPO / "profiles" / "slurm" / "config.yaml"
 TEST_LAYER = REPO / "tests" / "profiles" / "slurm-local" / "config.yaml"
+WORKFLOW_PROFILE = REPO / "profiles" / "default" / "config.yaml"
 # Hard limit from cluster start to the last check (the env override is for loaded dev machines).
 TIME_LIMIT_S = int(os.environ.get("CURVMIA_SLURM_TIME_LIMIT_S", "300"))
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -65,14 +66,10 @@ def test_test_layer_removes_only_what_this_machine_lacks():
     assert changed == {
         "software-deployment-method",
         "apptainer-args",
-        "set-resources",
         "default-resources",
         "slurm-init-seconds-before-status-checks",
     }
-    assert merged["default-resources"] == {**shipped["default-resources"], "slurm_account": ACCOUNT}
-    for rule, res in shipped["set-resources"].items():
-        expected = {k: v for k, v in res.items() if k not in ("gpu", "gres")}
-        assert merged["set-resources"][rule] == expected, rule
+    assert merged["default-resources"] == {"slurm_account": ACCOUNT}
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +159,7 @@ def test_test_config_on_slurm_equals_local_run(local_small_run, small_config, cl
     # of the profile's `groups` (all components merged) and per other job.
     jobs = [j for j in cluster.sacct_jobs() if j["JobName"] == run_id]
     assert jobs, cluster.sacct_jobs()
-    groups = merged["groups"]
+    groups = yaml.safe_load(WORKFLOW_PROFILE.read_text())["groups"]
 
     # a group job's comment is rule_<group>_<its rules, sorted, joined by _>, where Snakemake
     # (GroupJob.name) lists at most 5 rules and then "..."
@@ -207,12 +204,15 @@ def test_test_config_on_slurm_equals_local_run(local_small_run, small_config, cl
     assert time.monotonic() < deadline
 
 
-def test_profile_name_resolves_from_repo_root(tmp_path):
-    """`snakemake --profile slurm` typed in the repository root finds profiles/slurm."""
-    cmd = snakemake_cmd(tmp_path, TEST_CONFIG, "--profile", "slurm", "-n")
+def test_bundled_profile_by_its_path_from_repo_root(tmp_path):
+    """`snakemake --profile profiles/slurm` typed in the repository root, with the workflow
+    profile profiles/default beside it."""
+    cmd = snakemake_cmd(tmp_path, TEST_CONFIG, "--profile", "profiles/slurm", "-n")
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=subprocess_env())
     out = proc.stdout + proc.stderr
-    assert "Using profile slurm for setting default command line arguments" in out, out[-3000:]
+    assert "Using profiles profiles/slurm and workflow specific profile profiles/default" in out, (
+        out[-3000:]
+    )
     if shutil.which("apptainer") or shutil.which("singularity"):
         assert proc.returncode == 0, out[-3000:]
     else:
