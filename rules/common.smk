@@ -24,7 +24,7 @@ IMAGES = config["containers"]
 
 # What each job requests from a cluster (docs/cluster.md: resources), from the experiment's
 # config so that any profile (a site's own, the bundled profiles/slurm) requests it: threads
-# (--cpus-per-task), mem_mb and runtime (doubled on each retry), the GPUs of training and
+# (--cpus-per-task), mem_mb and runtime (times the attempt number), the GPUs of training and
 # scoring (`gpu`: sbatch --gpus), and one `cpu_steps` slot per CPU step: the workflow profile
 # (profiles/default) caps the slots, so a group job of many CPU steps (`post`) requests a few
 # steps side by side, not the sum of them all.

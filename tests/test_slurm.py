@@ -74,9 +74,11 @@ def test_test_layer_removes_only_what_this_machine_lacks():
 
 @pytest.fixture(scope="module")
 def small_config(tmp_path_factory) -> Path:
-    """The test config with 2 complement pairs (shadows 0 and 2, targets 1 and 3), no sweeps."""
+    """The test config with 2 complement pairs (shadows 0 and 2, targets 1 and 3), no sweeps;
+    training and scoring request a GPU (the test node's count-only GPUs) and run on the CPU."""
     cfg = yaml.safe_load(TEST_CONFIG.read_text())
     cfg["masks"].update(n_random=2, shadows=[0, 2], targets=[1, 3])
+    cfg["compute"] = {"device": "cpu", "gpus": 1}
     cfg["theory"] = {"sweeps": []}
     path = tmp_path_factory.mktemp("small") / "test_small.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -187,6 +189,20 @@ def test_test_config_on_slurm_equals_local_run(local_small_run, small_config, cl
         elif rule != "all":
             expected[rule] = n
     assert submitted == expected
+    # what each job requested is what its rules declare (config compute.*, schema defaults
+    # here): training and scoring 1 CPU and a GPU, the post group 4 steps side by side
+    jobs_cfg = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    jobs_cfg = jobs_cfg["properties"]["compute"]["properties"]["jobs"]["properties"]
+    for j in jobs:
+        tres = dict(kv.split("=", 1) for kv in j["ReqTRES"].split(",") if kv)
+        kind = group_comment.get(j["Comment"]) or j["Comment"].split("_wildcards")[0][5:]
+        if kind in ("train", "score"):
+            mem = jobs_cfg[kind]["properties"]["mem_mb"]["default"]
+            assert tres.get("gres/gpu") == "1" and tres["cpu"] == "1", (kind, tres)
+            # (the plugin adds a few MB to an array job for its payload)
+            assert tres["mem"].endswith("M") and 0 <= int(tres["mem"][:-1]) - mem < 16, tres
+        else:
+            assert "gres/gpu" not in tres, (kind, tres)
     assert {"train", "score"} <= set(merged["slurm-array-jobs"].split(","))
     # (a wave with a single ready job goes as a plain job; the rest as arrays)
     assert arrays == {"train", "score"}, jobs
