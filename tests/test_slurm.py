@@ -1,7 +1,7 @@
 """The test config on a real single-node SLURM (with slurmdbd accounting) via profiles/slurm.
 
 The shipped profile runs unchanged except for what tests/profiles/slurm-local/config.yaml
-takes away (no Apptainer, no GPUs on this machine) and the plugin's first status check,
+takes away (no Apptainer here) and the plugin's first status check,
 which it moves from 40 s to 2 s. Every job must have gone through sbatch (checked in sacct)
 and the metrics must equal a local run of the same config. Skips on a machine without
 root/apt, but FAILS when CI=true. Hard limit: 300 s from cluster start to the last check.
