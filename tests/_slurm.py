@@ -112,7 +112,7 @@ class Cluster:
             (r / sub).mkdir(parents=True, exist_ok=True)
         p = self.ports
         # The node claims 32 CPUs / 128 GB and 4 GPUs (config_overrides; the GPUs are a
-        # count-only generic resource, gres.conf without device files): the paper configs'
+        # generic resource whose "devices" are empty files, below): the paper configs'
         # requests (ImageNet: 16 CPUs, 64 GB, 1 GPU per training job) must be schedulable here.
         self.conf.write_text(
             f"""ClusterName={CLUSTER}
@@ -152,7 +152,11 @@ NodeName={NODE} NodeAddr=127.0.0.1 CPUs=32 RealMemory=128000 Gres=gpu:4 State=UN
 PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
 """
         )
-        (r / "gres.conf").write_text(f"NodeName={NODE} Name=gpu Count=4\n")
+        # slurmd 22.05 drops file-less GPUs ("Removing file-less GPU"): each GPU is an empty
+        # regular file here, no device. Jobs see CUDA_VISIBLE_DEVICES, CUDA is unusable.
+        for i in range(4):
+            (r / f"gpu{i}").touch()
+        (r / "gres.conf").write_text(f"Name=gpu File={r}/gpu[0-3]\n")
         dbd = r / "slurmdbd.conf"
         dbd.write_text(
             f"""AuthType=auth/munge
