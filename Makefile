@@ -58,13 +58,11 @@ lint: setup
 	$(BIN)/snakemake --lint
 
 # Regenerate the hash-locked requirement files from envs/requirements*.txt (needs PyPI).
-CUDA_WHEELS = $(shell grep -E '^(nvidia|cuda|triton)' envs/requirements.lock | cut -d= -f1)
 LOCK = $(abspath $(BIN))/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links
 lock: setup
 	$(BIN)/python -m pip install --quiet -r envs/requirements-dev.txt
 	cd envs && $(LOCK) --allow-unsafe -o requirements.lock requirements.txt
 	cd envs && $(LOCK) --allow-unsafe -o gpu.lock requirements-gpu.txt
-	cd envs && $(LOCK) $(addprefix --unsafe-package ,$(CUDA_WHEELS)) -o cpu.lock requirements-cpu.txt
 	cd envs && $(LOCK) --allow-unsafe -o tf.lock requirements-tf.txt
 
 # Only the TensorFlow conversion environment's lock.

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 
 from curvmia.data import normalize, random_crop_flip, to_float
+from curvmia.device import pick_device
 from curvmia.models import build_model
-from curvmia.train import _BatchDataset, pick_device, random_resized_crop
+from curvmia.train import _BatchDataset, random_resized_crop
 
 
 def sync(device: torch.device) -> None:

@@ -3,8 +3,9 @@
 The archive (a .tar.gz) holds the workflow exactly as committed (every git-tracked file: code,
 config, profiles, container definitions, the hash-locked requirement files), the config files
 of the run, the run's provenance.json and metrics, and ARCHIVE.json (commit, config files,
-container images, sha256 of every member). Container images are referenced, not packed: they
-are large, and ARCHIVE.json names them (a .sif path or a digest-pinned registry URI).
+container images with the sha256 of each .sif that exists and of each definition, sha256 of
+every member). Container images are referenced, not packed: they are large, and ARCHIVE.json
+names them (a .sif path or a digest-pinned registry URI).
 
 `snakemake --archive` is not used: it packs the conda environment of every rule with a conda:
 directive and so needs a working conda, and it leaves out the files the rules call through
@@ -52,6 +53,19 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def image_digests(images: dict[str, str], workdir: Path) -> dict[str, str | None]:
+    """sha256 of each configured image: a local .sif's file hash (None when not built), or the
+    digest a pinned registry URI names."""
+    out: dict[str, str | None] = {}
+    for ref in sorted(set(images.values())):
+        if "@sha256:" in ref:
+            out[ref] = ref.rsplit("@sha256:", 1)[1]
+        else:
+            path = Path(ref) if Path(ref).is_absolute() else workdir / ref
+            out[ref] = _sha256(path) if path.is_file() else None
+    return out
+
+
 def build_archive(
     out: str | Path,
     repo: str | Path,
@@ -86,6 +100,13 @@ def build_archive(
         "experiment": config["experiment"],
         "config_files": run_configs,
         "container_images": config.get("containers", {}),
+        # what ran: the image files (when built here) and the definitions they come from
+        "container_image_sha256": image_digests(config.get("containers", {}), workdir),
+        "container_definitions": {
+            n.removeprefix("workflow/"): _sha256(p)
+            for n, p in sorted(members.items())
+            if n.startswith("workflow/containers/") and n.endswith(".def")
+        },
         "container_images_note": "referenced, not packed: build them from workflow/containers/"
         " or pull the digest-pinned URIs",
         "rerun": "cd workflow && snakemake --cores all "

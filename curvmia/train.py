@@ -38,15 +38,6 @@ from .models import build_model, count_params
 RESUME_SUFFIX = ".resume.pt"
 
 
-def pick_device(preference: str = "auto") -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cpu``/``cuda`` force one."""
-    if preference == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if preference == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: 'cuda' was requested but no CUDA device is available")
-    return torch.device(preference)
-
-
 def model_seed(base_seed: int, row: int) -> int:
     """Independent 63-bit seed for mask row ``row`` derived from the config seed."""
     return int(np.random.SeedSequence([base_seed, row]).generate_state(1, np.uint64)[0] >> 1)

@@ -9,6 +9,9 @@ rule health:
         report(f"{RESULTS}/health.csv", caption="../report/health.rst", category="Models"),
     params:
         health=as_json(config["health"]),
+    threads: job_threads("light")
+    resources:
+        **job_resources("light"),
     conda:
         "../envs/curvmia.yaml"
     container: IMAGES["cpu"]
@@ -32,6 +35,9 @@ rule attack:
         spec=lambda wc: as_json(ATTACK_SPECS[wc.label]),
         shadows=",".join(map(str, SHADOWS)),
         targets=",".join(map(str, TARGETS)),
+    threads: job_threads("light")
+    resources:
+        **job_resources("light"),
     conda:
         "../envs/curvmia.yaml"
     container: IMAGES["cpu"]

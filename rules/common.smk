@@ -64,6 +64,36 @@ DATASET_SHAPES = {
 }
 
 
+# What each job requests from a cluster (docs/cluster.md: resources), from the experiment's
+# config so that any profile (a site's own, the bundled profiles/slurm) requests it: threads
+# (--cpus-per-task), mem_mb and runtime (times the attempt number), the GPUs of training and
+# scoring (`gpu`: sbatch --gpus), and one `cpu_steps` slot per CPU step: the workflow profile
+# (profiles/default) caps the slots, so a group job of many CPU steps (`post`) requests a few
+# steps side by side, not the sum of them all.
+GPU_KINDS = ("train", "score")
+
+
+def job_threads(kind):
+    """Threads (= CPUs) of a job of `kind`: train / score, prepare or light."""
+    if kind in GPU_KINDS:
+        return config["compute"]["threads"]
+    return config["data"]["workers"] if kind == "prepare" else 1
+
+
+def job_resources(kind):
+    """Resources of a job of `kind` (compute.jobs.<kind>, compute.gpus)."""
+    spec = config["compute"]["jobs"][kind]
+    res = {
+        "mem_mb": lambda wildcards, attempt: spec["mem_mb"] * attempt,
+        "runtime": lambda wildcards, attempt: spec["runtime"] * attempt,
+    }
+    if kind in GPU_KINDS:
+        res["gpu"] = config["compute"]["gpus"]
+    else:
+        res["cpu_steps"] = 1
+    return res
+
+
 def _config_error(msg):
     raise WorkflowError(f"Invalid config: {msg}")
 

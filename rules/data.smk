@@ -31,6 +31,9 @@ if ARCHIVE:
             archive=config["data"]["archive"] or "",
         localrule: True
         retries: 2
+        threads: job_threads("light")
+        resources:
+            **job_resources("light"),
         conda:
             "../envs/curvmia.yaml"
         container: IMAGES["cpu"]
@@ -59,7 +62,9 @@ checkpoint prepare_data:
         image_size=config["data"]["image_size"],
         resize=config["data"]["resize"],
         stats=config["data"]["stats"],
-    threads: config["data"]["workers"]
+    threads: job_threads("prepare")
+    resources:
+        **job_resources("prepare"),
     conda:
         "../envs/curvmia.yaml"
     container: IMAGES["cpu"]

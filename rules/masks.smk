@@ -15,6 +15,9 @@ checkpoint make_masks:
             {k: config["masks"][k] for k in ("n_random", "pkeep", "complements", "seed")}
         ),
         imported=as_json({str(r): e["members"] for r, e in IMPORTED.items()}),
+    threads: job_threads("light")
+    resources:
+        **job_resources("light"),
     conda:
         "../envs/curvmia.yaml"
     container: IMAGES["cpu"]

@@ -26,6 +26,9 @@ rule provenance:
                 "images": IMAGES,
             }
         ),
+    threads: job_threads("light")
+    resources:
+        **job_resources("light"),
     conda:
         "../envs/curvmia.yaml"
     container: IMAGES["cpu"]

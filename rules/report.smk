@@ -19,6 +19,9 @@ rule metrics:
         specs=as_json(config["attacks"]),
         dataset=config["data"]["dataset"],
         min_test_acc=config["health"]["min_test_acc"],
+    threads: job_threads("light")
+    resources:
+        **job_resources("light"),
     conda:
         "../envs/curvmia.yaml"
     container: IMAGES["cpu"]
@@ -45,6 +48,9 @@ rule per_example:
     params:
         rank_attack=RANK_ATTACK,
         top_k=config["report"]["top_k"],
+    threads: job_threads("light")
+    resources:
+        **job_resources("light"),
     conda:
         "../envs/curvmia.yaml"
     container: IMAGES["cpu"]
@@ -71,6 +77,9 @@ rule loo:
         masks=as_json(config["masks"]),
         specs=as_json(config["attacks"]),
         fprs=as_json(config["metrics"]["fprs"]),
+    threads: job_threads("light")
+    resources:
+        **job_resources("light"),
     conda:
         "../envs/curvmia.yaml"
     container: IMAGES["cpu"]
@@ -93,6 +102,9 @@ rule curv_hist:
         report(f"{RESULTS}/curv_hist.png", caption="../report/curv_hist.rst", category="Curvature"),
     params:
         row=HIST_TARGET,
+    threads: job_threads("light")
+    resources:
+        **job_resources("light"),
     conda:
         "../envs/curvmia.yaml"
     container: IMAGES["cpu"]

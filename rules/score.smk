@@ -31,9 +31,9 @@ if SCORE_SHARDS == 1:
             scoring=SCORING_PARAMS,
             train_hash=row_hash,
             inputs=row_ids,
-        threads: config["compute"]["threads"]
+        threads: job_threads("score")
         resources:
-            gpu=1 if config["compute"]["device"] == "cuda" else 0,
+            **job_resources("score"),
         conda:
             "../envs/curvmia.yaml"
         container: IMAGES["gpu"]
@@ -64,9 +64,9 @@ else:
             train_hash=row_hash,
             inputs=row_ids,
             nshards=SCORE_SHARDS,
-        threads: config["compute"]["threads"]
+        threads: job_threads("score")
         resources:
-            gpu=1 if config["compute"]["device"] == "cuda" else 0,
+            **job_resources("score"),
         conda:
             "../envs/curvmia.yaml"
         container: IMAGES["gpu"]
@@ -89,6 +89,9 @@ else:
             ),
         output:
             f"{RESULTS}/scores/model_{{row}}.npz",
+        threads: job_threads("light")
+        resources:
+            **job_resources("light"),
         conda:
             "../envs/curvmia.yaml"
         container: IMAGES["cpu"]

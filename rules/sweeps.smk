@@ -32,6 +32,9 @@ checkpoint dp_members:
         info=f"{SWEEP_DIR}/dp/members.json",
     params:
         p=as_json({"mode": DP["mask"], "seed": DP["mask_seed"], "pkeep": config["masks"]["pkeep"]}),
+    threads: job_threads("light")
+    resources:
+        **job_resources("light"),
     conda:
         "../envs/curvmia.yaml"
     container: IMAGES["cpu"]
@@ -53,6 +56,9 @@ checkpoint size_members:
         p=lambda wc: as_json({"m": int(wc.m), "seed": SIZE["perm_seed"]}),
     wildcard_constraints:
         m=r"\d+",
+    threads: job_threads("light")
+    resources:
+        **job_resources("light"),
     conda:
         "../envs/curvmia.yaml"
     container: IMAGES["cpu"]
@@ -77,9 +83,9 @@ rule train_sweep:
         prefix="eps|m",
         value=r"\d+(\.\d+)?(e[-+]?\d+)?",
         seed=r"\d+",
-    threads: config["compute"]["threads"]
+    threads: job_threads("train")
     resources:
-        gpu=1 if config["compute"]["device"] == "cuda" else 0,
+        **job_resources("train"),
     conda:
         "../envs/curvmia.yaml"
     container: IMAGES["gpu"]
@@ -110,9 +116,9 @@ rule score_sweep:
     wildcard_constraints:
         sweep="dp|size",
         name=r"(eps\d+(\.\d+)?(e[-+]?\d+)?|m\d+)_seed\d+",
-    threads: config["compute"]["threads"]
+    threads: job_threads("score")
     resources:
-        gpu=1 if config["compute"]["device"] == "cuda" else 0,
+        **job_resources("score"),
     conda:
         "../envs/curvmia.yaml"
     container: IMAGES["gpu"]
@@ -147,6 +153,9 @@ rule sweep_metrics:
         metrics=as_json(config["metrics"]),
     wildcard_constraints:
         sweep="dp|size",
+    threads: job_threads("light")
+    resources:
+        **job_resources("light"),
     conda:
         "../envs/curvmia.yaml"
     container: IMAGES["cpu"]

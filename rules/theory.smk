@@ -18,6 +18,9 @@ rule theory:
     params:
         theory=as_json({k: config["theory"][k] for k in THEORY_MAIN_KEYS}),
         targets=",".join(map(str, TARGETS)),
+    threads: job_threads("light")
+    resources:
+        **job_resources("light"),
     conda:
         "../envs/curvmia.yaml"
     container: IMAGES["cpu"]
@@ -52,6 +55,9 @@ rule theory_sweep:
         theory=as_json({k: v for k, v in config["theory"].items() if k != "sweeps"}),
     wildcard_constraints:
         sweep="dp|size",
+    threads: job_threads("light")
+    resources:
+        **job_resources("light"),
     conda:
         "../envs/curvmia.yaml"
     container: IMAGES["cpu"]

@@ -12,9 +12,9 @@ rule train:
     params:
         train=as_json(config["train"]),
         inputs=row_ids,
-    threads: config["compute"]["threads"]
+    threads: job_threads("train")
     resources:
-        gpu=1 if config["compute"]["device"] == "cuda" else 0,
+        **job_resources("train"),
     conda:
         "../envs/curvmia.yaml"
     container: IMAGES["gpu"]
@@ -44,6 +44,9 @@ rule model_summary:
         shadows=",".join(map(str, SHADOWS)),
         targets=",".join(map(str, TARGETS)),
         row_hashes=as_json({str(r): h for r, h in ROW_HASH.items()}),
+    threads: job_threads("light")
+    resources:
+        **job_resources("light"),
     conda:
         "../envs/curvmia.yaml"
     container: IMAGES["cpu"]

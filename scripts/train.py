@@ -6,9 +6,10 @@ import json
 import torch
 
 from curvmia.data import load_prepared
+from curvmia.device import pick_device
 from curvmia.identity import data_hash, members_hash, members_of
 from curvmia.provenance import code_record
-from curvmia.train import model_seed, pick_device, save_checkpoint, train_hash, train_model
+from curvmia.train import model_seed, save_checkpoint, train_hash, train_model
 
 
 def main() -> None:
@@ -29,12 +30,13 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=4, help="loader workers when streaming")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
+    # before any data is read: a GPU job without a usable GPU stops at once
+    device = pick_device(a.device)
     torch.set_num_threads(a.threads)
     cfg = json.loads(a.train)
     data = load_prepared(a.data)
     members = members_of(a.masks, a.row)
     seed = model_seed(cfg["seed"], a.row)
-    device = pick_device(a.device)
     # what this checkpoint is made from; every later load compares it (curvmia/identity.py)
     identity = {
         "row": a.row,

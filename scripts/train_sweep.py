@@ -7,10 +7,11 @@ import json
 import torch
 
 from curvmia.data import load_prepared
+from curvmia.device import pick_device
 from curvmia.identity import data_hash, members_hash, members_of
 from curvmia.provenance import code_record
 from curvmia.sweeps import sweep_seed
-from curvmia.train import pick_device, save_checkpoint, train_dp_model, train_hash, train_model
+from curvmia.train import save_checkpoint, train_dp_model, train_hash, train_model
 
 
 def main() -> None:
@@ -25,12 +26,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
+    device = pick_device(a.device)  # before any data: a broken GPU job stops at once
     torch.set_num_threads(a.threads)
     cfg = json.loads(a.train)
     data = load_prepared(a.data)
     idx = members_of(a.members)
     seed = sweep_seed(cfg["seed"], a.sweep, a.value, a.seed)
-    device = pick_device(a.device)
     log = lambda s: print(s, flush=True)  # noqa: E731
     log(f"{a.sweep} {a.value} seed {a.seed}: {len(idx)} members, seed {seed}, device {device}")
     common = dict(

@@ -6,6 +6,7 @@ provenance rerun from the archived code and config; training and scoring determi
 their own tests (test_models_train, test_scores).
 """
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -40,15 +41,20 @@ def test_archive_reruns_to_identical_metrics(test_config_run, tmp_path):
         "workflow/Snakefile",
         "workflow/envs/requirements.lock",
         "workflow/envs/gpu.lock",
-        "workflow/containers/gpu.def",
+        "workflow/containers/curvmia.def",
         "workflow/profiles/slurm/config.yaml",
         "workflow/run-config/test.yaml",
         "results/test/provenance.json",
     ):
         assert must in names, must
     assert not [n for n in names if n.endswith(".sif") or "/models/" in n]
-    images = {"gpu": "containers/gpu.sif", "cpu": "containers/cpu.sif"}
+    images = {"gpu": "containers/curvmia.sif", "cpu": "containers/curvmia.sif"}
     assert manifest["container_images"] == images
+    assert manifest["container_image_sha256"] == {"containers/curvmia.sif": None}  # not built
+    definition = (REPO / "containers" / "curvmia.def").read_bytes()
+    assert manifest["container_definitions"] == {
+        "containers/curvmia.def": hashlib.sha256(definition).hexdigest()
+    }
 
     fresh = tmp_path / "fresh"
     with tarfile.open(out) as tar:
@@ -87,3 +93,18 @@ def test_archive_reruns_to_identical_metrics(test_config_run, tmp_path):
     original = json.loads((fresh / "results" / "test" / "provenance.json").read_text())
     assert prov["config_hash"] == original["config_hash"]
     assert (fresh / MANIFEST).exists()
+
+
+def test_archive_records_the_sha256_of_each_image_used(tmp_path):
+    from curvmia.archive import image_digests
+
+    sif = tmp_path / "containers" / "x.sif"
+    sif.parent.mkdir()
+    sif.write_bytes(b"an image")
+    uri = "oras://ghcr.io/o/curvmia:1@sha256:" + "ab" * 32
+    images = {"gpu": "containers/x.sif", "cpu": uri, "other": "containers/absent.sif"}
+    assert image_digests(images, tmp_path) == {
+        "containers/x.sif": hashlib.sha256(b"an image").hexdigest(),
+        uri: "ab" * 32,
+        "containers/absent.sif": None,
+    }

@@ -61,3 +61,27 @@ def test_curvature_benchmark_prints_its_table():
         assert re.search(
             rf"K={k} probes on a batch of 4: [\d.]+ s = [\d.]+ forward-equivalents", out
         ), out
+
+
+def test_gpu_check_cpu_smoke_runs_every_step():
+    """benchmarks/gpu_check.sh at tiny size on the CPU: the GPU check cannot rot unseen."""
+    env = {**subprocess_env(), "PYTHON": sys.executable}
+    proc = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--cpu-smoke"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    rates = [float(x) for x in re.findall(r"model fwd\+bwd\+step:\s+([\d.]+) img/s", out)]
+    assert len(rates) == 2 and min(rates) > 0, out  # eager fp32, then bf16
+    m = re.search(r"ZO efficiency min ([\d.]+); speedup over the best reference min ([\d.]+)", out)
+    assert m and 0 < float(m.group(1)) < 5 and float(m.group(2)) > 0, out
+    hvp = re.search(r"one Hessian-vector product ([\d.]+)", out)
+    assert hvp and float(hvp.group(1)) > 0, out
+    assert "identical: True" in out and "equals unsharded: True" in out, out
+    # on the CPU TF32 does not exist: switching it on changes nothing
+    assert "ZO curvature max relative change 0.00e+00" in out, out
+    assert out.rstrip().endswith("gpu_check: all steps passed (cpu)"), out[-2000:]

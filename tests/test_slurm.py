@@ -1,7 +1,7 @@
 """The test config on a real single-node SLURM (with slurmdbd accounting) via profiles/slurm.
 
 The shipped profile runs unchanged except for what tests/profiles/slurm-local/config.yaml
-takes away (no Apptainer, no GPUs on this machine) and the plugin's first status check,
+takes away (no Apptainer here) and the plugin's first status check,
 which it moves from 40 s to 2 s. Every job must have gone through sbatch (checked in sacct)
 and the metrics must equal a local run of the same config. Skips on a machine without
 root/apt, but FAILS when CI=true. Hard limit: 300 s from cluster start to the last check.
@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = REPO / "tests" / "config" / "test.yaml"
 SHIPPED = REPO / "profiles" / "slurm" / "config.yaml"
 TEST_LAYER = REPO / "tests" / "profiles" / "slurm-local" / "config.yaml"
+WORKFLOW_PROFILE = REPO / "profiles" / "default" / "config.yaml"
 # Hard limit from cluster start to the last check (the env override is for loaded dev machines).
 TIME_LIMIT_S = int(os.environ.get("CURVMIA_SLURM_TIME_LIMIT_S", "300"))
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -59,21 +60,19 @@ def test_test_layer_removes_only_what_this_machine_lacks():
     assert changed == {
         "software-deployment-method",
         "apptainer-args",
-        "set-resources",
         "default-resources",
         "slurm-init-seconds-before-status-checks",
     }
-    assert merged["default-resources"] == {**shipped["default-resources"], "slurm_account": ACCOUNT}
-    for rule, res in shipped["set-resources"].items():
-        expected = {k: v for k, v in res.items() if k not in ("gpu", "gres")}
-        assert merged["set-resources"][rule] == expected, rule
+    assert merged["default-resources"] == {"slurm_account": ACCOUNT}
 
 
 @pytest.fixture(scope="module")
 def small_config(tmp_path_factory) -> Path:
-    """The test config with 2 complement pairs (shadows 0 and 2, targets 1 and 3), no sweeps."""
+    """The test config with 2 complement pairs (shadows 0 and 2, targets 1 and 3), no sweeps;
+    training and scoring request a GPU (the test node's count-only GPUs) and run on the CPU."""
     cfg = yaml.safe_load(TEST_CONFIG.read_text())
     cfg["masks"].update(n_random=2, shadows=[0, 2], targets=[1, 3])
+    cfg["compute"] = {"device": "cpu", "gpus": 1}
     cfg["theory"] = {"sweeps": []}
     path = tmp_path_factory.mktemp("small") / "test_small.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -156,7 +155,7 @@ def test_test_config_on_slurm_equals_local_run(local_small_run, small_config, cl
     # of the profile's `groups` (all components merged) and per other job.
     jobs = [j for j in cluster.sacct_jobs() if j["JobName"] == run_id]
     assert jobs, cluster.sacct_jobs()
-    groups = merged["groups"]
+    groups = yaml.safe_load(WORKFLOW_PROFILE.read_text())["groups"]
 
     # a group job's comment is rule_<group>_<its rules, sorted, joined by _>, where Snakemake
     # (GroupJob.name) lists at most 5 rules and then "..."
@@ -184,6 +183,20 @@ def test_test_config_on_slurm_equals_local_run(local_small_run, small_config, cl
         elif rule != "all":
             expected[rule] = n
     assert submitted == expected
+    # what each job requested is what its rules declare (config compute.*, schema defaults
+    # here): training and scoring 1 CPU and a GPU, the post group 4 steps side by side
+    jobs_cfg = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    jobs_cfg = jobs_cfg["properties"]["compute"]["properties"]["jobs"]["properties"]
+    for j in jobs:
+        tres = dict(kv.split("=", 1) for kv in j["ReqTRES"].split(",") if kv)
+        kind = group_comment.get(j["Comment"]) or j["Comment"].split("_wildcards")[0][5:]
+        if kind in ("train", "score"):
+            mem = jobs_cfg[kind]["properties"]["mem_mb"]["default"]
+            assert tres.get("gres/gpu") == "1" and tres["cpu"] == "1", (kind, tres)
+            # (the plugin adds a few MB to an array job for its payload)
+            assert tres["mem"].endswith("M") and 0 <= int(tres["mem"][:-1]) - mem < 16, tres
+        else:
+            assert "gres/gpu" not in tres, (kind, tres)
     assert {"train", "score"} <= set(merged["slurm-array-jobs"].split(","))
     # (a wave with a single ready job goes as a plain job; the rest as arrays)
     assert arrays == {"train", "score"}, jobs
@@ -201,12 +214,15 @@ def test_test_config_on_slurm_equals_local_run(local_small_run, small_config, cl
     assert time.monotonic() < deadline
 
 
-def test_profile_name_resolves_from_repo_root(tmp_path):
-    """`snakemake --profile slurm` typed in the repository root finds profiles/slurm."""
-    cmd = snakemake_cmd(tmp_path, TEST_CONFIG, "--profile", "slurm", "-n")
+def test_bundled_profile_by_its_path_from_repo_root(tmp_path):
+    """`snakemake --profile profiles/slurm` typed in the repository root, with the workflow
+    profile profiles/default beside it."""
+    cmd = snakemake_cmd(tmp_path, TEST_CONFIG, "--profile", "profiles/slurm", "-n")
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=subprocess_env())
     out = proc.stdout + proc.stderr
-    assert "Using profile slurm for setting default command line arguments" in out, out[-3000:]
+    assert "Using profiles profiles/slurm and workflow specific profile profiles/default" in out, (
+        out[-3000:]
+    )
     if shutil.which("apptainer") or shutil.which("singularity"):
         assert proc.returncode == 0, out[-3000:]
     else:
