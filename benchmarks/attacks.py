@@ -48,6 +48,9 @@ def synthetic(n_models, n, n_z, seed=0):
         out[prefix + "loss"] = -np.log(p)
         out[prefix + "mentr"] = -np.log(p) * (1 - p)
         out[prefix + "curv_zo"] = np.exp(-conf)
+        # the float32 fields the paper variants read (scoring.variant: paper writes them)
+        for f in ("loss", "mentr", "p_true", "p_max"):
+            out[prefix + f + "_f32"] = out[prefix + f].astype(np.float32)
     return out, masks, rng.integers(0, 10, n)
 
 

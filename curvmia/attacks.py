@@ -116,6 +116,38 @@ def _logcurv(d: dict[str, np.ndarray], feature: str) -> np.ndarray:
 # --------------------------------------------------------------------------- curvature
 
 
+PAPER_LR_EPS = 1e-22  # added to the variances and to the OUT likelihood (notebooks' Curv LR)
+PAPER_NLL_EPS = 1e-32  # added to the IN variance (notebooks' Curv NLL)
+
+
+def paper_nll(s: np.ndarray, shadow_s: np.ndarray, shadow_in: np.ndarray) -> np.ndarray:
+    """The released notebooks' "NLL ratio" of a statistic ``s`` (N, Q) given the
+    shadows' values (S, N, Q): Σ_a [(s−μ_out)² − (s−μ_in)²] / (2·W²), W = V_in + 1e-32
+    (the IN *variance* in the std's place, in both terms).  A side with zero
+    variance stays finite: W = 1e-32 (docs/method.md, Attacks)."""
+    mu_in, var_in, mu_out, _ = in_out_stats(shadow_s, shadow_in)
+    w = var_in + PAPER_NLL_EPS
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return (((s - mu_out) ** 2 - (s - mu_in) ** 2) / (2 * w**2)).sum(1)
+
+
+def paper_lr(
+    s: np.ndarray, shadow_s: np.ndarray, shadow_in: np.ndarray, unit_variance: bool = False
+) -> np.ndarray:
+    """The released notebooks' likelihood ratio of ``s``: Σ_a g(s; μ_in, V_in + 1e-22) /
+    (Σ_a g(s; μ_out, V_out + 1e-22) + 1e-22), g the Gaussian density with the variance V
+    in the std's place (V = 1 with ``unit_variance``, as on ImageNet)."""
+    mu_in, var_in, mu_out, var_out = in_out_stats(shadow_s, shadow_in)
+    if unit_variance:
+        var_in, var_out = np.ones_like(var_in), np.ones_like(var_out)
+    else:
+        var_in, var_out = var_in + PAPER_LR_EPS, var_out + PAPER_LR_EPS
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        g_in = np.exp(_log_gauss(s, mu_in, var_in)).sum(1)
+        g_out = np.exp(_log_gauss(s, mu_out, var_out)).sum(1)
+        return g_in / (g_out + PAPER_LR_EPS)
+
+
 def curv_nll(
     target: dict,
     shadow: dict,
@@ -127,19 +159,18 @@ def curv_nll(
 ) -> np.ndarray:
     """Curv NLL: IN vs OUT Gaussian fit of log curvature, summed over queries.
 
-    paper: Σ_a [(s−μ_out)² − (s−μ_in)²] / (2·V_in²), V_in the IN *variance*
-    (where a std belongs) and the IN one in both terms.
+    paper: :func:`paper_nll`, Σ_a [(s−μ_out)² − (s−μ_in)²] / (2·(V_in + 1e-32)²), V_in
+    the IN *variance* (where a std belongs) and the IN one in both terms.
     clean: Σ_a [log N(s; μ_in, σ_in) − log N(s; μ_out, σ_out)].
     ``feature`` names the curvature (``curv_zo``, or a white-box trace).
     """
     _check_variant(variant)
     s = _logcurv(target, feature)
+    if variant == "paper":
+        return paper_nll(s, _logcurv(shadow, feature), shadow_in)
     mu_in, var_in, mu_out, var_out = in_out_stats(_logcurv(shadow, feature), shadow_in)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if variant == "paper":
-            per_q = ((s - mu_out) ** 2 - (s - mu_in) ** 2) / (2 * var_in**2)
-        else:
-            per_q = _log_gauss(s, mu_in, np.sqrt(var_in)) - _log_gauss(s, mu_out, np.sqrt(var_out))
+        per_q = _log_gauss(s, mu_in, np.sqrt(var_in)) - _log_gauss(s, mu_out, np.sqrt(var_out))
         return per_q.sum(1)
 
 
@@ -155,25 +186,65 @@ def curv_lr(
 ) -> np.ndarray:
     """Curv LR: likelihood ratio of log curvature.
 
-    paper: Σ_a g(s; μ_in, V_in) / (Σ_a g(s; μ_out, V_out) + 1e-22), g the
-    Gaussian density with the variance V where the std belongs (V = 1 with
-    ``unit_variance``, as on ImageNet).  clean: mean over queries of the
+    paper: :func:`paper_lr`, Σ_a g(s; μ_in, V_in + 1e-22) / (Σ_a g(s; μ_out, V_out +
+    1e-22) + 1e-22), g the Gaussian density with the variance V where the std belongs
+    (V = 1 with ``unit_variance``, as on ImageNet).  clean: mean over queries of the
     Gaussian log-ratio with the standard deviations.
     """
     _check_variant(variant)
     s = _logcurv(target, feature)
+    if variant == "paper":
+        return paper_lr(s, _logcurv(shadow, feature), shadow_in, unit_variance)
     mu_in, var_in, mu_out, var_out = in_out_stats(_logcurv(shadow, feature), shadow_in)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if variant == "paper":
-            if unit_variance:
-                var_in = np.ones_like(var_in)
-                var_out = np.ones_like(var_out)
-            g_in = np.exp(_log_gauss(s, mu_in, var_in)).sum(1)
-            g_out = np.exp(_log_gauss(s, mu_out, var_out)).sum(1)
-            return g_in / (g_out + LOG_EPS)
         sd_in = np.ones_like(var_in) if unit_variance else np.sqrt(var_in)
         sd_out = np.ones_like(var_out) if unit_variance else np.sqrt(var_out)
         return (_log_gauss(s, mu_in, sd_in) - _log_gauss(s, mu_out, sd_out)).mean(1)
+
+
+CARLINI_FORMS = ("lr", "nll")
+
+
+def logit_scale_paper(p: np.ndarray) -> np.ndarray:
+    """The notebooks' logit scaling log(p/(1 − p + 1e-22) + 1e-22), in float64 on a
+    probability already rounded to float32 (p = 1 gives log(1e22) ≈ 50.66)."""
+    p = np.asarray(p, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return np.log(p / (1 - p + LOG_EPS) + LOG_EPS)
+
+
+def carlini_p_max(d: dict) -> tuple[np.ndarray, bool]:
+    """The float32 max-softmax probability the notebooks stored (``p_max_f32``), or, when
+    a score file lacks it, the float64 ``p_max`` cast to float32 (the fallback: True)."""
+    if "p_max_f32" in d:
+        return np.asarray(d["p_max_f32"], dtype=np.float64), False
+    return np.asarray(d["p_max"], dtype=np.float32).astype(np.float64), True
+
+
+def carlini_paper(
+    target: dict,
+    shadow: dict,
+    shadow_in: np.ndarray,
+    *,
+    labels: np.ndarray | None = None,
+    form: str = "lr",
+) -> np.ndarray:
+    """The paper's "Carlini et al." row as its notebooks computed it (not LiRA).
+
+    s = log(p/(1 − p + 1e-22) + 1e-22) of the float32 *max*-softmax probability p
+    (``p_max_f32``), pushed through the Curv LR paper formula (``form="lr"``, CIFAR:
+    :func:`paper_lr`) or the Curv NLL paper formula (``form="nll"``, ImageNet:
+    :func:`paper_nll`).  Without ``p_max_f32`` the float64 ``p_max`` is cast to float32
+    (:func:`carlini_p_max`; the attack step announces it).  LiRA proper is
+    :func:`lira_online`.
+    """
+    if form not in CARLINI_FORMS:
+        raise ValueError(f"carlini_paper: form must be one of {CARLINI_FORMS}, got {form!r}")
+    s = logit_scale_paper(carlini_p_max(target)[0])
+    s_shadow = logit_scale_paper(carlini_p_max(shadow)[0])
+    if form == "lr":
+        return paper_lr(s, s_shadow, shadow_in)
+    return paper_nll(s, s_shadow, shadow_in)
 
 
 # --------------------------------------------------------------------------- LiRA
@@ -248,8 +319,40 @@ def lira_offline(
 # --------------------------------------------------------------------------- loss baselines
 
 
-def _loss(d: dict, loss_query: int, name: str = "loss") -> np.ndarray:
-    return d[name][..., loss_query]
+F32_SUFFIX = "_f32"
+F32_READERS = {
+    "yeom": "loss",
+    "sablayrolles": "loss",
+    "watson": "loss",
+    "ye": "loss",
+    "song": "mentr",
+}
+
+
+def needed_f32_features(spec: dict) -> list[str]:
+    """The float32 fields (``loss_f32``, ``mentr_f32``) a config entry reads: the paper
+    variant of a loss baseline needs them; nothing else does (``carlini_paper`` falls
+    back, announced, to the cast ``p_max``)."""
+    base = F32_READERS.get(spec.get("name"))
+    if base is None or spec.get("variant", "paper") != "paper":
+        return []
+    return [base + F32_SUFFIX]
+
+
+def _loss(d: dict, loss_query: int, name: str = "loss", variant: str = "paper") -> np.ndarray:
+    """Query ``loss_query`` of feature ``name``: paper reads the float32 values the
+    released code computed (``<name>_f32``, with their ties at 0), clean the float64 ones."""
+    _check_variant(variant)
+    if variant == "clean":
+        return d[name][..., loss_query]
+    key = name + F32_SUFFIX
+    if key not in d:
+        raise ValueError(
+            f"variant 'paper' reads {key!r} (float32, as the released code computed it), "
+            "which these features lack: rescore with scoring.variant: paper, or use "
+            "variant: clean"
+        )
+    return np.asarray(d[key][..., loss_query], dtype=np.float64)
 
 
 def yeom(
@@ -259,10 +362,12 @@ def yeom(
     *,
     labels: np.ndarray | None = None,
     loss_query: int = 0,
+    variant: str = "paper",
 ) -> np.ndarray:
     """Yeom et al. (2018): minus the target's loss on query ``loss_query``
-    (the paper's code read query 1, the flip, on CIFAR and 0 on ImageNet)."""
-    return -_loss(target, loss_query)
+    (the paper's code read query 1, the flip, on CIFAR and 0 on ImageNet).
+    ``variant``: paper reads the float32 loss (``loss_f32``), clean the float64 one."""
+    return -_loss(target, loss_query, variant=variant)
 
 
 def sablayrolles(
@@ -272,12 +377,13 @@ def sablayrolles(
     *,
     labels: np.ndarray | None = None,
     loss_query: int = 0,
+    variant: str = "paper",
 ) -> np.ndarray:
     """Sablayrolles et al. (2019): −(loss − (μ_in + μ_out)/2), per-example means of the
-    shadows' losses; NaN without an IN or an OUT shadow."""
-    x = _loss(shadow, loss_query)[:, :, None]
+    shadows' losses; NaN without an IN or an OUT shadow.  ``variant`` as for Yeom."""
+    x = _loss(shadow, loss_query, variant=variant)[:, :, None]
     mu_in, _, mu_out, _ = in_out_stats(x, shadow_in)
-    return -(_loss(target, loss_query) - (mu_in[:, 0] + mu_out[:, 0]) / 2)
+    return -(_loss(target, loss_query, variant=variant) - (mu_in[:, 0] + mu_out[:, 0]) / 2)
 
 
 def watson(
@@ -287,12 +393,13 @@ def watson(
     *,
     labels: np.ndarray | None = None,
     loss_query: int = 0,
+    variant: str = "paper",
 ) -> np.ndarray:
     """Watson et al. (2022), difficulty calibration: −(loss − μ_out), μ_out the mean OUT
-    shadow loss of the sample."""
-    x = _loss(shadow, loss_query)[:, :, None]
+    shadow loss of the sample.  ``variant`` as for Yeom."""
+    x = _loss(shadow, loss_query, variant=variant)[:, :, None]
     _, _, mu_out, _ = in_out_stats(x, shadow_in)
-    return -(_loss(target, loss_query) - mu_out[:, 0])
+    return -(_loss(target, loss_query, variant=variant) - mu_out[:, 0])
 
 
 def ye(
@@ -303,14 +410,16 @@ def ye(
     labels: np.ndarray | None = None,
     loss_query: int = 0,
     alpha: float = 1e-4,
+    variant: str = "paper",
 ) -> np.ndarray:
     """Ye et al. (2022) attack R: −(loss − q_α), q_α the per-example α-quantile (linear
-    interpolation) of the OUT shadows' losses, α = 1e-4 as in the paper."""
+    interpolation) of the OUT shadows' losses, α = 1e-4 as in the paper.  ``variant`` as
+    for Yeom."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    x = _loss(shadow, loss_query)[:, :, None]
+    x = _loss(shadow, loss_query, variant=variant)[:, :, None]
     q = _masked_quantile(x, _valid(x, ~np.asarray(shadow_in, bool)), alpha)[:, 0]
-    return -(_loss(target, loss_query) - q)
+    return -(_loss(target, loss_query, variant=variant) - q)
 
 
 def class_thresholds(
@@ -351,6 +460,7 @@ def song(
     *,
     labels: np.ndarray | None = None,
     loss_query: int = 0,
+    variant: str = "paper",
 ) -> np.ndarray:
     """Song & Mittal (2021): modified entropy with class-dependent thresholds.
 
@@ -358,19 +468,21 @@ def song(
     τ_{y_j} − Mentr_j, so one global cut at 0 is the per-class threshold attack and the
     AUROC ranks all samples by their margin to their own class's threshold.  The
     released code instead computed a per-class AUROC over *all* samples; that bug is
-    documented, not reproduced.  ``loss_query`` picks the query, as for the loss
-    baselines.  Needs ``labels``.
+    documented, not reproduced.  ``loss_query`` picks the query (the released Mentr
+    scores used the original image, 0, on every dataset).  ``variant``: paper reads the
+    float32 Mentr the released code computed (``mentr_f32``), clean the float64 one.
+    Needs ``labels``.
     """
     if labels is None:
         raise ValueError("song: needs the samples' labels (labels=...)")
     labels = np.asarray(labels)
     tau = class_thresholds(
-        _loss(shadow, loss_query, "mentr"),
+        _loss(shadow, loss_query, "mentr", variant),
         np.asarray(shadow_in, bool),
         labels,
         int(labels.max()) + 1,
     )
-    return tau[labels] - _loss(target, loss_query, "mentr")
+    return tau[labels] - _loss(target, loss_query, "mentr", variant)
 
 
 # --------------------------------------------------------------------------- RMIA
@@ -452,21 +564,24 @@ ATTACKS: dict[str, AttackFn] = {
     "watson": watson,
     "ye": ye,
     "song": song,
+    "carlini_paper": carlini_paper,
     "rmia_online": rmia_online,
     "rmia_offline": rmia_offline,
 }
 
-# Table 1 of the paper (SPEC §7): which attack, in its paper form, is which method.
+# Table 1 of the paper: which attack, in its paper form, is which published row.
 TABLE1_METHODS = {
     "curv_nll": "Curv NLL",
     "curv_lr": "Curv LR",
-    "lira_online": "LiRA (Carlini)",
+    "carlini_paper": "Carlini et al.",
     "yeom": "Yeom",
     "sablayrolles": "Sablayrolles",
     "watson": "Watson",
     "ye": "Ye",
     "song": "Song",
 }
+# Rows of our Table 1 with no published counterpart, each with the label it is shown under.
+TABLE1_EXTRA = {"lira_online": "LiRA online, the proper attack (Carlini et al. 2022)"}
 
 
 def attack_params(name: str) -> dict[str, object]:
@@ -497,6 +612,8 @@ def check_attack_spec(spec: dict, where: str) -> None:
             )
         if key == "variant" and value not in VARIANTS:
             raise ValueError(f"{where}.variant: expected one of {VARIANTS}, got {value!r}")
+        if key == "form" and value not in CARLINI_FORMS:
+            raise ValueError(f"{where}.form: expected one of {CARLINI_FORMS}, got {value!r}")
 
 
 def spec_label(spec: dict) -> str:

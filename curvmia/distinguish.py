@@ -14,6 +14,18 @@ Two KL estimators of KL(members ‖ non-members) of a scalar statistic:
   pooled spread first: a point mass becomes a tiny interval, which keeps the estimate finite
   and close to that of the mixed discrete/continuous distributions.
 
+Gaussian fits are reported only where a Gaussian is a fair model of the statistic: log
+curvature, log loss and the logit-scaled probability phi (``GAUSS_FAIR``).  Raw loss and raw
+probability are skewed and bounded (a point mass near 0 or 1), and a Gaussian fitted to them
+measures the misfit, not the distinguishability: their ``kl_gauss`` is NaN and
+``gauss_model`` says why.
+
+Every KL estimate comes with its own null: the same estimator at the same sample sizes on
+shuffled membership labels (``null_reps`` seeded permutations of the pooled values), whose
+mean, standard deviation and 95% quantile show what the estimator reports when members and
+non-members do not differ.  An estimate is evidence of a difference only above that null
+(``*_above_null``); the k-NN estimator's bias (it can be below zero) shows in its null.
+
 Empirical epsilon (the usual auditing bound): an (ε, δ)-DP training algorithm forces every
 membership test to satisfy TPR ≤ e^ε·FPR + δ, so an operating point proves
 ε ≥ log((TPR − δ)/FPR).  With counts, the lower confidence bound replaces TPR by its one-sided
@@ -37,6 +49,10 @@ ESTIMATORS = ("gauss", "knn")
 # Fixed orientation of each statistic ("higher = member"), chosen a priori, never from data:
 # members sit in flatter regions (lower curvature), have lower loss and higher probability.
 ORIENTATION = {"loss": -1.0, "p_true": 1.0, "phi": 1.0}
+# Statistics a Gaussian models fairly (prefix match): log curvature, log loss, logit-scaled
+# probability.  The rest (raw loss, raw probability) get no Gaussian KL.
+GAUSS_FAIR = ("logcurv_", "log_loss", "phi")
+_NULL_STREAM = 0x4E011  # keys the null's label shuffles apart from other seeded draws
 
 
 def gaussian_kl(mu1: float, sd1: float, mu2: float, sd2: float) -> float:
@@ -95,7 +111,7 @@ def statistics(features: dict[str, np.ndarray], query: int) -> dict[str, np.ndar
 
     ``logcurv_<name>`` = −log(|curv_<name>| + 1e-22) for every curvature feature present
     (curv_zo; curv_hutch and others when the score file has them and computed them), then
-    −loss, p_true, phi, all at query ``query``.
+    −loss, the log loss ``log_loss`` = −log(loss + 1e-22), p_true, phi, all at query ``query``.
     """
     out = {}
     absent = absent_features(features)
@@ -105,27 +121,76 @@ def statistics(features: dict[str, np.ndarray], query: int) -> dict[str, np.ndar
     for key, sign in ORIENTATION.items():
         if key in features:
             out[key] = sign * features[key][:, query]
+    if "loss" in features:
+        out["log_loss"] = -np.log(features["loss"][:, query] + LOG_EPS)
     if not out:
         raise ValueError("score file holds none of the curvature, loss, p_true or phi features")
     return out
 
 
+def gauss_is_fair(name: str) -> bool:
+    """Whether a Gaussian is a fair model of statistic ``name`` (:data:`GAUSS_FAIR`)."""
+    return name.startswith(GAUSS_FAIR)
+
+
+def kl_null(
+    s: np.ndarray, n_members: int, *, k: int, reps: int, seed: int, gauss: bool
+) -> dict[str, float]:
+    """Both KL estimators on ``reps`` seeded shuffles of the membership labels of the pooled
+    values ``s`` (same sizes: ``n_members`` vs the rest): their mean, std and 95% quantile."""
+    s = np.asarray(s, dtype=np.float64)
+    rng = np.random.default_rng([_NULL_STREAM, seed])
+    vals: dict[str, list[float]] = {"knn": [], "gauss": []}
+    for _ in range(reps):
+        perm = rng.permutation(len(s))
+        x, y = s[perm[:n_members]], s[perm[n_members:]]
+        vals["knn"].append(kl_knn(x, y, k=k, seed=seed))
+        vals["gauss"].append(kl_gauss(x, y) if gauss else float("nan"))
+    out = {}
+    for est, v in vals.items():
+        v = np.asarray(v, dtype=np.float64)
+        ok = bool(len(v)) and bool(np.isfinite(v).any())
+        out[f"kl_{est}_null_mean"] = float(np.nanmean(v)) if ok else float("nan")
+        out[f"kl_{est}_null_sd"] = float(np.nanstd(v)) if ok else float("nan")
+        out[f"kl_{est}_null_q95"] = float(np.nanquantile(v, 0.95)) if ok else float("nan")
+    return out
+
+
 def distinguishability(
-    stats: dict[str, np.ndarray], is_member: np.ndarray, *, k: int, seed: int
+    stats: dict[str, np.ndarray],
+    is_member: np.ndarray,
+    *,
+    k: int,
+    seed: int,
+    null_reps: int = 20,
 ) -> list[dict]:
-    """KL(members ‖ non-members) with both estimators and the AUROC of each statistic.
+    """KL(members ‖ non-members) with both estimators, each beside its null
+    (:func:`kl_null`, ``null_reps`` label shuffles), and the AUROC of each statistic.
 
     Each KL is computed on the statistic as oriented by :func:`statistics`; KL is invariant
-    under that sign flip.
+    under that sign flip.  ``kl_gauss`` only where :func:`gauss_is_fair`.
     """
     m = np.asarray(is_member, dtype=bool)
     rows = []
     for name, s in stats.items():
+        fair = gauss_is_fair(name)
+        kg = kl_gauss(s[m], s[~m]) if fair else float("nan")
+        kk = kl_knn(s[m], s[~m], k=k, seed=seed)
+        null = kl_null(s, int(m.sum()), k=k, reps=null_reps, seed=seed, gauss=fair)
         rows.append(
             {
                 "statistic": name,
-                "kl_gauss": kl_gauss(s[m], s[~m]),
-                "kl_knn": kl_knn(s[m], s[~m], k=k, seed=seed),
+                "kl_gauss": kg,
+                "kl_knn": kk,
+                **null,
+                "kl_knn_above_null": bool(null_reps > 0 and kk > null["kl_knn_null_q95"]),
+                "kl_gauss_above_null": bool(
+                    fair and null_reps > 0 and kg > null["kl_gauss_null_q95"]
+                ),
+                "gauss_model": "fair"
+                if fair
+                else "not fitted: skewed, bounded statistic (see log_loss, phi)",
+                "null_reps": int(null_reps),
                 "auroc": auroc(s, m),
                 "n_members": int(m.sum()),
                 "n_nonmembers": int((~m).sum()),

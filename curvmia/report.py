@@ -14,6 +14,7 @@ import pandas as pd  # noqa: E402
 
 from .attacks import (  # noqa: E402
     ATTACKS,
+    TABLE1_EXTRA,
     TABLE1_METHODS,
     coverage,
     healthy_shadows,
@@ -34,7 +35,7 @@ PAPER_TABLE1 = {
     "ImageNet": {
         "Curv NLL": (77.45, 69.16),
         "Curv LR": (72.28, 68.76),
-        "LiRA (Carlini)": (73.46, 66.14),
+        "Carlini et al.": (73.46, 66.14),
         "Yeom": (63.23, 58.50),
         "Sablayrolles": (76.50, 66.93),
         "Watson": (69.44, 61.40),
@@ -44,7 +45,7 @@ PAPER_TABLE1 = {
     "CIFAR-100": {
         "Curv NLL": (93.48, 84.47),
         "Curv LR": (90.14, 80.48),
-        "LiRA (Carlini)": (88.89, 81.55),
+        "Carlini et al.": (88.89, 81.55),
         "Yeom": (82.11, 76.29),
         "Sablayrolles": (81.11, 70.22),
         "Watson": (71.66, 62.71),
@@ -54,7 +55,7 @@ PAPER_TABLE1 = {
     "CIFAR-10": {
         "Curv NLL": (68.95, 61.96),
         "Curv LR": (58.96, 55.04),
-        "LiRA (Carlini)": (61.79, 58.27),
+        "Carlini et al.": (61.79, 58.27),
         "Yeom": (60.44, 55.57),
         "Sablayrolles": (61.50, 56.65),
         "Watson": (58.58, 54.86),
@@ -66,7 +67,7 @@ PAPER_TABLE1 = {
 PAPER_TPR_CIFAR100 = {
     "Curv NLL": (41.54, 7.75, 0.00),
     "Curv LR": (35.54, 23.44, 5.23),
-    "LiRA (Carlini)": (21.78, 15.80, 6.56),
+    "Carlini et al.": (21.78, 15.80, 6.56),
     "Ye": (34.72, 6.63, 2.86),
 }
 PAPER_DATASETS = {
@@ -237,49 +238,123 @@ def _table1_label(specs: list[dict], method_name: str) -> str | None:
     return None
 
 
-def table1_markdown(df: pd.DataFrame, specs: list[dict], dataset: str) -> str:
+TABLE1_FPR = 1e-4  # the lowest FPR of the paper's TPR columns (0.01%)
+
+
+def _tpr_cell(df: pd.DataFrame, label: str, fpr: float) -> str:
+    """Our TPR at ``fpr`` (mean ± std, %), or why the cell is empty."""
+    col = f"tpr@{fpr:g}"
+    if col not in df.columns:
+        return f"not computed: {fpr:g} is not in metrics.fprs"
+    mean = df[(df.target == "mean") & (df.attack == label)]
+    std = df[(df.target == "std") & (df.attack == label)]
+    value = float(mean[col].iloc[0])
+    if math.isnan(value):
+        n_non = int(mean["n_nonmembers"].iloc[0])
+        return f"empty: {n_non} non-members, fewer than 10/FPR = {round(10 / fpr)}"
+    return _pct(value, float(std[col].iloc[0]))
+
+
+def scoring_precision_note(metas: list[dict]) -> str:
+    """One sentence on the TF32 setting the score files record (their metadata, not the
+    config): a reader of Table 1 must know whether ZO values carry TF32 rounding."""
+    if not metas:
+        return ""
+    cudnn = sorted({bool(m.get("tf32", {}).get("cudnn", False)) for m in metas})
+    matmul = sorted({bool(m.get("tf32", {}).get("matmul", False)) for m in metas})
+    asked = sorted({bool(m.get("scoring", {}).get("tf32", False)) for m in metas})
+    devices = sorted({str(m.get("device_name", m.get("device", "?"))) for m in metas})
+
+    def onoff(v: list[bool]) -> str:
+        return " / ".join("on" if x else "off" for x in v) + (" (mixed)" if len(v) > 1 else "")
+
+    return (
+        f"Scoring precision (from the metadata of {len(metas)} score files): TF32 for cuDNN "
+        f"convolutions {onoff(cudnn)}, for matmuls {onoff(matmul)} (scoring.tf32: "
+        f"{onoff(asked)}); device {', '.join(devices)}. TF32 has no effect on a CPU."
+    )
+
+
+def table1_markdown(
+    df: pd.DataFrame,
+    specs: list[dict],
+    dataset: str,
+    *,
+    notes: dict[str, str] | None = None,
+    precision: str = "",
+) -> str:
     """Our results in the layout of the paper's Table 1 (AUROC % / balanced accuracy %
     at the |FPR+TPR−1| threshold, mean ± std over targets), with the published
-    numbers beside ours where the dataset is one of the paper's."""
+    numbers beside ours where the dataset is one of the paper's, and TPR at 0.01% FPR
+    (ours, or why it is empty, beside the published one).  ``notes``: per attack label,
+    a remark printed under the table (e.g. carlini_paper's fallback); ``precision``: the
+    scoring-precision sentence (:func:`scoring_precision_note`)."""
     mean = df[df.target == "mean"].set_index("attack")
     std = df[df.target == "std"].set_index("attack")
     paper_ds = PAPER_DATASETS.get(dataset.lower())
+    fpr_txt = f"{100 * TABLE1_FPR:g}%"
     head = f"| method | ours ({dataset}): AUROC % / bal. acc. % |"
     rule = "|---|---|"
     if paper_ds:
         head += f" paper ({paper_ds}) |"
         rule += "---|"
+    head += f" ours: TPR % @ {fpr_txt} FPR |"
+    rule += "---|"
+    if paper_ds:
+        head += f" paper: TPR % @ {fpr_txt} FPR |"
+        rule += "---|"
     lines = [head, rule]
     used = set()
-    for name, method in TABLE1_METHODS.items():
-        label = _table1_label(specs, name)
+
+    def ours_cells(label: str | None, with_label: bool) -> tuple[str, str]:
         if label is None or label not in mean.index:
-            ours = "not run"
-        else:
-            used.add(label)
-            ours = (
-                f"{_pct(mean.loc[label, 'auroc'], std.loc[label, 'auroc'])} / "
-                f"{_pct(mean.loc[label, 'bal_acc_paper'], std.loc[label, 'bal_acc_paper'])}"
-                f" (`{label}`)"
-            )
+            return "not run", "not run"
+        used.add(label)
+        cell = (
+            f"{_pct(mean.loc[label, 'auroc'], std.loc[label, 'auroc'])} / "
+            f"{_pct(mean.loc[label, 'bal_acc_paper'], std.loc[label, 'bal_acc_paper'])}"
+        )
+        if with_label:
+            cell += f" (`{label}`)"
+        return cell, _tpr_cell(df, label, TABLE1_FPR)
+
+    def paper_tpr(method: str | None) -> str:
+        if paper_ds != "CIFAR-100":
+            return f"not published for {paper_ds}"
+        if method not in PAPER_TPR_CIFAR100:
+            return "not published"
+        return f"{PAPER_TPR_CIFAR100[method][2]:.2f}"
+
+    for name, method in TABLE1_METHODS.items():
+        ours, tpr = ours_cells(_table1_label(specs, name), True)
         line = f"| {method} | {ours} |"
         if paper_ds:
             auc, bal = PAPER_TABLE1[paper_ds][method]
             line += f" {auc:.2f} / {bal:.2f} |"
+        line += f" {tpr} |"
+        if paper_ds:
+            line += f" {paper_tpr(method)} |"
         lines.append(line)
+    for name, title in TABLE1_EXTRA.items():
+        label = _table1_label(specs, name)
+        if label is None or label not in mean.index:
+            continue
+        ours, tpr = ours_cells(label, True)
+        no_paper = " not in the paper's table |" if paper_ds else ""
+        lines.append(f"| {title} | {ours} |{no_paper} {tpr} |{no_paper}")
     for label in mean.index:
         if label in used:
             continue
-        ours = (
-            f"{_pct(mean.loc[label, 'auroc'], std.loc[label, 'auroc'])} / "
-            f"{_pct(mean.loc[label, 'bal_acc_paper'], std.loc[label, 'bal_acc_paper'])}"
-        )
+        ours, tpr = ours_cells(label, False)
+        no_paper = " |" if paper_ds else ""
         lines.append(
-            f"| `{label}` (not in the paper's table) | {ours} |" + (" |" if paper_ds else "")
+            f"| `{label}` (not in the paper's table) | {ours} |{no_paper} {tpr} |{no_paper}"
         )
     note = (
-        f"\nPublished numbers: the paper's Table 1 for {paper_ds} (SPEC §7), mean over its 3 "
-        "targets."
+        f"\nPublished numbers: the paper's Table 1 for {paper_ds}, mean over its 3 targets. "
+        'Its "Carlini et al." row is the notebooks\' logit-scaled max-softmax probability '
+        "through the Curv LR (CIFAR) or Curv NLL (ImageNet) formula (`carlini_paper`), not "
+        "LiRA; the proper LiRA is shown as its own row (docs/method.md, Attacks)."
         if paper_ds
         else f"\nOurs only: {dataset} is not one of the paper's datasets (ImageNet, CIFAR-100, "
         "CIFAR-10), so its published numbers are not comparable and are not shown."
@@ -288,7 +363,10 @@ def table1_markdown(df: pd.DataFrame, specs: list[dict], dataset: str) -> str:
         note += " Paper's CIFAR-100 TPR % at FPR 1% / 0.1% / 0.01%: " + "; ".join(
             f"{k} {' / '.join(f'{v:.2f}' for v in vals)}" for k, vals in PAPER_TPR_CIFAR100.items()
         )
-    return "\n".join(lines) + "\n" + note + "\n"
+    extra = [f"\n`{k}`: {v}" for k, v in sorted((notes or {}).items())]
+    if precision:
+        extra.append("\n" + precision)
+    return "\n".join(lines) + "\n" + note + "\n" + "".join(e + "\n" for e in extra)
 
 
 def diff_markdown(diff: pd.DataFrame, skipped: list[list[str]]) -> str:

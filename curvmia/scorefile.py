@@ -13,6 +13,7 @@ computed from NaNs.
 | curv_zo | finite |
 | curv_hutch | all NaN when scoring.hutch_nprobes is 0 (not computed), else finite |
 | curv_hutch_sq | all NaN when scoring.hutch_nprobes is 0, else finite and >= 0 |
+| loss_f32, p_true_f32, p_max_f32, mentr_f32 | optional (scoring.variant paper writes them): float32, same rules as their float64 fields |
 """
 
 from __future__ import annotations
@@ -36,8 +37,12 @@ FIELDS = (
     "curv_hutch_sq",
 )
 HUTCH_FIELDS = ("curv_hutch", "curv_hutch_sq")
+# the loss and probabilities as the released code computed them (float32, with its ties at
+# zero loss and p = 1): written under scoring.variant paper only
+F32_FIELDS = ("loss_f32", "p_true_f32", "p_max_f32", "mentr_f32")
 RANGES = {"loss": (0.0, np.inf), "p_true": (0.0, 1.0), "p_max": (0.0, 1.0)}
 RANGES["curv_hutch_sq"] = (0.0, np.inf)
+RANGES.update({f + "_f32": RANGES[f] for f in ("loss", "p_true", "p_max")})
 
 
 def check_score_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
@@ -50,9 +55,11 @@ def check_score_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -
         raise ValueError(f"{path}: field meta: missing or unreadable ({e})") from None
     for prefix in ("", "test_"):
         shape = None
-        for f in FIELDS:
+        for f in FIELDS + F32_FIELDS:
             key = prefix + f
             if key not in arrays:
+                if f in F32_FIELDS:
+                    continue
                 raise ValueError(f"{path}: field {key}: missing")
             a = np.asarray(arrays[key])
             if a.dtype.kind != "f" or a.ndim != 2 or (shape is not None and a.shape != shape):
@@ -73,6 +80,8 @@ def check_score_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -
                     f" infinite (first at sample {int(np.argwhere(bad)[0][0])}); the scorer"
                     " never writes those: a diverged model or a damaged file"
                 )
+            if f in F32_FIELDS and a.dtype != np.float32:
+                raise ValueError(f"{path}: field {key}: expected float32, got {a.dtype}")
             lo, hi = RANGES.get(f, (-np.inf, np.inf))
             if a.min() < lo or a.max() > hi:
                 raise ValueError(

@@ -15,6 +15,13 @@ query (0 = the original image, 1 = its horizontal flip), the score file holds
   ``scoring.hutch_nprobes`` is 0, i.e. not computed)
 - ``curv_hutch_sq``: Hutchinson tr(H²) = mean ‖H r‖² (NaN when not computed)
 
+Under ``scoring.variant: paper`` the file also holds, as float32 arrays, the values the
+released code computed in float32 (softmax and cross-entropy of the float32 logits), with
+their ties at loss 0 and p = 1 that float64 values cast afterwards do not recreate:
+``loss_f32``, ``p_true_f32``, ``p_max_f32`` and ``mentr_f32`` (Mentr with the released
+code's log(1 − p + 1e-9)).  The paper variants of the loss baselines and
+``carlini_paper`` read them (docs/method.md, Estimators).
+
 Population arrays use these names; test-split arrays are prefixed ``test_``.
 ``meta`` is a JSON string with the settings, device, dtype, precision flags,
 torch version, the count of exactly-zero ZO values and the fraction of
@@ -45,10 +52,11 @@ from .curvature import (
     zo_curvature,
 )
 from .data import normalize, to_float
-from .scorefile import FIELDS, HUTCH_FIELDS, load_score_file
+from .scorefile import F32_FIELDS, FIELDS, HUTCH_FIELDS, load_score_file
 
 FEATURES = FIELDS  # the fields of a score file and their rules: curvmia/scorefile.py
 HUTCH_FEATURES = HUTCH_FIELDS
+F32_FEATURES = F32_FIELDS
 SPLITS = (("", "population", 0), ("test_", "test", 1))
 QUERIES = ("original", "hflip")
 
@@ -79,6 +87,25 @@ def logit_features(logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Ten
         "phi": z[rows, y] - lse_others,
         "phi_max": z[rows, zmax_idx] - lse_others_max,
         "mentr": -(1 - p_y) * logp_y - mentr_other,
+    }
+
+
+def float32_features(logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Loss, true/max-class probability and Mentr as the released scorer computed them:
+    softmax and cross-entropy of float32 logits, in float32 (confident samples tie at
+    exactly 0 loss and p = 1)."""
+    z = logits.to(torch.float32)
+    rows = torch.arange(len(y), device=z.device)
+    prob = torch.softmax(z, dim=1)
+    p_y = prob[rows, y]
+    others = prob.clone()
+    others[rows, y] = 0.0
+    mentr = -(1 - p_y) * torch.log(p_y) - (others * torch.log(1 - others + 1e-9)).sum(1)
+    return {
+        "loss_f32": nn.functional.cross_entropy(z, y, reduction="none"),
+        "p_true_f32": p_y,
+        "p_max_f32": prob.max(1).values,
+        "mentr_f32": mentr,
     }
 
 
@@ -119,8 +146,10 @@ def score_split(
     fwd: Callable[[torch.Tensor], torch.Tensor] | None = None,
     channels_last: bool = False,
     chooser: ForwardBatchChooser | None = None,
+    with_float32: bool = False,
 ) -> dict[str, np.ndarray]:
-    """All features of one split (or of samples start.. of it), each (N, Q) float64.
+    """All features of one split (or of samples start.. of it), each (N, Q) float64,
+    plus the float32 ones (``F32_FEATURES``, float32 arrays) when ``with_float32``.
 
     ``images_u8[i]`` is sample ``start + i`` of the split: its draws are keyed on
     that global index, so results never depend on ``batch_size``, ``max_batch``
@@ -131,6 +160,8 @@ def score_split(
     """
     n = len(labels)
     out = {f: np.zeros((n, len(QUERIES)), dtype=np.float64) for f in FEATURES}
+    if with_float32:
+        out.update({f: np.zeros((n, len(QUERIES)), dtype=np.float32) for f in F32_FEATURES})
     if nprobes == 0:
         for f in HUTCH_FEATURES:
             out[f][:] = np.nan
@@ -156,6 +187,8 @@ def score_split(
             with torch.inference_mode():
                 logits = torch.cat([forward(model, xb[j : j + clean]) for j in range(0, nb, clean)])
             feats = logit_features(logits, yb)
+            if with_float32:
+                feats.update(float32_features(logits, yb))
             feats["curv_zo"] = zo_curvature(
                 model,
                 xb,
@@ -170,7 +203,7 @@ def score_split(
                 chooser=chooser,
             )
             for f, v in feats.items():
-                out[f][i : i + nb, q] = v.to(torch.float64).cpu().numpy()
+                out[f][i : i + nb, q] = v.to(torch.float64).cpu().numpy().astype(out[f].dtype)
             if nprobes:
                 for j in range(0, nb, batch_size):
                     tr, tr2 = hutchinson(
@@ -211,14 +244,21 @@ def scoring_dtype(scoring: dict) -> torch.dtype:
     return torch.float64 if scoring["variant"] == "clean" else torch.float32
 
 
+def set_tf32(scoring: dict) -> None:
+    """TF32 for the whole process from ``scoring.tf32``: false (default) = off everywhere;
+    true = PyTorch's defaults, the released scorer's setting (cuDNN convolutions on,
+    matmuls off).  No effect on a CPU or on an older GPU."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = bool(scoring.get("tf32", False))
+
+
 def prepare_model(model: nn.Module, scoring: dict, device: torch.device) -> nn.Module:
     """Cast and move the model for scoring, in eval mode (BatchNorm statistics untouched).
 
-    TF32 is switched off for the whole process.  channels_last (``auto`` = on) applies to
-    4-D weights only.
+    TF32 as ``scoring.tf32`` says (:func:`set_tf32`).  channels_last (``auto`` = on)
+    applies to 4-D weights only.
     """
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    set_tf32(scoring)
     model = model.to(device=device, dtype=scoring_dtype(scoring)).eval()
     if use_channels_last(scoring):
         model = model.to(memory_format=torch.channels_last)
@@ -306,6 +346,7 @@ def score_model(
             fwd=fwd,
             channels_last=channels_last,
             chooser=chooser,
+            with_float32=scoring["variant"] == "paper",
         )
         arrays.update({prefix + k: v for k, v in feats.items()})
     if chooser is not None:
@@ -323,6 +364,7 @@ def score_model(
         },
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
         "channels_last": channels_last,
+        "float32_features": list(F32_FEATURES) if scoring["variant"] == "paper" else [],
         "folded_bn": folded,
         "compiled": compiled,
         "threads": torch.get_num_threads(),
@@ -387,6 +429,23 @@ def merge_shards(parts: list[dict[str, np.ndarray]], log: Callable[[str], None] 
 
 
 def load_features(paths: list[str], prefix: str = "") -> dict[str, np.ndarray]:
-    """Stack the features of several score files into arrays of shape (S, N, Q)."""
+    """Stack the features of several score files into arrays of shape (S, N, Q); the
+    float32 ones (``F32_FEATURES``) only where every file holds them."""
     per = [load_score_file(p) for p in paths]
-    return {f: np.stack([d[prefix + f] for d in per]) for f in FEATURES}
+    names = [*FEATURES, *(f for f in F32_FEATURES if all(prefix + f in d for d in per))]
+    return {f: np.stack([d[prefix + f] for d in per]) for f in names}
+
+
+def check_float32_features(paths: list[str], needed: list[str]) -> None:
+    """Raise, naming the first score file that lacks a needed float32 field, and say to
+    rescore (those values cannot be recreated from the float64 ones)."""
+    for p in paths:
+        with np.load(p, allow_pickle=False) as z:
+            missing = [f for f in needed for key in (f, "test_" + f) if key not in z.files]
+        if missing:
+            raise ValueError(
+                f"{p}: no {sorted(set(missing))} (float32 values as the released code computed "
+                "them), which the paper variant of this attack reads; rescore this model with "
+                "scoring.variant: paper (delete the file and rerun), or set the attack's "
+                "variant: clean"
+            )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .attacks import run_attack
+from .attacks import needed_f32_features, run_attack
 from .metrics import summarize
 
 SWEEPS = ("dp", "size")
@@ -84,6 +84,10 @@ def sweep_metrics(
     seed: int,
 ) -> pd.DataFrame:
     """Every configured attack on every sweep target, against the given shadows."""
+    from .scores import check_float32_features
+
+    needed = sorted({f for sp in attack_specs.values() for f in needed_f32_features(sp)})
+    check_float32_features([*shadow_score_files, *targets["scores"]], needed)
     shadow = _with_test_split(shadow_score_files)
     rows = []
     for t, tr in enumerate(targets.itertuples(index=False)):

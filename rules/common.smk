@@ -7,7 +7,7 @@ import sys
 
 sys.path.insert(0, workflow.basedir)
 
-from curvmia.attacks import check_attack_spec
+from curvmia.attacks import check_attack_spec, needed_f32_features
 from curvmia.data import prepared_dir_name
 from curvmia.identity import data_hash, members_hash, members_of
 from curvmia.io import config_hash
@@ -97,6 +97,12 @@ def _check_config():
         labels = []
         for i, spec in enumerate(config["attacks"]):
             check_attack_spec(spec, f"attacks[{i}]")
+            if needed_f32_features(spec) and config["scoring"]["variant"] != "paper":
+                raise ValueError(
+                    f"attacks[{i}].variant: the paper variant of {spec['name']!r} reads "
+                    f"{needed_f32_features(spec)} (float32, as the released code computed "
+                    "them), which only scoring.variant: paper writes; set variant: clean"
+                )
             labels.append(spec.get("label", spec["name"]))
         dup = sorted({l for l in labels if labels.count(l) > 1})
         if dup:

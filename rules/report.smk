@@ -5,6 +5,7 @@ rule metrics:
     input:
         health=f"{RESULTS}/health.csv",
         attacks=expand(f"{RESULTS}/attacks/{{label}}.npz", label=ATTACK_LABELS),
+        scores=score_files(MODELS),
     output:
         csv=report(f"{RESULTS}/metrics.csv", caption="../report/metrics.rst", category="Metrics"),
         diff=report(
@@ -27,8 +28,8 @@ rule metrics:
         "python $CURVMIA_SCRIPTS/metrics.py --metrics {params.metrics:q} --specs {params.specs:q}"
         " --dataset {params.dataset:q} --health {input.health:q}"
         " --min-test-acc {params.min_test_acc:q} --csv {output.csv:q} --diff-csv {output.diff:q}"
-        " --table1 {output.table1:q} --md {output.md:q} --roc {output.roc:q} {input.attacks:q}"
-        " > {log:q} 2>&1"
+        " --table1 {output.table1:q} --md {output.md:q} --roc {output.roc:q}"
+        " {input.attacks:q} --scores {input.scores:q} > {log:q} 2>&1"
 
 
 rule per_example:

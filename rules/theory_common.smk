@@ -1,6 +1,8 @@
 # Helpers of rules/theory.smk: which sweeps can be compared with the theory, and the
 # theory outputs that rule all collects.
-THEORY_MAIN_KEYS = ("loss_clip", "c2", "query", "kl_k", "delta", "alpha", "audit_select", "seed")
+THEORY_MAIN_KEYS = (
+    "loss_clip", "c2", "query", "kl_k", "kl_null_reps", "delta", "alpha", "audit_select", "seed"
+)
 THEORY = f"{RESULTS}/theory"
 
 

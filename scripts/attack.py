@@ -6,10 +6,16 @@ import json
 import numpy as np
 import pandas as pd
 
-from curvmia.attacks import coverage, run_attack
+from curvmia.attacks import (
+    carlini_p_max,
+    coverage,
+    needed_f32_features,
+    run_attack,
+    spec_label,
+)
 from curvmia.data import load_prepared
 from curvmia.io import load_npz, save_npz
-from curvmia.scores import load_features
+from curvmia.scores import check_float32_features, load_features
 
 
 def rows(s: str) -> list[int]:
@@ -38,6 +44,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     spec = json.loads(a.spec)
+    check_float32_features(a.shadow_scores + a.target_scores, needed_f32_features(spec))
     masks = load_npz(a.masks)["masks"]
     labels = load_prepared(a.data).train_labels
     if len(a.shadow_scores) != len(a.shadow_rows) or len(a.target_scores) != len(a.target_rows):
@@ -53,6 +60,17 @@ def main() -> None:
         spec, targets, shadow, masks[shadow_rows], masks[a.target_rows], labels
     )
     cov = coverage(masks[shadow_rows])
+    note = ""
+    if spec["name"] == "carlini_paper" and (
+        carlini_p_max(shadow)[1] or carlini_p_max(targets[0])[1]
+    ):
+        note = (
+            "FALLBACK: the score files lack p_max_f32 (scored with scoring.variant: clean or by "
+            "an older version), so the float64 p_max cast to float32 stands in for the float32 "
+            "probability the released code computed; float32 ties may differ (rescore with "
+            "scoring.variant: paper for the exact row)"
+        )
+        print(f"{spec_label(spec)}: {note}")
     save_npz(
         a.out,
         scores=scores,
@@ -62,6 +80,7 @@ def main() -> None:
         n_shadows=np.asarray(len(shadow_rows)),
         n_no_in_shadow=np.asarray(cov["n_no_in_shadow"]),
         n_no_out_shadow=np.asarray(cov["n_no_out_shadow"]),
+        note=np.asarray(note),
     )
     print(
         f"{spec}: {len(shadow_rows)} shadows (excluded by health: {sorted(unused) or 'none'}), "

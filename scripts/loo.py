@@ -6,10 +6,11 @@ import json
 
 import pandas as pd
 
+from curvmia.attacks import needed_f32_features
 from curvmia.data import load_prepared
 from curvmia.io import atomic_path, load_npz, write_text
 from curvmia.report import loo_frame, loo_layouts, loo_markdown
-from curvmia.scores import load_features
+from curvmia.scores import check_float32_features, load_features
 
 
 def main() -> None:
@@ -34,12 +35,14 @@ def main() -> None:
     keep = [i for i, r in enumerate(rows) if r not in unused]
     rows = [rows[i] for i in keep]
     paths = [a.scores[i] for i in keep]
+    specs = json.loads(a.specs)
+    check_float32_features(paths, sorted({f for sp in specs for f in needed_f32_features(sp)}))
     feats = load_features(paths)
     feats.update({f"test_{k}": v for k, v in load_features(paths, "test_").items()})
     masks = load_npz(a.masks)["masks"]
     labels = load_prepared(a.data).train_labels
     layouts = loo_layouts(rows, mcfg["n_random"], mcfg["complements"])
-    df = loo_frame(json.loads(a.specs), feats, masks, layouts, labels, fprs=json.loads(a.fprs))
+    df = loo_frame(specs, feats, masks, layouts, labels, fprs=json.loads(a.fprs))
     with atomic_path(a.csv, suffix=".csv") as tmp:
         df.to_csv(tmp, index=False)
     fixed = pd.read_csv(a.fixed, dtype={"target": str})

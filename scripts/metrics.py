@@ -5,6 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from curvmia.io import atomic_path, load_npz, write_text
@@ -18,8 +19,15 @@ from curvmia.report import (
     metrics_frame,
     paired_frame,
     plot_roc,
+    scoring_precision_note,
     table1_markdown,
 )
+
+
+def score_meta(path: str) -> dict:
+    """The metadata of one score file (read alone: the arrays stay on disk)."""
+    with np.load(path, allow_pickle=False) as z:
+        return json.loads(str(z["meta"]))
 
 
 def main() -> None:
@@ -34,6 +42,9 @@ def main() -> None:
     ap.add_argument("--table1", required=True)
     ap.add_argument("--md", required=True)
     ap.add_argument("--roc", required=True)
+    ap.add_argument(
+        "--scores", nargs="+", default=[], help="score files: their metadata gives the TF32 line"
+    )
     ap.add_argument("attacks", nargs="+", help="attack result files <label>.npz")
     a = ap.parse_args()
     cfg = json.loads(a.metrics)
@@ -46,7 +57,11 @@ def main() -> None:
         df.to_csv(tmp, index=False)
     with atomic_path(a.diff_csv, suffix=".csv") as tmp:
         diff.to_csv(tmp, index=False)
-    table1 = table1_markdown(df, specs, a.dataset)
+    notes = {k: str(r["note"]) for k, r in results.items() if str(r.get("note", ""))}
+    metas = [score_meta(p) for p in a.scores]
+    table1 = table1_markdown(
+        df, specs, a.dataset, notes=notes, precision=scoring_precision_note(metas)
+    )
     write_text(a.table1, table1)
     health = pd.read_csv(a.health).fillna({"note": ""})
     doc = "\n".join(

@@ -30,7 +30,21 @@ def main() -> None:
     df = main_targets_frame(a.target_scores, rows, masks, attacks, cfg)
     with atomic_path(a.csv, suffix=".csv") as tmp:
         df.to_csv(tmp, index=False)
-    cols = ["target", "statistic", "kl_gauss", "kl_knn", "auroc", "eps_emp_lo", "audit_attack"]
+    cols = [
+        "target",
+        "statistic",
+        "kl_gauss",
+        "kl_gauss_null_mean",
+        "kl_gauss_null_sd",
+        "kl_knn",
+        "kl_knn_null_mean",
+        "kl_knn_null_sd",
+        "kl_knn_above_null",
+        "gauss_model",
+        "auroc",
+        "eps_emp_lo",
+        "audit_attack",
+    ]
     table = df[cols].to_markdown(index=False, floatfmt=".4g")
     skipped = absent_features(load_score_file(a.target_scores[0]))
     if skipped:

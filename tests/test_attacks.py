@@ -46,6 +46,8 @@ def synthetic(n=4000, n_models=66, d=1.0, var_b=3.0, seed=0, signal=True, n_z=10
             "mentr": -np.log(sigmoid(conf)),
         }
         f["p_max"] = f["p_true"]
+        # the float32 values the paper variants read (scoring.variant: paper writes them)
+        f.update({k + "_f32": f[k].astype(np.float32) for k in ("loss", "mentr", "p_max")})
         feats.update({prefix + k: v for k, v in f.items()})
     labels = rng.integers(0, 10, n)
     return feats, masks, labels
@@ -143,9 +145,9 @@ def test_curv_nll_paper_formula_by_hand():
 def test_loss_baselines_by_hand():
     # shadow losses of one sample: IN 1, 3 (mean 2), OUT 5, 9 (mean 7); target loss 4
     loss = np.array([1.0, 3.0, 5.0, 9.0])
-    shadow = {"loss": np.stack([loss, loss + 100], -1)[:, None, :]}  # query 1 differs
+    shadow = {"loss_f32": np.stack([loss, loss + 100], -1)[:, None, :]}  # query 1 differs
     s_in = np.array([[1], [1], [0], [0]], bool)
-    target = {"loss": np.array([[4.0, 104.0]])}
+    target = {"loss_f32": np.array([[4.0, 104.0]])}
     assert ATTACKS["yeom"](target, shadow, s_in)[0] == -4.0
     assert ATTACKS["sablayrolles"](target, shadow, s_in)[0] == pytest.approx(0.5)
     assert ATTACKS["watson"](target, shadow, s_in)[0] == pytest.approx(3.0)
@@ -176,7 +178,7 @@ def test_ye_quantile_matches_numpy():
     s_in = rng.random((33, 50)) < 0.5
     shadow = {"loss": np.repeat(x, 2, -1)}
     target = {"loss": np.zeros((50, 2))}
-    got = ATTACKS["ye"](target, shadow, s_in, alpha=0.3)
+    got = ATTACKS["ye"](target, shadow, s_in, alpha=0.3, variant="clean")
     ref = [np.quantile(x[~s_in[:, j], j, 0], 0.3) for j in range(50)]
     np.testing.assert_allclose(got, ref)
 
@@ -189,7 +191,7 @@ def test_song_class_thresholds_by_hand():
     np.testing.assert_allclose(class_thresholds(mentr, s_in, labels, 2), [0.2, 1.1])
     shadow = {"mentr": np.stack([mentr, mentr], -1)}
     target = {"mentr": np.array([0.3, 0.05, 1.5, 3.0])[:, None].repeat(2, 1)}
-    got = ATTACKS["song"](target, shadow, s_in, labels=labels)
+    got = ATTACKS["song"](target, shadow, s_in, labels=labels, variant="clean")
     np.testing.assert_allclose(got, [-0.1, 0.15, -0.4, -1.9])
     with pytest.raises(ValueError, match="labels"):
         ATTACKS["song"](target, shadow, s_in)
@@ -205,7 +207,7 @@ def test_song_per_class_thresholds_fit_correctly():
     mentr = base - 0.2 * masks + rng.normal(0, 0.03, (k, n))
     feats = {"mentr": np.repeat(mentr[:, :, None], 2, -1)}
     t, s, s_in, t_in = split(feats, masks, 0)
-    song = roc_auc_score(t_in, ATTACKS["song"](t, s, s_in, labels=labels))
+    song = roc_auc_score(t_in, ATTACKS["song"](t, s, s_in, labels=labels, variant="clean"))
     glob = roc_auc_score(t_in, -t["mentr"][:, 0])
     assert song > 0.97 and glob < 0.8, (song, glob)
 
@@ -404,6 +406,8 @@ def null_aucs(masks, pairs, n_rep, seed, n_z=2000):
             feats.update({prefix + f: noise for f in FEATURES})
             feats[prefix + "curv_zo"] = np.exp(noise)
             feats[prefix + "p_true"] = sigmoid(noise)
+            feats[prefix + "p_max_f32"] = sigmoid(noise).astype(np.float32)
+            feats.update({prefix + f + "_f32": noise.astype(np.float32) for f in ("loss", "mentr")})
         for t, shadows in pairs:
             tf = {f: v[t] for f, v in feats.items()}
             sf = {f: v[shadows] for f, v in feats.items()}
@@ -467,7 +471,10 @@ def test_attack_spec_check_names_the_key():
         check_attack_spec({"name": "curv_lr", "variant": "fancy"}, "attacks[0]")
     assert "unit_variance" in attack_params("curv_lr")
     assert set(attack_params("rmia_offline")) == {"a", "gamma"}
-    assert attack_params("ye") == {"loss_query": 0, "alpha": 1e-4}
+    assert attack_params("ye") == {"loss_query": 0, "alpha": 1e-4, "variant": "paper"}
+    assert attack_params("carlini_paper") == {"form": "lr"}
+    with pytest.raises(ValueError, match=r"attacks\[2\]\.form"):
+        check_attack_spec({"name": "carlini_paper", "form": "lira"}, "attacks[2]")
 
 
 def test_healthy_shadows_exclude_or_fail():

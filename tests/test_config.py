@@ -21,7 +21,15 @@ BAD = {
         "masks:\n  shadows: [0, 1, 2, 3, 4, 5, 6]\n  targets: [10]\n",  # 10 = complement of 0
         "masks.targets",
     ),
-    "attack parameter": ("attacks:\n  - {name: yeom, variant: clean}\n", "attacks[0].variant"),
+    "attack parameter": (
+        "attacks:\n  - {name: yeom, unit_variance: true}\n",
+        "attacks[0].unit_variance",
+    ),
+    # the paper variant of a loss baseline reads float32 fields that only variant paper scores
+    "float32 fields": (
+        "scoring:\n  variant: clean\nattacks:\n  - {name: curv_nll}\n  - {name: song}\n",
+        "attacks[1].variant",
+    ),
     # every model is built on the meta device before any job (a misspelt keyword or an
     # impossible shape was ignored, or killed the train job)
     "misspelt model keyword": ("train:\n  model_kwargs: {widht: 64}\n", "train.model_kwargs"),

@@ -19,6 +19,7 @@ from curvmia.report import (
     metrics_frame,
     paired_frame,
     per_example_frame,
+    scoring_precision_note,
     table1_markdown,
     vulnerability_frame,
 )
@@ -102,35 +103,66 @@ def _specs():
         {"name": "curv_nll", "variant": "paper"},
         {"name": "curv_nll", "variant": "clean", "label": "curv_nll_clean"},
         {"name": "yeom"},
+        {"name": "carlini_paper"},
+        {"name": "lira_online", "variant": "paper"},
     ]
 
 
-def _frame_for(labels):
+def _frame_for(labels, fprs=(0.01, 1e-4)):
     rng = np.random.default_rng(0)
     m = rng.random((3, 400)) < 0.5
     res = {
         lab: {"scores": rng.normal(0, 1, (3, 400)) + m, "is_member": m, "targets": np.arange(3)}
         for lab in labels
     }
-    return metrics_frame(res, fprs=[0.01], n_boot=0, seed=0)
+    return metrics_frame(res, fprs=list(fprs), n_boot=0, seed=0)
 
 
 def test_table1_layout_with_and_without_paper_numbers():
-    df = _frame_for(["curv_nll", "curv_nll_clean", "yeom"])
-    cifar = table1_markdown(df, _specs(), "cifar100")
+    df = _frame_for(["curv_nll", "curv_nll_clean", "yeom", "carlini_paper", "lira_online"])
+    n_non = int(df[df.target == "mean"]["n_nonmembers"].min())
+    cifar = table1_markdown(df, _specs(), "cifar100", notes={"carlini_paper": "FALLBACK: cast"})
     rows = [line for line in cifar.splitlines() if line.startswith("| ")]
-    # header + the 8 methods of Table 1 + the clean variant as an extra row
-    assert len(rows) == 10
+    # header + the 8 methods of Table 1 + LiRA proper + the clean variant as extra rows
+    assert len(rows) == 11
     nll = next(r for r in rows if r.startswith("| Curv NLL |"))
-    assert "(`curv_nll`)" in nll and nll.endswith("93.48 / 84.47 |")
+    # ours, the paper's AUROC / bal. acc., our TPR @ 0.01% (empty, with the reason), theirs
+    assert "(`curv_nll`)" in nll and "| 93.48 / 84.47 |" in nll
+    assert f"| empty: {n_non} non-members, fewer than 10/FPR = 100000 | 0.00 |" in nll
     assert next(r for r in rows if r.startswith("| Watson |")).endswith(
-        "| not run | 71.66 / 62.71 |"
+        "| not run | 71.66 / 62.71 | not run | not published |"
     )
+    carlini = next(r for r in rows if r.startswith("| Carlini et al. |"))
+    assert "(`carlini_paper`)" in carlini and carlini.endswith("| 6.56 |")
+    assert "88.89 / 81.55" in carlini
+    lira = next(r for r in rows if r.startswith("| LiRA online, the proper attack"))
+    assert "(`lira_online`)" in lira and "not in the paper's table" in lira
     assert "| `curv_nll_clean` (not in the paper's table) |" in cifar
     assert "41.54 / 7.75 / 0.00" in cifar  # the CIFAR-100 TPR line
+    assert "`carlini_paper`: FALLBACK: cast" in cifar
+    # our TPR cell when enough non-members exist: mean ± std over targets
+    df2 = df.copy()
+    df2.loc[(df2.attack == "curv_nll") & (df2.target == "mean"), "tpr@0.0001"] = 0.123
+    df2.loc[(df2.attack == "curv_nll") & (df2.target == "std"), "tpr@0.0001"] = 0.01
+    nll2 = next(
+        r for r in table1_markdown(df2, _specs(), "cifar100").splitlines() if "Curv NLL" in r
+    )
+    assert nll2.endswith("| 12.30 ± 1.00 | 0.00 |")
+    # an FPR the config does not ask for
+    no_fpr = table1_markdown(_frame_for(["curv_nll"], fprs=[0.01]), _specs(), "cifar10")
+    assert "not computed: 0.0001 is not in metrics.fprs | not published for CIFAR-10 |" in no_fpr
     digits = table1_markdown(df, _specs(), "digits")
     assert "paper (" not in digits and "93.48" not in digits and "Ours only" in digits
     assert "68.95" in table1_markdown(df, _specs(), "cifar10")
+
+
+def test_scoring_precision_note_reads_the_metadata():
+    off = {"tf32": {"cudnn": False, "matmul": False}, "scoring": {"tf32": False}, "device": "cpu"}
+    on = {"tf32": {"cudnn": True, "matmul": False}, "scoring": {"tf32": True}, "device_name": "A"}
+    assert "convolutions off, for matmuls off (scoring.tf32: off)" in scoring_precision_note([off])
+    mixed = scoring_precision_note([off, on])
+    assert "convolutions off / on (mixed)" in mixed and "2 score files" in mixed
+    assert scoring_precision_note([]) == ""
 
 
 def test_health_frame_excludes_flags_or_fails():
@@ -196,7 +228,7 @@ def test_leave_one_out_layouts_and_frame():
     assert loo_layouts([0, 1, 2], 3, False)[1] == (1, [0, 2])
     rng = np.random.default_rng(0)
     masks = make_masks(300, 3, 0.5, 0, True)
-    feats = {f: rng.normal(0, 1, (6, 300, 2)) for f in ("loss", "phi", "phi_max")}
+    feats = {f: rng.normal(0, 1, (6, 300, 2)) for f in ("loss_f32", "phi", "phi_max")}
     specs = [{"name": "yeom"}, {"name": "lira_online", "variant": "clean", "label": "lc"}]
     df = loo_frame(specs, feats, masks, lay, np.zeros(300, int), fprs=[0.1])
     assert len(df) == 12 and set(df.attack) == {"yeom", "lc"}

@@ -47,7 +47,7 @@ def test_score_model_is_deterministic_and_complete():
     from torch import nn
 
     from curvmia.data import Prepared
-    from curvmia.scores import FEATURES, score_model
+    from curvmia.scores import F32_FEATURES, FEATURES, score_model
 
     rng = np.random.default_rng(0)
     data = Prepared(
@@ -76,6 +76,41 @@ def test_score_model_is_deterministic_and_complete():
     )
     np.testing.assert_allclose(d["loss"], a["loss"], rtol=1e-5)
     assert json.loads(str(d["meta"]))["dtype"] == "torch.float64"
+    # float32 fields (the released code's values) under paper only, stored as float32
+    for f in F32_FEATURES:
+        assert a[f].dtype == np.float32 and a["test_" + f].shape == (11, 2)
+        assert f not in d
+    np.testing.assert_allclose(a["loss_f32"], a["loss"], rtol=1e-4, atol=1e-6)
+    assert json.loads(str(a["meta"]))["float32_features"] == list(F32_FEATURES)
+    assert json.loads(str(d["meta"]))["float32_features"] == []
+
+
+def test_tf32_switch_sets_the_flag_and_the_metadata():
+    """scoring.tf32: true = PyTorch's defaults (cuDNN on, matmul off), recorded in the
+    metadata; on the CPU the scores do not change."""
+    from curvmia.scores import score_model, set_tf32
+
+    cpu = torch.device("cpu")
+    try:
+        on = score_model(
+            _bn_model(),
+            _toy_data(),
+            scoring={**SCORING, "tf32": True},
+            row=0,
+            device=cpu,
+            log=lambda s: None,
+        )
+        assert torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    finally:
+        set_tf32({})
+    assert not torch.backends.cudnn.allow_tf32
+    off = score_model(_bn_model(), _toy_data(), scoring=SCORING, row=0, device=cpu, log=print)
+    m_on, m_off = json.loads(str(on["meta"])), json.loads(str(off["meta"]))
+    assert m_on["tf32"] == {"matmul": False, "cudnn": True} and m_on["scoring"]["tf32"] is True
+    assert m_off["tf32"] == {"matmul": False, "cudnn": False} and "tf32" not in m_off["scoring"]
+    for k in on:
+        if k != "meta":
+            np.testing.assert_array_equal(on[k], off[k])
 
 
 def _toy_data(n=37, n_test=11, shape=(1, 4, 4), classes=3):

@@ -8,7 +8,7 @@ import pytest
 
 from curvmia.io import save_npz
 from curvmia.masks import first_m_members, fresh_mask, make_masks
-from curvmia.scores import FEATURES
+from curvmia.scores import F32_FEATURES, FEATURES
 from curvmia.sweeps import model_id, sweep_metrics, sweep_seed, targets_frame
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,6 +52,8 @@ def _scores(path, loss, rng):
     n = len(loss)
     feats = {f: rng.random((n, 2)) + 0.1 for f in FEATURES}
     feats["loss"] = np.stack([loss, loss], 1)
+    feats.update({f: rng.random((n, 2)).astype(np.float32) for f in F32_FEATURES})
+    feats["loss_f32"] = feats["loss"].astype(np.float32)
     save_npz(path, **feats, **{f"test_{f}": v[:5] for f, v in feats.items()})
 
 

@@ -14,6 +14,7 @@ from scipy.stats import binom, norm
 from curvmia.distinguish import (
     audit,
     clopper_pearson,
+    distinguishability,
     epsilon_bounds,
     gaussian_kl,
     kl_gauss,
@@ -41,6 +42,7 @@ CFG = {
     "c2": 0.0,
     "query": 0,
     "kl_k": 5,
+    "kl_null_reps": 8,
     "delta": 1e-5,
     "alpha": 0.05,
     "audit_select": 0.5,
@@ -106,8 +108,9 @@ def test_statistics_orientation_and_extra_curvature():
         "curv_hutch": np.array([[-2.0, 0.0], [0.5, 0.0]]),
     }
     st = statistics(feats, 0)
-    assert set(st) == {"logcurv_zo", "logcurv_hutch", "loss", "p_true"}
+    assert set(st) == {"logcurv_zo", "logcurv_hutch", "loss", "log_loss", "p_true"}
     np.testing.assert_allclose(st["loss"], [-1.0, -2.0])
+    np.testing.assert_allclose(st["log_loss"], [0.0, -math.log(2.0)], atol=1e-12)
     np.testing.assert_allclose(st["logcurv_zo"], [-math.log(1e-3), 0.0], atol=1e-12)
     np.testing.assert_allclose(st["logcurv_hutch"], [-math.log(2.0), -math.log(0.5)])
 
@@ -315,6 +318,7 @@ def test_dp_sweep_analysis(tmp_path, monkeypatch):
         "logcurv_hutch",
         "logcurv_hutch_sq",
         "loss",
+        "log_loss",
         "p_true",
         "phi",
     }
@@ -325,7 +329,7 @@ def test_dp_sweep_analysis(tmp_path, monkeypatch):
     assert fit.m == 300 and fit.n == 12 and fit.significant
     assert fit.params["offset"] == pytest.approx(0.52, abs=3 * fit.stderr["offset"] + 1e-3)
     # membership effect grows with ε: the loss KL and AUROC follow
-    lo = f[f["statistic"] == "loss"].groupby("value")[["kl_gauss", "auroc"]].mean()
+    lo = f[f["statistic"] == "log_loss"].groupby("value")[["kl_gauss", "auroc"]].mean()
     assert lo["kl_gauss"].iloc[-1] > lo["kl_gauss"].iloc[0]
     assert lo["auroc"].iloc[-1] > 0.55
     plot_sweep(res, CFG, str(tmp_path / "dp.png"))
@@ -356,7 +360,17 @@ def test_size_sweep_analysis_and_script(tmp_path):
     assert summary["crossover_m"] == pytest.approx(100 + 100 * 0.05 / 0.09, rel=1e-6)
     frame = pd.read_csv(out / "size.csv")
     assert sorted(frame["m"].unique()) == sizes
-    assert frame["kl_gauss"].gt(0.1).all()  # a one-std effect: KL ≈ 0.5 per statistic
+    fair = frame["gauss_model"] == "fair"
+    assert set(frame.loc[fair, "statistic"]) == {
+        "logcurv_zo",
+        "logcurv_hutch",
+        "logcurv_hutch_sq",
+        "log_loss",
+        "phi",
+    }
+    assert frame.loc[fair, "kl_gauss"].gt(0.1).all()  # a one-std effect: KL ≈ 0.5 per statistic
+    assert frame.loc[~fair, "kl_gauss"].isna().all()  # raw loss, raw p_true: no Gaussian fit
+    assert "[null on shuffled labels" in (out / "size.md").read_text()
     assert "Crossover: curvature overtakes loss" in (out / "size.md").read_text()
     assert (out / "size.png").stat().st_size > 10_000
 
@@ -400,6 +414,10 @@ def test_main_targets_frame(tmp_path):
     # log curvature is Gaussian with variance 1 + 0.3²: KL = 1 / (2 * 1.09)
     curv = df[df["statistic"] == "logcurv_zo"]
     assert curv["kl_gauss"].between(0.46 - 0.25, 0.46 + 0.25).all()
+    # a real effect sits above its null; the null (shuffled labels) sits near 0
+    assert loss_rows["kl_knn_above_null"].all() and curv["kl_gauss_above_null"].all()
+    assert (df["kl_knn_null_mean"].abs() < 0.1).all() and (df["kl_knn_null_sd"] > 0).all()
+    assert loss_rows["kl_gauss"].isna().all() and (loss_rows["gauss_model"] != "fair").all()
     bad = {**attack, "is_member": ~attack["is_member"]}
     with pytest.raises(ValueError, match="membership"):
         main_targets_frame(paths, [2, 3], masks, {"bad": bad}, CFG)
@@ -435,3 +453,26 @@ def test_audit_split_is_stratified_and_independent_of_other_seeded_permutations(
     scores = {"s": np.where(member, 1.0, 0.0) + np.random.default_rng(1).normal(size=n)}
     res = audit(scores, member, delta=1e-5, alpha=0.05, select_frac=0.5, seed=0)
     assert res["audit_n_members"] == 25 and res["audit_n_nonmembers"] == 225
+
+
+def test_kl_estimates_sit_in_their_null_without_signal():
+    """No membership signal, unequal small sizes (the size sweep's m = 400 case): the k-NN
+    estimate can be below 0, and its null (same estimator, same sizes, shuffled labels)
+    says so; with a signal the estimate leaves the null."""
+    rng = np.random.default_rng(11)
+    n = 1700
+    m = np.zeros(n, bool)
+    m[:400] = True
+    stats = {"logcurv_zo": rng.normal(0, 1, n), "loss": rng.exponential(1, n)}
+    rows = {r["statistic"]: r for r in distinguishability(stats, m, k=5, seed=0, null_reps=30)}
+    for name, r in rows.items():
+        assert abs(r["kl_knn"] - r["kl_knn_null_mean"]) < 4 * r["kl_knn_null_sd"], (name, r)
+        assert r["null_reps"] == 30 and r["kl_knn_null_sd"] > 0
+    assert rows["loss"]["gauss_model"] != "fair" and math.isnan(rows["loss"]["kl_gauss"])
+    assert rows["logcurv_zo"]["kl_gauss_null_q95"] > 0
+    shifted = {"logcurv_zo": stats["logcurv_zo"] + 0.8 * m}
+    r = distinguishability(shifted, m, k=5, seed=0, null_reps=30)[0]
+    assert r["kl_knn_above_null"] and r["kl_gauss_above_null"]
+    # seeded: the null is reproducible
+    again = distinguishability(shifted, m, k=5, seed=0, null_reps=30)[0]
+    assert again["kl_knn_null_mean"] == r["kl_knn_null_mean"]

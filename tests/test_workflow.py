@@ -204,8 +204,10 @@ def test_attack_change_reruns_only_attack_and_after(finished_run, tmp_path):
     assert plan == AFTER_ATTACK, plan
 
 
-def test_scoring_change_never_retrains(finished_run, tmp_path):
-    cfg = with_changes(tmp_path, "scoring.yaml", lambda c: c["scoring"].update(niter=3))
+@pytest.mark.parametrize("change", [{"niter": 3}, {"tf32": True}])
+def test_scoring_change_never_retrains(finished_run, tmp_path, change):
+    # scoring.tf32 is a scoring param too: switching it rescores (no numeric effect on a CPU)
+    cfg = with_changes(tmp_path, "scoring.yaml", lambda c: c["scoring"].update(change))
     plan = planned_jobs(snakemake(finished_run, cfg, "-n"))
     assert plan == {"score": 10, "score_sweep": 10, "curv_hist": 1, **AFTER_ATTACK, "attack": 5}, (
         plan
