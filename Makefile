@@ -7,7 +7,7 @@ EXPERIMENT ?= digits
 # Rules call `python`: make it the virtual environment's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup run report test lint clean lock archive
+.PHONY: setup run report test lint clean lock archive mutate
 
 setup: $(STAMP)
 
@@ -24,8 +24,20 @@ run: setup
 	$(BIN)/snakemake --profile profiles/local --report results/$(EXPERIMENT)/report.html
 	@echo "Results: results/$(EXPERIMENT)/ (metrics.md, metrics.csv, roc.png, report.html)"
 
-test: setup
+DEV_STAMP := $(VENV)/.curvmia-dev-installed
+$(DEV_STAMP): envs/requirements-dev.txt $(STAMP)
+	$(BIN)/python -m pip install --quiet -r envs/requirements-dev.txt
+	touch $(DEV_STAMP)
+
+# The suite, the fixed sample of mutants of the core modules included (tests/test_mutation.py).
+test: setup $(DEV_STAMP)
 	$(BIN)/python -m pytest -q
+
+# Mutation testing of the core modules (docs/testing.md): every mutant, or the first
+# PER_MODULE of each module's seeded sample; MODULE=metrics for one module.
+mutate: setup $(DEV_STAMP)
+	$(BIN)/python tests/_mutation.py run $(if $(MODULE),--module $(MODULE)) \
+		$(if $(PER_MODULE),--per-module $(PER_MODULE))
 
 lint: setup
 	$(BIN)/ruff check .
@@ -46,4 +58,4 @@ archive: setup
 	$(BIN)/python scripts/archive.py --out results/$(EXPERIMENT)-archive.tar.gz
 
 clean:
-	rm -rf results data .snakemake
+	rm -rf results data .snakemake mutants

@@ -257,6 +257,70 @@ def test_rmia_matches_its_paper_formula(offline, a, gamma):
     np.testing.assert_allclose(got, rmia_transcription(t, s, s_in, offline, a, gamma))
 
 
+@pytest.mark.parametrize("offline", [False, True])
+def test_rmia_counts_ties_at_gamma(offline):
+    """Saturated, tied probabilities (p = 1 or ½ exactly): LR(x)/LR(z) lands exactly on γ,
+    and the formula counts it (≥ γ).  All-saturated models score every sample 1; the
+    mixed case against the loop transcription, and by hand."""
+    k, n, n_z = 4, 3, 4
+    ones = {"p_true": np.ones((n, 2)), "test_p_true": np.ones((n_z, 2))}
+    s = {"p_true": np.ones((k, n, 2)), "test_p_true": np.ones((k, n_z, 2))}
+    s_in = np.array([[True, False, True]] * 2 + [[False, True, False]] * 2)
+    name, kw = ("rmia_offline", {"a": 1.0}) if offline else ("rmia_online", {})
+    np.testing.assert_array_equal(ATTACKS[name](ones, s, s_in, gamma=1.0, **kw), np.ones(n))
+    # z probabilities 1, ½, 1, ½ under the target, 1 under every reference model:
+    # LR(z) ∈ {1, ½}; x with LR(x) = 1 beats every z with ratio ≥ 1: all four count at γ = 1,
+    # and at γ = 2 exactly the two with LR(z) = ½ (ratio 2, a tie)
+    t = {"p_true": np.ones((n, 2)), "test_p_true": np.array([[1.0, 1.0], [0.5, 0.5]] * 2)}
+    for gamma, want in ((1.0, 1.0), (2.0, 0.5)):
+        got = ATTACKS[name](t, s, s_in, gamma=gamma, **kw)
+        np.testing.assert_array_equal(got, np.full(n, want))
+        np.testing.assert_array_equal(got, rmia_transcription(t, s, s_in, offline, 1.0, gamma))
+
+
+def test_curv_lr_clean_uses_each_side_standard_deviation():
+    # IN values 1, 5 (mean 3, std 2), OUT 2, 6 (mean 4, std 2): no unit std anywhere
+    shadow, s_in = one_sample(np.exp([1.0, 5.0, 2.0, 6.0]), [1, 1, 0, 0])
+    target = {"curv_zo": np.exp(np.array([[2.5]]))}
+    s = np.log(np.exp(2.5) + 1e-22)
+    got = ATTACKS["curv_lr"](target, shadow, s_in, variant="clean")
+    assert got[0] == pytest.approx(norm.logpdf(s, 3, 2) - norm.logpdf(s, 4, 2))
+    unit = ATTACKS["curv_lr"](target, shadow, s_in, variant="clean", unit_variance=True)
+    assert unit[0] == pytest.approx(norm.logpdf(s, 3, 1) - norm.logpdf(s, 4, 1))
+
+
+def test_ye_quantile_at_alpha_one_is_the_largest_out_loss():
+    shadow, s_in = one_sample([0.5, 2.0, 1.0, 3.0], [1, 0, 0, 0], feature="loss")
+    target = {"loss": np.array([[1.5]])}
+    assert ATTACKS["ye"](target, shadow, s_in, alpha=1.0)[0] == pytest.approx(-(1.5 - 3.0))
+    assert ATTACKS["ye"](target, shadow, s_in, alpha=0.0)[0] == pytest.approx(-(1.5 - 1.0))
+    with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\], got 1.5"):
+        ATTACKS["ye"](target, shadow, s_in, alpha=1.5)
+
+
+def test_class_threshold_on_unit_spaced_values_by_hand():
+    # class 0: IN values 1, 2, OUT 3, 4 (consecutive integers): τ = 2 separates them
+    values = np.array([[1.0, 3.0], [2.0, 4.0]])
+    is_in = np.array([[True, False], [True, False]])
+    labels = np.array([0, 0])
+    np.testing.assert_array_equal(class_thresholds(values, is_in, labels, 2), [2.0, -np.inf])
+
+
+def test_run_attack_and_labels_match_the_direct_call():
+    from curvmia.attacks import run_attack, spec_label
+
+    assert spec_label({"name": "yeom"}) == "yeom"
+    assert spec_label({"name": "yeom", "label": "y2"}) == "y2"
+    feats, masks, labels = synthetic(n=300, n_models=6, n_z=50)
+    t, s, s_in, t_in = split(feats, masks, 0)
+    t2 = {f: v[1] for f, v in feats.items()}
+    spec = {"name": "curv_nll", "label": "x", "variant": "clean"}
+    scores, member = run_attack(spec, [t, t2], s, s_in, np.stack([t_in, masks[1]]), labels)
+    np.testing.assert_array_equal(scores[0], ATTACKS["curv_nll"](t, s, s_in, variant="clean"))
+    np.testing.assert_array_equal(scores[1], ATTACKS["curv_nll"](t2, s, s_in, variant="clean"))
+    assert scores.dtype == np.float64 and member.dtype == bool and member[1].sum() == masks[1].sum()
+
+
 # ------------------------------------------------------------------ each paper quirk, pinned
 
 

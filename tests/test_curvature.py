@@ -122,8 +122,10 @@ def ref_signs(seed_words, index: int, stream: int, d: int) -> np.ndarray:
 
 
 def test_keyed_rademacher_matches_reference_and_is_balanced():
+    from curvmia import curvature
     from curvmia.curvature import keyed_rademacher, sample_keys
 
+    curvature._TABLES.clear()  # rebuild the cached sign tables: they are checked here too
     words = [3, 11, 0, 1]
     idx = torch.tensor([0, 1, 5, 1000, 2**40])
     keys = sample_keys(words, idx)
@@ -338,6 +340,28 @@ def test_linear_softmax_closed_form_input_hessian():
     np.testing.assert_allclose(tr2.numpy(), [(hh**2).sum() for hh in hs], rtol=1e-10)
 
 
+def test_hutchinson_keyed_probes_are_their_documented_stream():
+    """Keyed probes are stream PROBE_STREAM + k of each sample's key (never a ZO iteration's
+    stream 0 .. 2·niter−1): the estimates equal rᵀHr and ‖Hr‖² averaged over the probes built
+    by the plain-Python draw reference, with H from torch.autograd.functional.hessian."""
+    from curvmia.curvature import PROBE_STREAM, hutchinson
+
+    assert PROBE_STREAM == 1 << 20  # the documented stream offset
+    model = mlp()
+    torch.manual_seed(8)
+    x = torch.randn(3, 1, 4, 4, dtype=torch.float64)
+    y = torch.tensor([0, 3, 1])
+    words, idx, k = [7, 1, 0, 1], [4, 9, 30], 3
+    ref = autograd_hessians(model, x, y)
+    tr, tr2 = hutchinson(model, x, y, nprobes=k, seed=words, index=torch.tensor(idx))
+    for i, j in enumerate(idx):
+        rs = [ref_signs(words, j, (1 << 20) + p, 16) for p in range(k)]
+        want = np.mean([r @ ref[i] @ r for r in rs])
+        want2 = np.mean([(ref[i] @ r) @ (ref[i] @ r) for r in rs])
+        assert tr[i].item() == pytest.approx(want, rel=1e-10, abs=1e-14)
+        assert tr2[i].item() == pytest.approx(want2, rel=1e-10)
+
+
 def test_hutchinson_keyed_independent_of_batch_size():
     from curvmia.curvature import hutchinson
 
@@ -505,6 +529,14 @@ def test_forward_batch_chooser_finds_the_fastest_size_online():
     ch.record(4, 4, 4 / 100.0)
     ch.record(8, 8, 8 / 99.0)
     assert ch.best == 8
+    # a zero or negative duration (a clock that did not advance) is no timing
+    ch.record(4, 4, 0.0)
+    ch.record(4, 4, -1.0)
+    assert ch.best == 8 and list(ch.rates[4]) == [100.0]
+    with pytest.raises(ValueError, match="a chooser varies the forward batch: it cannot pad"):
+        zo_curvature(
+            mlp(), torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.long), chooser=ch, pad=True
+        )
 
 
 def test_zo_scores_identical_while_the_chooser_varies_the_forward_batch():

@@ -89,3 +89,17 @@ def test_random_crop_flip_matches_per_image_reference():
     # no augmentation is the identity
     same = random_crop_flip(x, 0, False, torch.Generator().manual_seed(0))
     torch.testing.assert_close(same, x)
+
+
+def test_normalize_and_to_float_by_hand():
+    from curvmia.data import normalize, to_float
+
+    u8 = torch.tensor([[[[0, 255]], [[51, 102]]]], dtype=torch.uint8)  # (1, 2, 1, 2)
+    x = to_float(u8)
+    assert x.dtype == torch.float32
+    torch.testing.assert_close(x, torch.tensor([[[[0.0, 1.0]], [[0.2, 0.4]]]]))
+    z = normalize(x, np.array([0.5, 0.2]), np.array([0.25, 0.1]))
+    assert z.dtype == torch.float32 and z.shape == x.shape
+    torch.testing.assert_close(z, torch.tensor([[[[-2.0, 2.0]], [[0.0, 2.0]]]]))
+    z64 = normalize(x.double(), [0.5, 0.2], [0.25, 0.1])
+    assert z64.dtype == torch.float64

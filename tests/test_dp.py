@@ -65,16 +65,20 @@ def dp_run():
 
 def test_per_sample_gradients_are_clipped(dp_run):
     _, _, records = dp_run
-    clipped_any = False
+    """The bound is the config's max_grad_norm: each step's summed gradient is the sum of
+    the per-sample gradients, each scaled to norm ≤ C = max_grad_norm (clipped ones exactly
+    to C), computed here from the per-sample gradients."""
+    c = DP_CFG["max_grad_norm"]
+    clipped = 0
     for r in records:
-        flat = torch.cat([g.flatten(1) for g in r["grad_sample"]], dim=1)  # (B, P)
+        assert r["C"] == c
+        flat = torch.cat([g.flatten(1) for g in r["grad_sample"]], dim=1).double()  # (B, P)
         norms = flat.norm(dim=1)
-        factor = torch.clamp(r["C"] / (norms + 1e-6), max=1.0)
-        clipped_any |= bool((norms > r["C"]).any())
-        assert ((flat * factor[:, None]).norm(dim=1) <= r["C"] * (1 + 1e-5)).all()
-        summed = torch.cat([s.flatten() for s in r["summed"]])
-        torch.testing.assert_close(summed, (flat * factor[:, None]).sum(0), rtol=1e-5, atol=1e-7)
-    assert clipped_any
+        factor = torch.where(norms > c, c / norms, torch.ones_like(norms))
+        clipped += int((norms > c).sum())
+        summed = torch.cat([s.flatten() for s in r["summed"]]).double()
+        torch.testing.assert_close(summed, (flat * factor[:, None]).sum(0), rtol=1e-4, atol=1e-7)
+    assert clipped > 0
 
 
 def test_noise_of_the_accountants_sigma_is_added(dp_run):

@@ -43,9 +43,21 @@ def test_queries():
         query_view(x, 2)
 
 
-def test_score_model_is_deterministic_and_complete():
+def _reference_views(images_u8, mean, std):
+    """Normalised float32 images (the scoring dtype path) and their horizontal mirror images,
+    in numpy: query 0 and query 1 as the score file defines them."""
+    x = images_u8.astype(np.float32) / np.float32(255.0)
+    x = (x - np.float32(mean[0])) / np.float32(std[0])
+    return x, x[..., ::-1].copy()
+
+
+def test_score_model_features_are_those_of_each_query_view_and_key():
+    """Every feature of both splits and both queries against a reference built outside
+    scores.py: query 1 is the model on the mirrored image, each query's ZO and Hutchinson
+    draws carry that query's own key (seed, row, split, query)."""
     from torch import nn
 
+    from curvmia.curvature import hutchinson, zo_curvature
     from curvmia.data import Prepared
     from curvmia.scores import F32_FEATURES, FEATURES, score_model
 
@@ -59,30 +71,79 @@ def test_score_model_is_deterministic_and_complete():
     )
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Tanh(), nn.Linear(8, 3))
-    cfg = {"variant": "paper", "h": 1e-3, "niter": 3, "batch_size": 16, "seed": 5}
+    cfg = {"variant": "clean", "h": 1e-3, "niter": 3, "batch_size": 16, "seed": 5}
+    cfg["hutch_nprobes"] = 2
     cpu = torch.device("cpu")
     a = score_model(model, data, scoring=cfg, row=2, device=cpu, log=lambda s: None)
-    b = score_model(model, data, scoring=cfg, row=2, device=cpu, log=lambda s: None)
-    c = score_model(model, data, scoring=cfg, row=3, device=cpu, log=lambda s: None)
+    ref_model = model.double().eval()
+    for prefix, split_id, imgs, labs in (
+        ("", 0, data.train_images, data.train_labels),
+        ("test_", 1, data.test_images, data.test_labels),
+    ):
+        n = len(labs)
+        views = _reference_views(imgs, [0.5], [0.3])
+        y = torch.from_numpy(labs)
+        for q, view in enumerate(views):
+            x = torch.from_numpy(view).double()
+            with torch.no_grad():
+                z = ref_model(x).numpy()
+            p = np.exp(z - z.max(1, keepdims=True))
+            p /= p.sum(1, keepdims=True)
+            py = p[np.arange(n), labs]
+            np.testing.assert_allclose(a[prefix + "loss"][:, q], -np.log(py), rtol=1e-9)
+            np.testing.assert_allclose(a[prefix + "p_true"][:, q], py, rtol=1e-9)
+            np.testing.assert_allclose(a[prefix + "p_max"][:, q], p.max(1), rtol=1e-9)
+            words = [5, 2, split_id, q]
+            zo = zo_curvature(ref_model, x, y, h=1e-3, niter=3, seed=words, index=torch.arange(n))
+            np.testing.assert_allclose(a[prefix + "curv_zo"][:, q], zo.numpy(), rtol=1e-7)
+            tr, tr2 = hutchinson(ref_model, x, y, nprobes=2, seed=words, index=torch.arange(n))
+            np.testing.assert_allclose(a[prefix + "curv_hutch"][:, q], tr.numpy(), rtol=1e-9)
+            np.testing.assert_allclose(a[prefix + "curv_hutch_sq"][:, q], tr2.numpy(), rtol=1e-9)
+        # the two views differ, so the features above pin which view each query scored
+        assert not np.allclose(a[prefix + "loss"][:, 0], a[prefix + "loss"][:, 1])
     for f in FEATURES:
         assert a[f].shape == (37, 2) and a["test_" + f].shape == (11, 2)
-        np.testing.assert_array_equal(a[f], b[f])
-    assert not np.array_equal(a["curv_zo"], c["curv_zo"])  # draws depend on the model's row
-    np.testing.assert_array_equal(a["loss"], c["loss"])  # deterministic features do not
-    assert (a["curv_zo"] >= 0).all()
-    # clean variant: float64 model; same loss up to float32 rounding
-    d = score_model(
-        model, data, scoring={**cfg, "variant": "clean"}, row=2, device=cpu, log=lambda s: None
+    meta = json.loads(str(a["meta"]))
+    assert meta["dtype"] == "torch.float64" and meta["compiled"] is False
+    assert meta["channels_last"] is True and meta["queries"] == ["original", "hflip"]
+    assert (meta["n"], meta["n_test"], meta["row"]) == (37, 11, 2)
+    # score_split on its own, with its defaults: no Hutchinson features, the same ZO scores
+    from curvmia.scores import score_split, use_channels_last
+
+    alone = score_split(
+        ref_model,
+        data.train_images,
+        data.train_labels,
+        mean=np.array([0.5]),
+        std=np.array([0.3]),
+        h=1e-3,
+        niter=3,
+        seed_words=[5, 2, 0],
+        batch_size=16,
+        device=cpu,
+        dtype=torch.float64,
+        log=lambda s: None,
     )
-    np.testing.assert_allclose(d["loss"], a["loss"], rtol=1e-5)
-    assert json.loads(str(d["meta"]))["dtype"] == "torch.float64"
+    np.testing.assert_array_equal(alone["curv_zo"], a["curv_zo"])
+    assert np.isnan(alone["curv_hutch"]).all() and np.isnan(alone["curv_hutch_sq"]).all()
+    assert use_channels_last({}) and use_channels_last({"channels_last": True})
+    assert not use_channels_last({"channels_last": False})
+    # paper variant: the float32 model, the same losses up to float32 rounding; the ZO
+    # draws depend on the model's row, the deterministic features do not
+    cfg32 = {**cfg, "variant": "paper", "hutch_nprobes": 0}
+    b = score_model(model, data, scoring=cfg32, row=2, device=cpu, log=lambda s: None)
+    c = score_model(model, data, scoring=cfg32, row=3, device=cpu, log=lambda s: None)
+    np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-5)
+    assert json.loads(str(b["meta"]))["dtype"] == "torch.float32"
+    assert not np.array_equal(b["curv_zo"], c["curv_zo"])
+    np.testing.assert_array_equal(b["loss"], c["loss"])
     # float32 fields (the released code's values) under paper only, stored as float32
     for f in F32_FEATURES:
-        assert a[f].dtype == np.float32 and a["test_" + f].shape == (11, 2)
-        assert f not in d
-    np.testing.assert_allclose(a["loss_f32"], a["loss"], rtol=1e-4, atol=1e-6)
-    assert json.loads(str(a["meta"]))["float32_features"] == list(F32_FEATURES)
-    assert json.loads(str(d["meta"]))["float32_features"] == []
+        assert b[f].dtype == np.float32 and b["test_" + f].shape == (11, 2)
+        assert f not in a
+    np.testing.assert_allclose(b["loss_f32"], b["loss"], rtol=1e-4, atol=1e-6)
+    assert json.loads(str(b["meta"]))["float32_features"] == list(F32_FEATURES)
+    assert json.loads(str(a["meta"]))["float32_features"] == []
 
 
 def test_tf32_switch_sets_the_flag_and_the_metadata():

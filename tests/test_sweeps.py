@@ -107,3 +107,23 @@ def test_sweep_metrics_contract(tmp_path):
     assert yeom.loc[100, "n_members"] == 100 and yeom.loc[50, "n_nonmembers"] == 150
     # random curvature features carry no signal
     assert df[df.attack == "curv_nll"]["auroc"].between(0.3, 0.7).all()
+
+
+def test_sweep_members_are_the_documented_seeded_draws():
+    """first_m_members: the first m of numpy's seeded permutation; fresh_mask: Bernoulli(pkeep)
+    from numpy's generator on [seed, 0x5EED] (both as curvmia.masks documents them)."""
+    perm = np.random.default_rng(3).permutation(100)
+    want = np.zeros(100, bool)
+    want[perm[:10]] = True
+    np.testing.assert_array_equal(first_m_members(100, 10, 3), want)
+    assert first_m_members(5, 5, 0).all() and first_m_members(5, 5, 0).dtype == bool
+    with pytest.raises(ValueError, match=r"size_sweep.sizes: 0 is outside 1..100"):
+        first_m_members(100, 0, 0)
+    masks = make_masks(50, 2, 0.5, 0, True)
+    row = fresh_mask(50, 0.3, 7, masks)
+    np.testing.assert_array_equal(row, np.random.default_rng([7, 0x5EED]).random(50) < 0.3)
+    # equal to a row, or to a row's complement: refused, naming the row
+    with pytest.raises(ValueError, match=r"dp_sweep.mask_seed: .* equals mask row 1 or its"):
+        fresh_mask(50, 0.3, 7, np.stack([masks[0], row]))
+    with pytest.raises(ValueError, match=r"equals mask row 2 or its complement"):
+        fresh_mask(50, 0.3, 7, np.stack([masks[0], masks[1], ~row]))

@@ -337,6 +337,34 @@ def test_dp_sweep_analysis(tmp_path, monkeypatch):
     note = sweep_note(res, CFG)
     assert "fit significant" in note and "12 targets" in note
     assert f["eps_ops_lo"].notna().all() and (f["eps_ops_attack"] != "").all()
+    # the note's KL range is that of p_true (one value per target)
+    pr = f[f["statistic"] == "p_true"].drop_duplicates("model")["kl_knn"]
+    assert f"KL of p_true (kNN) {pr.min():.3g}..{pr.max():.3g};" in note
+
+
+def test_size_sweep_analysis_in_process(tmp_path, monkeypatch):
+    """The size branch of analyse_sweep and its note, without the script (tests/_mutation.py
+    runs in-process tests only)."""
+    monkeypatch.chdir(tmp_path)
+    sizes = [50, 100, 200, 400]
+    curv = {50: 0.60, 100: 0.65, 200: 0.70, 400: 0.72}
+    loss = {50: 0.80, 100: 0.70, 200: 0.66, 400: 0.60}
+    d = _write_sweep(tmp_path, "size", sizes, lambda m: 1.0,
+                     lambda a, m: curv[m] if a == "curv_nll" else loss[m])  # fmt: skip
+    res = analyse_sweep(str(d / "targets.csv"), str(d / "metrics.csv"), "size", CFG)
+    a = res["auroc"]
+    assert list(a["m"]) == sizes
+    np.testing.assert_allclose(a["curv"], [curv[m] for m in sizes])
+    np.testing.assert_allclose(a["loss"], [loss[m] for m in sizes])
+    assert res["crossover"] == pytest.approx(100 + 100 * 0.05 / 0.09, rel=1e-9)
+    assert set(res["auroc_points"]) == {"curv", "loss"}
+    note = sweep_note(res, CFG)
+    assert "curv_nll AUROC 0.600, 0.650, 0.700, 0.720" in note
+    assert "yeom AUROC 0.800, 0.700, 0.660, 0.600" in note
+    for stat in ("logcurv_zo", "loss"):
+        g = res["frame"][res["frame"]["statistic"] == stat].groupby("value")["kl_knn"].mean()
+        want = ", ".join(f"{k:g}: {v:.3g}" for k, v in g.items())
+        assert f"KL {stat} (kNN) by m: {want}" in note
 
 
 def test_size_sweep_analysis_and_script(tmp_path):
@@ -476,3 +504,69 @@ def test_kl_estimates_sit_in_their_null_without_signal():
     # seeded: the null is reproducible
     again = distinguishability(shifted, m, k=5, seed=0, null_reps=30)[0]
     assert again["kl_knn_null_mean"] == r["kl_knn_null_mean"]
+
+
+def test_fit_needs_three_points_and_three_distinct_epsilons():
+    nan_keys = {"s", "c", "offset"}
+    # 4 points but only 2 distinct epsilons: not fitted (3 needed)
+    few = fit_auroc([1.0, 1.0, 2.0, 2.0], [0.5, 0.52, 0.6, 0.61], L=2.0, m=5.0)
+    assert "not fitted: 4 points at 2 distinct epsilons" in few.note
+    assert set(few.params) == set(few.stderr) == nan_keys
+    assert all(np.isnan(v) for v in [*few.params.values(), *few.stderr.values()])
+    assert np.isnan(few.rss) and np.isnan(few.f_stat) and np.isnan(few.p_value)
+    assert not few.significant and few.n == 4 and np.isnan(few.residuals).all()
+    # three distinct epsilons, exactly 3 points: fitted, no residual freedom
+    three = fit_auroc([0.5, 1.0, 4.0], [0.5, 0.55, 0.62], L=2.0, m=5.0)
+    assert "no residual freedom" in three.note and np.isnan(three.p_value)
+
+
+def test_clipped_loss_gap_by_hand():
+    from curvmia.theory import clipped_loss_gap
+
+    loss = np.array([0.1, 0.3, 5.0, 1.0, 3.0])
+    got = clipped_loss_gap(loss, [1, 1, 0, 0, 0], L=2.0)
+    # non-members min(ℓ, 2): 2, 1, 2 → 5/3; members 0.2
+    assert got["loss_gap_clipped"] == pytest.approx(5 / 3 - 0.2)
+    assert got["frac_clipped"] == pytest.approx(2 / 5)
+
+
+def test_attack_points_rows_and_refusal():
+    from curvmia.theory import attack_points
+
+    mt = pd.DataFrame(
+        {"attack": ["a", "a", "b", "a"], "target": ["1", "2", "1", "mean"],
+         "value": ["0.5", "1", "0.5", "0.7"], "seed": [0, 1, 0, 0], "auroc": [0.6, 0.7, 0.8, 0.65]}
+    )  # fmt: skip
+    pts = attack_points(mt, "a", "fit_attack")
+    assert list(pts["value"]) == [0.5, 1.0] and pts["value"].dtype == float
+    assert list(pts["auroc"]) == [0.6, 0.7] and list(pts["seed"]) == [0, 1]
+    assert pts["seed"].dtype == np.int64 and list(pts.columns) == ["value", "seed", "auroc"]
+    with pytest.raises(ValueError, match=r"theory.fit_attack: attack 'c' is not in"):
+        attack_points(mt, "c", "fit_attack")
+
+
+def test_fit_falls_back_to_its_start_values_when_curve_fit_fails(monkeypatch):
+    from curvmia import theory
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("no convergence")
+
+    monkeypatch.setattr(theory, "curve_fit", fail)
+    rng = np.random.default_rng(0)
+    e = np.repeat(EPS, 2)
+    fit = theory.fit_auroc(e, 0.5 + 0.02 * e + rng.normal(0, 0.01, e.size), L=2.0, m=5.0)
+    # the start values: a quadratic least-squares fit in u = 1 − e^−ε, mapped to (s, c, offset)
+    y = 0.5 + 0.02 * e + np.random.default_rng(0).normal(0, 0.01, e.size)
+    a2, a1, a0 = np.polyfit(1 - np.exp(-e), y, 2)
+    s0, b0 = a2 / 10.0**2, a1 * 10.0 / (2 * a2)  # a = L·m = 10
+    want = {"s": s0, "c": b0 - 2.0, "offset": a0 - s0 * b0**2}
+    for k, v in want.items():
+        assert fit.params[k] == pytest.approx(v, rel=1e-8), k
+    assert all(v == np.inf for v in fit.stderr.values()) and len(fit.residuals) == e.size
+    summary = fit.summary()
+    assert summary == {
+        "L": 2.0, "m": 5.0, "n_points": e.size, "rss": fit.rss,
+        "s": fit.params["s"], "s_se": np.inf, "c": fit.params["c"], "c_se": np.inf,
+        "offset": fit.params["offset"], "offset_se": np.inf, "f_stat": fit.f_stat,
+        "p_value": fit.p_value, "significant": fit.significant, "note": fit.note,
+    }  # fmt: skip

@@ -168,10 +168,20 @@ def test_sweeps_and_their_theory_comparison(finished_run):
 
 
 def test_report(finished_run):
+    """The report embeds each result file's current bytes (a data URI per file), and the
+    embedded metrics table holds the run's AUROCs."""
+    import base64
+    import io
+    import re
+
     report = finished_run / "report.html"
     snakemake(finished_run, TEST_CONFIG, "--report", str(report))
-    html = report.read_text(errors="replace")
-    for name in (
+    html = report.read_text(errors="replace").replace("\\/", "/")
+    embedded: dict[str, list[bytes]] = {}
+    for name, data in re.findall(r"filename=([^;\"']+);base64,([A-Za-z0-9+/=]+)", html):
+        embedded.setdefault(name, []).append(base64.b64decode(data))
+    res = finished_run / "results" / "test"
+    names = (
         "metrics.csv",
         "roc.png",
         "curv_hist.png",
@@ -184,8 +194,14 @@ def test_report(finished_run):
         "bounds.png",
         "sweep_dp.png",
         "sweep_size.png",
-    ):
-        assert name in html, name
+    )
+    for name in names:
+        on_disk = {p.read_bytes() for p in res.rglob(name)}
+        assert on_disk, name
+        assert name in embedded and set(embedded[name]) <= on_disk, name
+    table = pd.read_csv(io.BytesIO(embedded["metrics.csv"][0]), dtype={"target": str})
+    pd.testing.assert_frame_equal(table, metrics(finished_run))
+    assert table["auroc"].between(0, 1).all()
 
 
 def test_attack_change_reruns_only_attack_and_after(finished_run, tmp_path):

@@ -1,0 +1,80 @@
+"""curvmia.distinguish beyond the theory tests: the k-NN KL estimator against a brute-force
+transcription, the bound's edge cases, the audit's ties and refusals (killed mutants,
+docs/testing.md)."""
+
+import numpy as np
+import pytest
+
+from curvmia.distinguish import audit, distinguishability, epsilon_bounds, kl_gauss, kl_knn
+
+
+def test_kl_knn_matches_a_brute_force_transcription_with_ties():
+    """Wang–Kulkarni–Verdú with the documented jitter: uniform on ±width/2, width = 1e-9 ×
+    the pooled interquartile range, drawn from default_rng(seed) for x then y."""
+    rng = np.random.default_rng(3)
+    x = np.round(rng.normal(0, 1, 40), 1)  # heavy ties
+    y = np.round(rng.normal(0.5, 1.5, 55), 1)
+    k, seed = 3, 9
+    both = np.r_[x, y]
+    width = 1e-9 * (np.percentile(both, 75) - np.percentile(both, 25))
+    g = np.random.default_rng(seed)
+    xj = x + g.uniform(-width / 2, width / 2, len(x))
+    yj = y + g.uniform(-width / 2, width / 2, len(y))
+    total = 0.0
+    for i in range(len(x)):
+        rho = np.sort(np.abs(np.delete(xj, i) - xj[i]))[k - 1]
+        nu = np.sort(np.abs(yj - xj[i]))[k - 1]
+        total += np.log(nu / rho)
+    want = total / len(x) + np.log(len(y) / (len(x) - 1))
+    assert kl_knn(x, y, k=k, seed=seed) == pytest.approx(want, rel=1e-12)
+    with pytest.raises(ValueError, match=r"more than k=5 samples per side, got 5 and 9"):
+        kl_knn(x[:5], y[:9], k=5)
+
+
+def test_finite_values_and_their_count():
+    # two finite values are enough (NaN and inf dropped); one names its side
+    # N(1, 1) against N(2, 1): (1 − 2)²/2
+    assert kl_gauss([0.0, 2.0, np.nan], [1.0, 3.0, np.inf]) == pytest.approx(0.5)
+    assert np.isnan(kl_gauss([1.0, 1.0], [0.0, 2.0]))  # zero spread: undefined
+    with pytest.raises(ValueError, match=r"^x: need at least 2 finite values, got 1"):
+        kl_gauss([1.0, np.nan], [0.0, 1.0])
+    with pytest.raises(ValueError, match=r"^y: need at least 2 finite values, got 0"):
+        kl_gauss([1.0, 2.0], [np.nan])
+
+
+def test_distinguishability_rows():
+    rng = np.random.default_rng(0)
+    m = np.r_[np.ones(60, bool), np.zeros(40, bool)]
+    s = rng.normal(0, 1, 100) + m
+    (row,) = distinguishability({"loss": s}, m, k=3, seed=1)
+    assert row["statistic"] == "loss"
+    assert (row["n_members"], row["n_nonmembers"]) == (60, 40)
+    assert row["kl_gauss"] == pytest.approx(kl_gauss(s[m], s[~m]))
+    assert row["kl_knn"] == pytest.approx(kl_knn(s[m], s[~m], k=3, seed=1))
+    assert 0.6 < row["auroc"] < 1
+
+
+def test_epsilon_upper_limit_is_minus_infinity_when_even_the_upper_tpr_is_below_delta():
+    # 0 of 100 members: the upper TPR limit is 1 − 0.025^(1/100) = 0.036 < δ = 0.05
+    b = epsilon_bounds(0, 100, 3, 100, delta=0.05, alpha=0.05)
+    assert b["eps_hi"] == -np.inf and b["eps"] == -np.inf and b["eps_lo"] == -np.inf
+    # no member and no false positive found: still nothing proved (not an unbounded ε)
+    assert epsilon_bounds(0, 100, 0, 100, delta=0.05, alpha=0.05)["eps_hi"] == -np.inf
+    # 0 false positives: the lower FPR limit is 0, the upper epsilon limit unbounded
+    assert epsilon_bounds(50, 100, 0, 100, delta=0.0, alpha=0.05)["eps_hi"] == np.inf
+
+
+def test_audit_refuses_halves_without_both_classes_and_keeps_the_first_of_tied_attacks():
+    m = np.r_[True, np.zeros(9, bool)]
+    s = np.arange(10.0)
+    with pytest.raises(ValueError, match=r"audit: the selection half needs both"):
+        audit({"a": s}, m, delta=0.0, alpha=0.05, select_frac=0.4, seed=0)
+    with pytest.raises(ValueError, match=r"audit: the evaluation half needs both"):
+        audit({"a": s}, m, delta=0.0, alpha=0.05, select_frac=0.9, seed=0)
+    with pytest.raises(ValueError, match=r"theory.audit_select must be in \(0, 1\), got 1"):
+        audit({"a": s}, m, delta=0.0, alpha=0.05, select_frac=1, seed=0)
+    rng = np.random.default_rng(1)
+    m = rng.random(400) < 0.5
+    s = rng.normal(0, 1, 400) + 3 * m
+    r = audit({"first": s, "second": s.copy()}, m, delta=0.0, alpha=0.05, select_frac=0.5, seed=2)
+    assert r["audit_attack"] == "first" and r["eps_emp_lo"] > 0
