@@ -7,7 +7,7 @@ EXPERIMENT ?= digits
 # Rules call `python`: make it the virtual environment's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup run report test lint clean lock archive mutate
+.PHONY: setup run report test lint clean lock archive mutate tf-env lock-tf
 
 setup: $(STAMP)
 
@@ -17,6 +17,19 @@ $(STAMP): envs/requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --require-hashes -r envs/requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# The TensorFlow environment of the Feldman & Zhang checkpoint conversion (rules/convert.smk;
+# docs/audit-your-model.md): its own virtual environment, from its own hash lock. The
+# converter test (tests/test_convert_fz.py) builds it through this target when it is missing.
+TF_VENV ?= .venv-tf
+TF_STAMP := $(TF_VENV)/.tf-installed
+tf-env: $(TF_STAMP)
+
+$(TF_STAMP): envs/tf.lock
+	test -x $(TF_VENV)/bin/python || $(PYTHON) -m venv $(TF_VENV)
+	$(TF_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TF_VENV)/bin/python -m pip install --quiet --require-hashes -r envs/tf.lock
+	touch $(TF_STAMP)
 
 # The default workflow end to end, then its Snakemake HTML report.
 run: setup
@@ -52,6 +65,12 @@ lock: setup
 	cd envs && $(LOCK) --allow-unsafe -o requirements.lock requirements.txt
 	cd envs && $(LOCK) --allow-unsafe -o gpu.lock requirements-gpu.txt
 	cd envs && $(LOCK) $(addprefix --unsafe-package ,$(CUDA_WHEELS)) -o cpu.lock requirements-cpu.txt
+	cd envs && $(LOCK) --allow-unsafe -o tf.lock requirements-tf.txt
+
+# Only the TensorFlow conversion environment's lock.
+lock-tf: setup
+	$(BIN)/python -m pip install --quiet -r envs/requirements-dev.txt
+	cd envs && $(LOCK) --allow-unsafe -o tf.lock requirements-tf.txt
 
 # Archive the finished default run: workflow, locks, config, provenance (images referenced).
 archive: setup

@@ -13,6 +13,8 @@ import torch
 from timm.models import register_model
 from torch import nn
 
+from . import sonnet_resnet  # noqa: F401  (registers sonnet_resnet50 in timm)
+
 
 class BasicBlock(nn.Module):
     """Two 3×3 convolutions with BatchNorm and an identity or 1×1 shortcut."""

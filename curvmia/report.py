@@ -446,12 +446,32 @@ def health_markdown(health: pd.DataFrame, min_test_acc: float) -> str:
 
 def exposure(scores: np.ndarray, is_member: np.ndarray) -> np.ndarray:
     """Per sample, the fraction of the target's non-members it outscores (ties ½):
-    1 − the FPR an attacker must accept to flag it.  NaN scores rank lowest."""
+    1 − the FPR an attacker must accept to flag it.  NaN scores rank lowest.  A target
+    whose members are unknown has no member marked: its exposure is then the fraction of
+    the whole population a sample outscores (a ranking, not an FPR)."""
     s = np.where(np.isnan(scores), -np.inf, scores)
     non = np.sort(s[~np.asarray(is_member, bool)])
     lo = np.searchsorted(non, s, "left")
     hi = np.searchsorted(non, s, "right")
     return (lo + hi) / (2.0 * len(non))
+
+
+def known_targets(res: dict[str, np.ndarray]) -> np.ndarray:
+    """Per target of an attack result, whether its members are known (older results: all)."""
+    return np.asarray(res.get("known", np.ones(len(res["targets"]), dtype=bool)), dtype=bool)
+
+
+def known_only(attack_results: dict[str, dict[str, np.ndarray]]) -> dict[str, dict]:
+    """The attack results restricted to the targets whose members are known (the metrics'
+    input: AUROC and TPR need the true members)."""
+    out = {}
+    for label, res in attack_results.items():
+        k = known_targets(res)
+        out[label] = {
+            key: (v[k] if key in ("scores", "is_member", "targets", "known") else v)
+            for key, v in res.items()
+        }
+    return out
 
 
 def per_example_frame(attack_results: dict, labels: np.ndarray) -> pd.DataFrame:
@@ -469,6 +489,7 @@ def per_example_frame(attack_results: dict, labels: np.ndarray) -> pd.DataFrame:
                         "sample": np.arange(len(s)),
                         "label": labels,
                         "is_member": m,
+                        "member_known": bool(known_targets(res)[t]),
                         "score": s,
                         "exposure": exposure(s, m),
                     }
@@ -481,8 +502,10 @@ def vulnerability_frame(per_example: pd.DataFrame, rank_label: str) -> pd.DataFr
     """Vulnerability ranking across targets: per sample and attack, the mean exposure
     (and mean raw score) over the targets of which it is a member; ranked by
     ``rank_label``'s exposure.
-    Samples that are a member of no target come last (NaN)."""
-    mem = per_example[per_example.is_member]
+    Samples that are a member of no target come last (NaN).  A target whose members are
+    unknown counts every sample (its exposure ranks the whole population)."""
+    known = per_example["member_known"] if "member_known" in per_example else True
+    mem = per_example[per_example.is_member | ~known]
     attacks = sorted(per_example["attack"].unique())
     # dropna=False and the reindex keep an attack whose scores are all NaN (legitimately,
     # e.g. a white-box feature not computed) as a NaN column instead of dropping it
@@ -636,6 +659,17 @@ def plot_roc(attack_results: dict[str, dict[str, np.ndarray]], path: str) -> Non
     ax.set_title(f"all attacks, TPR averaged over {len(first['targets'])} targets", fontsize=9)
     ax.legend(fontsize=6, loc="lower right", ncol=2 if len(attack_results) > 8 else 1)
     fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_text(path: str, text: str) -> None:
+    """A figure holding only ``text`` (a plot that cannot be drawn says why)."""
+    import textwrap
+
+    fig, ax = plt.subplots(figsize=(6.0, 3.0))
+    ax.axis("off")
+    ax.text(0.02, 0.5, textwrap.fill(text, 80), fontsize=8, va="center")
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

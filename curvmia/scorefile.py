@@ -13,7 +13,8 @@ computed from NaNs.
 | curv_zo | finite |
 | curv_hutch | all NaN when scoring.hutch_nprobes is 0 (not computed), else finite |
 | curv_hutch_sq | all NaN when scoring.hutch_nprobes is 0, else finite and >= 0 |
-| loss_f32, p_true_f32, p_max_f32, mentr_f32 | optional (scoring.variant paper writes them): float32, same rules as their float64 fields |
+| loss_f32, p_true_f32, p_max_f32, mentr_f32 | optional (scoring.variant paper only): |
+|   | float32, with the rules of the float64 field of the same name |
 """
 
 from __future__ import annotations

@@ -392,7 +392,14 @@ def load_checkpoint(
     """
     ckpt = load_meta(path, expect, device)
     state = ckpt.pop("state_dict")
-    model = build_model(ckpt["arch"], ckpt["num_classes"], ckpt["in_chans"], ckpt["model_kwargs"])
+    if "torchscript" in ckpt:  # an imported TorchScript model its entry trusted
+        from .imported import torchscript_from_bytes
+
+        model = torchscript_from_bytes(ckpt.pop("torchscript").cpu())
+    else:
+        model = build_model(
+            ckpt["arch"], ckpt["num_classes"], ckpt["in_chans"], ckpt["model_kwargs"]
+        )
     if ckpt.get("dp_groupnorm"):
         model = dp_compatible(model)
     model.load_state_dict(state)

@@ -10,6 +10,7 @@ sys.path.insert(0, workflow.basedir)
 from curvmia.attacks import check_attack_spec, needed_f32_features
 from curvmia.data import prepared_dir_name
 from curvmia.identity import data_hash, members_hash, members_of
+from curvmia.imported import check_section, import_hash
 from curvmia.io import config_hash
 from curvmia.masks import check_layout
 
@@ -141,8 +142,89 @@ wildcard_constraints:
     label=r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
 
 
-# the recipe hash every main-experiment checkpoint must carry (curvmia/identity.py)
+# the recipe hash every trained main-experiment checkpoint must carry (curvmia/identity.py)
 TRAIN_HASH = config_hash(config["train"])
+
+
+# ---------------------------------------------------------------- imported models
+# Rows listed in the imported section (docs/audit-your-model.md) are made from existing
+# model files instead of trained; every entry is checked here, before any job: the file's
+# sha256 and format, its architecture and class count, its membership and input contract.
+
+
+def _imported_entries():
+    imp = config.get("imported", {})
+    entries = []
+    for e in imp.get("models", []):
+        e = {"arch": None, "model_kwargs": {}, "trust": False, "members": None, **e}
+        if e["members"] is not None:
+            e["members"] = {"index": None, **e["members"]}
+        entries.append(e)
+    try:
+        check_section(
+            entries,
+            shadows=SHADOWS,
+            targets=TARGETS,
+            data_cfg=config["data"],
+            deep=workflow.is_main_process,
+        )
+    except ValueError as err:
+        _config_error(str(err))
+    if imp.get("fz_input") is not None:
+        # Feldman & Zhang's converted models (rules/convert.smk) are every row: the
+        # conversion's own checks (probe, correctness) stand in for a declared sha256
+        if not config.get("fz"):
+            _config_error("imported.fz_input: needs the fz section (the converted models)")
+        if entries:
+            _config_error("imported.fz_input: imports every row; leave imported.models empty")
+        for r in MODELS:
+            entries.append(
+                {
+                    "path": f"{RESULTS}/fz/models/model_{r}.pt",
+                    "row": r,
+                    "role": "target" if r in TARGETS else "shadow",
+                    "sha256": None,
+                    "format": "state_dict",
+                    "arch": "sonnet_resnet50",
+                    "model_kwargs": {},
+                    "trust": False,
+                    "members": {
+                        "source": "matrix",
+                        "path": f"{RESULTS}/fz/membership.npy",
+                        "sha256": None,
+                        "index": r,
+                    },
+                    "input": imp["fz_input"],
+                }
+            )
+    return {e["row"]: e for e in entries}
+
+
+IMPORTED = _imported_entries()
+TRAINED = [r for r in MODELS if r not in IMPORTED]
+# the hash each row's checkpoint carries: the recipe's, or the import entry's
+ROW_HASH = {r: import_hash(IMPORTED[r]) if r in IMPORTED else TRAIN_HASH for r in MODELS}
+# targets whose members are unknown: exposure ranking only, no AUROC
+UNKNOWN_TARGETS = [r for r in TARGETS if r in IMPORTED and IMPORTED[r]["members"] is None]
+
+
+KNOWN_TARGETS = [r for r in TARGETS if r not in UNKNOWN_TARGETS]
+if config["report"]["hist_target"] in UNKNOWN_TARGETS:
+    _config_error(
+        f"report.hist_target: target {config['report']['hist_target']} has unknown members "
+        "(imported with members: null); its member/non-member histogram cannot be drawn"
+    )
+if config["report"]["hist_target"] is None:
+    HIST_TARGET = KNOWN_TARGETS[0] if KNOWN_TARGETS else None
+
+
+def rows_regex(rows):
+    """A wildcard pattern matching exactly these rows (none: matches nothing)."""
+    return "|".join(str(r) for r in rows) if rows else "(?!)"
+
+
+def row_hash(wildcards):
+    return ROW_HASH[int(wildcards.row)]
 
 
 def as_json(obj):
@@ -159,13 +241,21 @@ def final_outputs():
         f"{RESULTS}/metrics.csv",
         f"{RESULTS}/metrics.md",
         f"{RESULTS}/roc.png",
-        f"{RESULTS}/curv_hist.png",
         f"{RESULTS}/models.csv",
         f"{RESULTS}/health.csv",
         f"{RESULTS}/per_example.csv.gz",
         f"{RESULTS}/exposed.png",
         f"{RESULTS}/provenance.json",
-    ] + ([f"{RESULTS}/loo.md"] if config["metrics"]["loo"] else []) + theory_outputs()
+    ] + membership_outputs()
+
+
+def membership_outputs():
+    """Outputs that need every target's members: left out when an imported target's members
+    are unknown (leave-one-out and the theory), the histogram when no target's are known."""
+    out = [f"{RESULTS}/curv_hist.png"] if HIST_TARGET is not None else []
+    if UNKNOWN_TARGETS:
+        return out
+    return out + ([f"{RESULTS}/loo.md"] if config["metrics"]["loo"] else []) + theory_outputs()
 
 
 # ---------------------------------------------------------------- inputs by content

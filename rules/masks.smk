@@ -4,12 +4,17 @@
 checkpoint make_masks:
     input:
         manifest=f"{DATA}/manifest.json",
+        # imported rows' membership files, by content (their sha256 is in the params)
+        members=[
+            ancient(e["members"]["path"]) for e in IMPORTED.values() if e["members"] is not None
+        ],
     output:
         f"{RESULTS}/masks.npz",
     params:
         masks=as_json(
             {k: config["masks"][k] for k in ("n_random", "pkeep", "complements", "seed")}
         ),
+        imported=as_json({str(r): e["members"] for r, e in IMPORTED.items()}),
     conda:
         "../envs/curvmia.yaml"
     container: IMAGES["cpu"]
@@ -17,4 +22,5 @@ checkpoint make_masks:
         f"{RESULTS}/logs/make_masks.log",
     shell:
         "python $CURVMIA_SCRIPTS/make_masks.py --data {input.manifest:q} --masks {params.masks:q}"
+        " --imported {params.imported:q}"
         " --out {output:q} > {log:q} 2>&1"

@@ -29,7 +29,7 @@ if SCORE_SHARDS == 1:
             f"{RESULTS}/scores/model_{{row}}.npz",
         params:
             scoring=SCORING_PARAMS,
-            train_hash=TRAIN_HASH,
+            train_hash=row_hash,
             inputs=row_ids,
         threads: config["compute"]["threads"]
         resources:
@@ -61,7 +61,7 @@ else:
             f"{RESULTS}/scores/shards/model_{{row}}.{{shard}}-of-{SCORE_SHARDS}.npz",
         params:
             scoring=SCORING_PARAMS,
-            train_hash=TRAIN_HASH,
+            train_hash=row_hash,
             inputs=row_ids,
             nshards=SCORE_SHARDS,
         threads: config["compute"]["threads"]

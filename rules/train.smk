@@ -2,6 +2,8 @@
 
 
 rule train:
+    wildcard_constraints:
+        row=rows_regex(TRAINED),
     input:
         manifest=prepared_manifest,
         masks=masks_npz,
@@ -41,7 +43,7 @@ rule model_summary:
     params:
         shadows=",".join(map(str, SHADOWS)),
         targets=",".join(map(str, TARGETS)),
-        train_hash=TRAIN_HASH,
+        row_hashes=as_json({str(r): h for r, h in ROW_HASH.items()}),
     conda:
         "../envs/curvmia.yaml"
     container: IMAGES["cpu"]
@@ -49,5 +51,5 @@ rule model_summary:
         f"{RESULTS}/logs/model_summary.log",
     shell:
         "python $CURVMIA_SCRIPTS/model_summary.py --shadows {params.shadows:q}"
-        " --targets {params.targets:q} --train-hash {params.train_hash:q}"
+        " --targets {params.targets:q} --row-hashes {params.row_hashes:q}"
         " --out {output:q} {input:q} > {log:q} 2>&1"

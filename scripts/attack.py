@@ -45,7 +45,9 @@ def main() -> None:
     a = ap.parse_args()
     spec = json.loads(a.spec)
     check_float32_features(a.shadow_scores + a.target_scores, needed_f32_features(spec))
-    masks = load_npz(a.masks)["masks"]
+    mz = load_npz(a.masks)
+    masks = mz["masks"]
+    known = mz["known"] if "known" in mz else np.ones(len(masks), dtype=bool)
     labels = load_prepared(a.data).train_labels
     if len(a.shadow_scores) != len(a.shadow_rows) or len(a.target_scores) != len(a.target_rows):
         raise SystemExit("--shadow-scores/--target-scores must give one file per row")
@@ -76,6 +78,9 @@ def main() -> None:
         scores=scores,
         is_member=is_member,
         targets=np.asarray(a.target_rows),
+        # False: that target's members are unknown (its is_member row is all False; no
+        # metric uses it, the report ranks its examples by exposure only)
+        known=known[a.target_rows],
         shadows=np.asarray(shadow_rows),
         n_shadows=np.asarray(len(shadow_rows)),
         n_no_in_shadow=np.asarray(cov["n_no_in_shadow"]),

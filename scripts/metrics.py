@@ -15,10 +15,13 @@ from curvmia.report import (
     diff_markdown,
     health_markdown,
     interval_table,
+    known_only,
+    known_targets,
     markdown_table,
     metrics_frame,
     paired_frame,
     plot_roc,
+    plot_text,
     scoring_precision_note,
     table1_markdown,
 )
@@ -49,7 +52,24 @@ def main() -> None:
     a = ap.parse_args()
     cfg = json.loads(a.metrics)
     specs = json.loads(a.specs)
-    results = {Path(p).stem: load_npz(p) for p in a.attacks}
+    every = {Path(p).stem: load_npz(p) for p in a.attacks}
+    first = next(iter(every.values()))
+    unknown = [int(t) for t, k in zip(first["targets"], known_targets(first)) if not k]
+    results = known_only(every)  # metrics need the true members
+    health = pd.read_csv(a.health).fillna({"note": ""})
+    code = "commit {commit}, code hash {code_hash} ({script})\n".format(
+        **code_record("metrics.py")
+    )
+    why = (
+        f"The training members of target(s) {unknown} are unknown (imported with members: "
+        "null), so they have no AUROC, TPR or balanced accuracy: every one of those needs "
+        "the true members. Their examples are ranked by exposure (the fraction of the "
+        "population each one outscores) in vulnerability.csv and per_example.csv.gz, the most "
+        "exposed in exposed.png (docs/audit-your-model.md, unknown membership).\n"
+    )
+    if not len(first["targets"]) - len(unknown):
+        no_metric(a, why, health, code)
+        return
     kw = {"n_boot": cfg["bootstrap"], "seed": cfg["seed"]}
     df = metrics_frame(results, fprs=cfg["fprs"], ci_fpr=cfg["ci_fpr"], **kw)
     diff, skipped = paired_frame(results, cfg["compare"], **kw)
@@ -63,9 +83,9 @@ def main() -> None:
         df, specs, a.dataset, notes=notes, precision=scoring_precision_note(metas)
     )
     write_text(a.table1, table1)
-    health = pd.read_csv(a.health).fillna({"note": ""})
     doc = "\n".join(
         [
+            *(["## Targets without metrics\n", why] if unknown else []),
             "## Table 1 layout (mean ± std over targets)\n",
             table1,
             "## Every attack and metric\n",
@@ -78,14 +98,29 @@ def main() -> None:
             "## Model health\n",
             health_markdown(health, a.min_test_acc),
             "## Code\n",
-            "commit {commit}, code hash {code_hash} ({script})\n".format(
-                **code_record("metrics.py")
-            ),
+            code,
         ]
     )
     write_text(a.md, doc)
     with atomic_path(a.roc, suffix=".png") as tmp:
         plot_roc(results, str(tmp))
+    print(doc)
+
+
+def no_metric(a: argparse.Namespace, why: str, health: pd.DataFrame, code: str) -> None:
+    """Outputs of a run none of whose targets has known members: empty tables, the reason."""
+    with atomic_path(a.csv, suffix=".csv") as tmp:
+        pd.DataFrame(columns=["attack", "target", "auroc"]).to_csv(tmp, index=False)
+    with atomic_path(a.diff_csv, suffix=".csv") as tmp:
+        pd.DataFrame(columns=["a", "b", "target", "diff"]).to_csv(tmp, index=False)
+    write_text(a.table1, "No metric: " + why)
+    doc = "\n".join(
+        ["## No membership metric\n", why, "## Model health\n",
+         health_markdown(health, a.min_test_acc), "## Code\n", code]
+    )  # fmt: skip
+    write_text(a.md, doc)
+    with atomic_path(a.roc, suffix=".png") as tmp:
+        plot_text(str(tmp), "No ROC curve: " + why)
     print(doc)
 
 

@@ -1,6 +1,7 @@
-"""Table of every trained model: role, mask row, training-set size, accuracies."""
+"""Table of every model (trained or imported): role, mask row, training-set size, accuracies."""
 
 import argparse
+import json
 import os
 import re
 
@@ -14,20 +15,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--shadows", required=True)
     ap.add_argument("--targets", required=True)
-    ap.add_argument("--train-hash", help="the recipe hash every checkpoint must carry")
+    ap.add_argument(
+        "--row-hashes",
+        help="JSON {row: hash}: the recipe (or import entry) hash each checkpoint must carry",
+    )
     ap.add_argument("--out", required=True)
     ap.add_argument("checkpoints", nargs="+", help="model_<row>.pt, one per row")
     a = ap.parse_args()
     targets = {int(v) for v in a.targets.split(",")}
+    hashes = json.loads(a.row_hashes) if a.row_hashes else {}
     rows = []
     for p in a.checkpoints:
         row = int(re.fullmatch(r"model_(\d+)\.pt", os.path.basename(p)).group(1))
-        expect = {"row": row, **({"train_hash": a.train_hash} if a.train_hash else {})}
+        expect = {"row": row}
+        if str(row) in hashes:
+            expect["train_hash"] = hashes[str(row)]
         m = load_meta(p, expect)
         rows.append(
             {
                 "row": m["row"],
                 "role": "target" if m["row"] in targets else "shadow",
+                "source": "imported" if "imported" in m else "trained",
                 "arch": m["arch"],
                 "n_train": m["n_train"],
                 "train_acc": m["train_acc"],

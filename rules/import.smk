@@ -1,0 +1,42 @@
+# Imported models (section imported; docs/audit-your-model.md): each imported row's
+# checkpoint is made from its model file instead of by training. The job checks the file
+# again (sha256, format, architecture), the input contract against the prepared data's
+# manifest, measures train and test accuracy as training does, and writes a checkpoint
+# with the identity every load verifies (row, entry hash, members hash, data hash).
+
+
+def _import_inputs(wildcards):
+    e = IMPORTED[int(wildcards.row)]
+    out = {"model": ancient(e["path"])}  # by content: its sha256 is in the entry (params)
+    if e["sha256"] is None:  # a converted Feldman & Zhang model: its checks must pass first
+        out["check"] = f"{RESULTS}/fz/check/model_{wildcards.row}.json"
+    return out
+
+
+rule import_model:
+    wildcard_constraints:
+        row=rows_regex(list(IMPORTED)),
+    input:
+        unpack(_import_inputs),
+        manifest=prepared_manifest,
+        masks=masks_npz,
+    output:
+        f"{RESULTS}/models/model_{{row}}.pt",
+    params:
+        entry=lambda wc: as_json(IMPORTED[int(wc.row)]),
+        where=lambda wc: f"imported row {wc.row}",
+        inputs=row_ids,
+    threads: config["compute"]["threads"]
+    resources:
+        gpu=1 if config["compute"]["device"] == "cuda" else 0,
+    conda:
+        "../envs/curvmia.yaml"
+    container: IMAGES["gpu"]
+    log:
+        f"{RESULTS}/logs/import/model_{{row}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/import/model_{{row}}.tsv"
+    shell:
+        "python $CURVMIA_SCRIPTS/import_model.py --entry {params.entry:q} --data {input.manifest:q}"
+        " --masks {input.masks:q} --threads {threads} --device \"$CURVMIA_DEVICE\""
+        " --out {output:q} > {log:q} 2>&1"

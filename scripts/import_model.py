@@ -1,0 +1,99 @@
+"""Make one imported mask row's checkpoint from its model file (docs/audit-your-model.md)."""
+
+import argparse
+import json
+import time
+
+import torch
+
+from curvmia.data import load_prepared
+from curvmia.fz import sha256_file
+from curvmia.identity import data_hash, members_hash, members_of
+from curvmia.imported import (
+    check_contract,
+    check_file,
+    import_hash,
+    load_model,
+    output_classes,
+    torchscript_bytes,
+)
+from curvmia.io import load_npz
+from curvmia.provenance import code_record
+from curvmia.train import accuracy_u8, pick_device, save_checkpoint
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--entry", required=True, help="the row's imported entry as JSON")
+    ap.add_argument("--data", required=True, help="prepared dataset manifest")
+    ap.add_argument("--masks", required=True, help="masks.npz of the experiment")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    t0 = time.time()
+    e = json.loads(a.entry)
+    r, path = e["row"], e["path"]
+    where = f"imported.models[row {r}]"
+    check_file(path, e["sha256"], where)  # again: the file may have changed since the parse
+    data = load_prepared(a.data)
+    man = data.manifest
+    shape = man["image_shape"]
+    have = {"num_classes": man["num_classes"], "in_chans": shape[0], "image_size": shape[-1],
+            "mean": man["mean"], "std": man["std"]}  # fmt: skip
+    try:
+        check_contract(e["input"], have, where, path)
+        model = load_model(e, where)
+        got = output_classes(model, e["input"])
+        if got != man["num_classes"]:
+            raise ValueError(
+                f"{where}.input.num_classes: {path} gives {got} logits, the data has "
+                f"{man['num_classes']} classes"
+            )
+    except ValueError as err:
+        raise SystemExit(f"Invalid imported model: {err}") from None
+    device = pick_device(a.device)
+    model.to(device).eval()
+    masks = load_npz(a.masks)
+    known = bool(masks["known"][r]) if "known" in masks else True
+    members = members_of(a.masks, r)
+    test_acc = accuracy_u8(model, data.test_images, data.test_labels, data.mean, data.std, device)
+    train_acc = (
+        accuracy_u8(model, data.train_images, data.train_labels, data.mean, data.std, device,
+                    indices=members)  # fmt: skip
+        if known
+        else float("nan")
+    )
+    meta = {
+        "arch": e["arch"] if e["format"] != "torchscript" else "torchscript",
+        "model_kwargs": e["model_kwargs"],
+        "num_classes": man["num_classes"],
+        "in_chans": shape[0],
+        "row": r,
+        "train_hash": import_hash(e),
+        "members_hash": members_hash(members),
+        "data_hash": data_hash(man),
+        "imported": {"path": path, "sha256": sha256_file(path), "format": e["format"],
+                     "members_known": known},  # fmt: skip
+        "n_train": int(len(members)) if known else None,
+        "train_acc": train_acc,
+        "test_acc": test_acc,
+        "seconds": time.time() - t0,
+        "code": code_record("import_model.py"),
+        "torch": str(torch.__version__),
+        "device": str(device),
+    }
+    if e["format"] == "torchscript":
+        meta["torchscript"] = torchscript_bytes(path)  # trusted in the entry
+    save_checkpoint(a.out, model.cpu(), meta)
+    print(
+        f"row {r}: imported {path} ({e['format']}); members "
+        f"{len(members) if known else 'unknown'}; train acc {train_acc:.4f}, "
+        f"test acc {test_acc:.4f}",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
