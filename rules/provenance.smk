@@ -13,7 +13,11 @@ rule provenance:
         scores=score_files(MODELS),
         metrics=f"{RESULTS}/metrics.csv",
     output:
-        f"{RESULTS}/provenance.json",
+        report(
+            f"{RESULTS}/provenance.json",
+            caption="../report/provenance.rst",
+            category="Provenance",
+        ),
     params:
         info=as_json(
             {

@@ -533,7 +533,7 @@ def test_forward_batch_chooser_finds_the_fastest_size_online():
     ch.record(4, 4, 0.0)
     ch.record(4, 4, -1.0)
     assert ch.best == 8 and list(ch.rates[4]) == [100.0]
-    with pytest.raises(ValueError, match="a chooser varies the forward batch: it cannot pad"):
+    with pytest.raises(ValueError, match="^a chooser varies the forward batch: it cannot pad"):
         zo_curvature(
             mlp(), torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.long), chooser=ch, pad=True
         )

@@ -86,3 +86,11 @@ def test_all_nan_attack_scores_keep_their_column():
         vuln = vulnerability_frame(tidy, rank)
         assert vuln["score_curv_nll"].isna().all()
         assert list(vuln.loc[vuln.n_targets_member > 0, "score_yeom"].sort_values()) == [0.1, 0.3]
+
+
+def test_truncated_score_file_names_the_file(tmp_path):
+    path = tmp_path / "model_2.npz"
+    save_npz(path, **_arrays())
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(ValueError, match=f"^{path}: not a readable .npz file"):
+        load_score_file(path)
