@@ -96,7 +96,8 @@ class Prepared:
 def load_digits_uint8() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's digits as uint8 (N, 1, 8, 8) images and int64 labels.
 
-    The raw values are 0..16; they are stored as round(v·255/16) (SPEC §1).
+    The raw values are 0..16; they are stored as round(v·255/16) (docs/method.md: Membership
+    layouts).
     """
     from sklearn.datasets import load_digits
 

@@ -30,7 +30,8 @@ from .metrics import (  # noqa: E402
 
 AGGREGATES = ("mean", "std")
 
-# SPEC §7: the paper's Table 1, AUROC % / balanced accuracy % (mean over 3 targets).
+# docs/method.md: Published numbers: the paper's Table 1, AUROC % / balanced accuracy % (mean over
+# 3 targets).
 PAPER_TABLE1 = {
     "ImageNet": {
         "Curv NLL": (77.45, 69.16),
@@ -63,7 +64,7 @@ PAPER_TABLE1 = {
         "Song": (60.42, 55.63),
     },
 }
-# SPEC §7: CIFAR-100 TPR % at FPR 1% / 0.1% / 0.01%.
+# docs/method.md: Published numbers: CIFAR-100 TPR % at FPR 1% / 0.1% / 0.01%.
 PAPER_TPR_CIFAR100 = {
     "Curv NLL": (41.54, 7.75, 0.00),
     "Curv LR": (35.54, 23.44, 5.23),
@@ -566,7 +567,8 @@ def plot_exposed(
 
 
 def loo_layouts(rows: list[int], n_random: int, complements: bool) -> list[tuple[int, list[int]]]:
-    """Leave-one-out (SPEC §1): each model as target, the others minus its complement as
+    """Leave-one-out (docs/method.md: Membership layouts): each model as target, the others minus
+    its complement as
     shadows."""
     out = []
     for t in rows:

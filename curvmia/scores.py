@@ -1,4 +1,4 @@
-"""Per-sample, per-query features of one model (SPEC §3).
+"""Per-sample, per-query features of one model (docs/method.md: Estimators).
 
 For every population sample and every held-out test sample, and for each
 query (0 = the original image, 1 = its horizontal flip), the score file holds

@@ -440,7 +440,8 @@ def train_dp_model(
 ) -> tuple[nn.Module, dict]:
     """DP-RMSprop (or DP-SGD) target with Opacus: Poisson sampling, per-sample clipping to
     ``cfg['max_grad_norm']``, Gaussian noise whose multiplier the RDP accountant sets so that
-    training ends at (``epsilon``, ``cfg['delta']``). No augmentation (SPEC §2).
+    training ends at (``epsilon``, ``cfg['delta']``). No augmentation (docs/method.md: Training
+    recipes).
 
     ``step_hook(optimizer)`` runs after each step, before the gradients are cleared (tests
     read the per-sample, clipped and noised gradients there).
