@@ -455,8 +455,7 @@ def test_in_out_stats_ignore_nan_and_median():
     assert (med_in[0, 0], med_out[0, 0]) == (3.0, 4.0)
 
 
-# ------------------------------------------------------------------ docs/method.md: Membership
-# layouts null check
+# ---------------------------------------- null check (docs/method.md: Membership layouts)
 
 
 def null_aucs(masks, pairs, n_rep, seed, n_z=2000):
