@@ -60,8 +60,15 @@ def main() -> None:
     members = members_of(a.masks, r)
     test_acc = accuracy_u8(model, data.test_images, data.test_labels, data.mean, data.std, device)
     train_acc = (
-        accuracy_u8(model, data.train_images, data.train_labels, data.mean, data.std, device,
-                    indices=members)  # fmt: skip
+        accuracy_u8(
+            model,
+            data.train_images,
+            data.train_labels,
+            data.mean,
+            data.std,
+            device,
+            indices=members,
+        )  # fmt: skip
         if known
         else float("nan")
     )
@@ -74,8 +81,12 @@ def main() -> None:
         "train_hash": import_hash(e),
         "members_hash": members_hash(members),
         "data_hash": data_hash(man),
-        "imported": {"path": path, "sha256": sha256_file(path), "format": e["format"],
-                     "members_known": known},  # fmt: skip
+        "imported": {
+            "path": path,
+            "sha256": sha256_file(path),
+            "format": e["format"],
+            "members_known": known,
+        },  # fmt: skip
         "n_train": int(len(members)) if known else None,
         "train_acc": train_acc,
         "test_acc": test_acc,

@@ -111,11 +111,16 @@ def test_reimported_run_reproduces_the_original(exported):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     orig, new = work / "results/test", work / "results/reimport"
     for row in range(10):
-        a, b = score_arrays(orig / f"scores/model_{row}.npz"), score_arrays(new / f"scores/model_{row}.npz")
+        a, b = (
+            score_arrays(orig / f"scores/model_{row}.npz"),
+            score_arrays(new / f"scores/model_{row}.npz"),
+        )
         assert a.keys() == b.keys()
         for k in a:
             np.testing.assert_array_equal(a[k], b[k], err_msg=f"row {row} {k}")
-    pd.testing.assert_frame_equal(pd.read_csv(orig / "metrics.csv"), pd.read_csv(new / "metrics.csv"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(orig / "metrics.csv"), pd.read_csv(new / "metrics.csv")
+    )
     pd.testing.assert_frame_equal(
         pd.read_csv(orig / "per_example.csv.gz"), pd.read_csv(new / "per_example.csv.gz")
     )
@@ -138,7 +143,10 @@ def test_mixed_run_with_a_model_of_unknown_members(exported):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     orig, new = work / "results/test", work / "results/mixed"
     for row in SHADOWS:  # the config's recipe on the same population: the same shadows
-        a, b = score_arrays(orig / f"scores/model_{row}.npz"), score_arrays(new / f"scores/model_{row}.npz")
+        a, b = (
+            score_arrays(orig / f"scores/model_{row}.npz"),
+            score_arrays(new / f"scores/model_{row}.npz"),
+        )
         np.testing.assert_array_equal(a["curv_zo"], b["curv_zo"], err_msg=f"row {row}")
     mo, mn = pd.read_csv(orig / "metrics.csv"), pd.read_csv(new / "metrics.csv")
     assert set(mn.target) == {"4", "mean", "std"}
@@ -227,8 +235,9 @@ BAD = {
         "imported.models[0].format: {d}/full_model.pt is a pickled object, not plain weights",
     ),
     "untrusted torchscript": (
-        lambda f: [entry(f, path=str(f["model.ts"]), sha256=sha(f["model.ts"]),
-                         format="torchscript")],  # fmt: skip
+        lambda f: [
+            entry(f, path=str(f["model.ts"]), sha256=sha(f["model.ts"]), format="torchscript")
+        ],  # fmt: skip
         "imported.models[0].trust: {d}/model.ts is TorchScript, a program rather than weights",
     ),
 }
@@ -286,5 +295,7 @@ def test_input_contract_accepts_equivalent_range_and_names_a_wrong_field():
     check_contract(contract([51.0], [63.75], range=[0, 255]), have, "imported.models[0]", "m.pt")
     with pytest.raises(ValueError, match=r"imported.models\[0\].input.std: m.pt declares \[0.3\]"):
         check_contract(contract([0.2], [0.3]), have, "imported.models[0]", "m.pt")
-    with pytest.raises(ValueError, match=r"imported.models\[0\].input.image_size: m.pt declares 32"):
+    with pytest.raises(
+        ValueError, match=r"imported.models\[0\].input.image_size: m.pt declares 32"
+    ):
         check_contract(contract([0.2], [0.25], image_size=32), have, "imported.models[0]", "m.pt")
