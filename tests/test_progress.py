@@ -90,9 +90,9 @@ def test_image_decoding_reports_progress(tmp_path):
 
 def test_training_logs_batches_done_and_time_left():
     import torch
+    from test_models_train import CFG
 
     from curvmia.train import train_model
-    from test_models_train import CFG
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (40, 1, 8, 8), dtype=np.uint8)
