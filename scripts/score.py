@@ -52,14 +52,13 @@ def main() -> None:
         disable_fused_attention()
     device = pick_device(a.device)
     data = load_prepared(a.data)
-    expect = {"data_hash": data_hash(data.manifest)}
+    main = bool(a.members) and a.members.endswith(".npz")  # a mask row, not a sweep target
+    expect = {"row": a.row} if main else {}  # checked in this order: the row first
     if a.train_hash:
         expect["train_hash"] = a.train_hash
     if a.members:
-        main = a.members.endswith(".npz")  # a mask row of the experiment, not a sweep target
         expect["members_hash"] = members_hash(members_of(a.members, a.row if main else None))
-        if main:
-            expect["row"] = a.row
+    expect["data_hash"] = data_hash(data.manifest)
     model, meta = load_checkpoint(a.model, device, expect=expect)
     print(
         f"model row {a.row} ({meta['arch']}), test acc {meta['test_acc']:.4f}, device {device}, "

@@ -50,7 +50,7 @@ def test_sweep_seeds_and_ids_are_distinct():
 
 def _scores(path, loss, rng):
     n = len(loss)
-    feats = {f: rng.random((n, 2)) + 0.1 for f in FEATURES}
+    feats = {f: rng.random((n, 2)) * 0.8 + 0.1 for f in FEATURES}  # probabilities in [0, 1]
     feats["loss"] = np.stack([loss, loss], 1)
     feats.update({f: rng.random((n, 2)).astype(np.float32) for f in F32_FEATURES})
     feats["loss_f32"] = feats["loss"].astype(np.float32)
