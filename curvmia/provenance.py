@@ -148,14 +148,16 @@ def torch_settings() -> dict[str, Any]:
 
 
 def model_records(checkpoints: list[str | Path]) -> list[dict[str, Any]]:
-    """Per model: row, recipe hash, the compute knobs and the code it was trained with."""
+    """Per model: row, recipe hash, the compute knobs and the code it was trained with
+    (an imported model: its source file, sha256 and format instead of a training)."""
     from .train import load_meta
 
     rows = []
     for p in checkpoints:
         m = load_meta(p)
         rec = {k: m.get(k) for k in ("row", "device", "torch", "train_hash", "seed", "seconds")}
-        rows.append({"file": str(p), **rec, "compute": m.get("compute"), "code": m.get("code")})
+        rows.append({"file": str(p), **rec, "compute": m.get("compute"), "code": m.get("code"),
+                     "imported": m.get("imported")})  # fmt: skip
     return sorted(rows, key=lambda r: (r["row"] is None, r["row"] or 0))
 
 

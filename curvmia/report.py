@@ -526,7 +526,12 @@ def vulnerability_frame(per_example: pd.DataFrame, rank_label: str) -> pd.DataFr
         index="sample", columns="attack", values="score", aggfunc="mean", dropna=False
     ).reindex(columns=attacks)
     raw.columns = [f"score_{c}" for c in raw.columns]
-    n_in = mem.groupby("sample")["target"].nunique().rename("n_targets_member")
+    n_in = (
+        per_example[per_example.is_member]
+        .groupby("sample")["target"]
+        .nunique()
+        .rename("n_targets_member")
+    )
     labels = per_example.groupby("sample")["label"].first()
     out = (
         pd.concat([labels, n_in, wide, raw], axis=1)

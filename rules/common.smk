@@ -223,6 +223,15 @@ def rows_regex(rows):
     return "|".join(str(r) for r in rows) if rows else "(?!)"
 
 
+def import_inputs(wildcards):
+    """An imported row's model file (and, for a converted Feldman & Zhang model, its check)."""
+    e = IMPORTED[int(wildcards.row)]
+    out = {"model": ancient(e["path"])}  # by content: its sha256 is in the entry (params)
+    if e["sha256"] is None:  # a converted Feldman & Zhang model: its checks must pass first
+        out["check"] = f"{RESULTS}/fz/check/model_{wildcards.row}.json"
+    return out
+
+
 def row_hash(wildcards):
     return ROW_HASH[int(wildcards.row)]
 

@@ -5,26 +5,17 @@
 # with the identity every load verifies (row, entry hash, members hash, data hash).
 
 
-def _import_inputs(wildcards):
-    e = IMPORTED[int(wildcards.row)]
-    out = {"model": ancient(e["path"])}  # by content: its sha256 is in the entry (params)
-    if e["sha256"] is None:  # a converted Feldman & Zhang model: its checks must pass first
-        out["check"] = f"{RESULTS}/fz/check/model_{wildcards.row}.json"
-    return out
-
-
 rule import_model:
     wildcard_constraints:
         row=rows_regex(list(IMPORTED)),
     input:
-        unpack(_import_inputs),
+        unpack(import_inputs),
         manifest=prepared_manifest,
         masks=masks_npz,
     output:
         f"{RESULTS}/models/model_{{row}}.pt",
     params:
         entry=lambda wc: as_json(IMPORTED[int(wc.row)]),
-        where=lambda wc: f"imported row {wc.row}",
         inputs=row_ids,
     threads: config["compute"]["threads"]
     resources:

@@ -92,6 +92,7 @@ def main() -> None:
         "test_acc": test_acc,
         "seconds": time.time() - t0,
         "code": code_record("import_model.py"),
+        "compute": {"device": str(device), "threads": a.threads},
         "torch": str(torch.__version__),
         "device": str(device),
     }

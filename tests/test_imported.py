@@ -7,7 +7,8 @@
   (a user's own model), shadows trained with the config's recipe: target 4's metrics equal
   the original's, target 9 has none and the report says why, and its examples are ranked by
   exposure over the population.
-- Every bad manifest stops a dry run with its own message naming the key and file.
+- Every bad manifest has its own message naming the key and file (the config check,
+  in-process); two of them stop a dry run before any job (the check's wiring).
 - Unit checks: a trusted TorchScript file survives the checkpoint round trip; the input
   contract accepts an equivalent [0, 255] declaration and names a wrong field.
 """
@@ -111,10 +112,8 @@ def test_reimported_run_reproduces_the_original(exported):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     orig, new = work / "results/test", work / "results/reimport"
     for row in range(10):
-        a, b = (
-            score_arrays(orig / f"scores/model_{row}.npz"),
-            score_arrays(new / f"scores/model_{row}.npz"),
-        )
+        a = score_arrays(orig / f"scores/model_{row}.npz")
+        b = score_arrays(new / f"scores/model_{row}.npz")
         assert a.keys() == b.keys()
         for k in a:
             np.testing.assert_array_equal(a[k], b[k], err_msg=f"row {row} {k}")
@@ -143,10 +142,8 @@ def test_mixed_run_with_a_model_of_unknown_members(exported):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     orig, new = work / "results/test", work / "results/mixed"
     for row in SHADOWS:  # the config's recipe on the same population: the same shadows
-        a, b = (
-            score_arrays(orig / f"scores/model_{row}.npz"),
-            score_arrays(new / f"scores/model_{row}.npz"),
-        )
+        a = score_arrays(orig / f"scores/model_{row}.npz")
+        b = score_arrays(new / f"scores/model_{row}.npz")
         np.testing.assert_array_equal(a["curv_zo"], b["curv_zo"], err_msg=f"row {row}")
     mo, mn = pd.read_csv(orig / "metrics.csv"), pd.read_csv(new / "metrics.csv")
     assert set(mn.target) == {"4", "mean", "std"}
@@ -244,7 +241,20 @@ BAD = {
 
 
 @pytest.mark.parametrize("case", list(BAD))
+def test_bad_manifest_has_its_own_message(small_files, case):
+    """The check the workflow runs on the config before any job (in-process: fast)."""
+    from curvmia.imported import check_section
+
+    make, message = BAD[case]
+    with pytest.raises(ValueError) as err:
+        check_section(make(small_files), shadows=SHADOWS, targets=TARGETS,
+                      data_cfg={"dataset": "digits", "test_size": 1297})  # fmt: skip
+    assert message.format(d=small_files["model.pt"].parent) in str(err.value)
+
+
+@pytest.mark.parametrize("case", ["wrong sha256", "pickled model"])
 def test_bad_manifest_stops_before_any_job(small_files, tmp_path, case):
+    """The same check wired into the workflow: a dry run stops at parse time."""
     make, message = BAD[case]
     config = write_config(tmp_path, "bad", make(small_files))
     proc = snakemake(tmp_path / "work", config, "-n")
@@ -295,7 +305,5 @@ def test_input_contract_accepts_equivalent_range_and_names_a_wrong_field():
     check_contract(contract([51.0], [63.75], range=[0, 255]), have, "imported.models[0]", "m.pt")
     with pytest.raises(ValueError, match=r"imported.models\[0\].input.std: m.pt declares \[0.3\]"):
         check_contract(contract([0.2], [0.3]), have, "imported.models[0]", "m.pt")
-    with pytest.raises(
-        ValueError, match=r"imported.models\[0\].input.image_size: m.pt declares 32"
-    ):
+    with pytest.raises(ValueError, match=r"models\[0\].input.image_size: m.pt declares 32"):
         check_contract(contract([0.2], [0.25], image_size=32), have, "imported.models[0]", "m.pt")

@@ -13,6 +13,7 @@ from curvmia.report import (
     headline_html,
     health_frame,
     health_markdown,
+    known_only,
     loo_frame,
     loo_layouts,
     loo_markdown,
@@ -206,6 +207,7 @@ def test_exposure_per_example_and_vulnerability_ranking():
         "sample",
         "label",
         "is_member",
+        "member_known",
         "score",
         "exposure",
     ]
@@ -220,6 +222,26 @@ def test_exposure_per_example_and_vulnerability_ranking():
     assert by.loc[1, "score_a"] == pytest.approx(3.5)  # mean of 2.0 (target 7) and 5.0
     assert list(vuln["sample"]) == [0, 1, 2, 3] and np.isnan(by.loc[3, "exposure_a"])
     assert list(vuln["rank"]) == [1, 2, 3, 4] and by.loc[2, "label"] == 7
+
+
+def test_unknown_members_rank_the_whole_population():
+    """A target imported with unknown members (known False, no member marked): its
+    exposure is the fraction of the population a sample outscores, every sample counts in
+    the ranking, none is counted as its member."""
+    res = {
+        "a": {
+            "scores": np.array([[4.0, 2.0, 1.0, 3.0]]),
+            "is_member": np.zeros((1, 4), bool),
+            "targets": np.array([9]),
+            "known": np.array([False]),
+        }
+    }
+    tidy = per_example_frame(res, np.array([5, 6, 7, 8]))
+    assert not tidy.member_known.any()
+    np.testing.assert_allclose(tidy.exposure, [0.875, 0.375, 0.125, 0.625])
+    vuln = vulnerability_frame(tidy, "a")
+    assert list(vuln["sample"]) == [0, 3, 1, 2] and (vuln.n_targets_member == 0).all()
+    assert not known_only(res)["a"]["targets"].size
 
 
 def test_leave_one_out_layouts_and_frame():
