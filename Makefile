@@ -46,11 +46,11 @@ $(DEV_STAMP): envs/requirements-dev.txt $(STAMP)
 test: setup $(DEV_STAMP)
 	$(BIN)/python -m pytest -q
 
-# Mutation testing of the core modules (docs/testing.md): every mutant, or the first
-# PER_MODULE of each module's seeded sample; MODULE=metrics for one module.
+# Mutation testing of the core modules (docs/testing.md): every mutant, or PER_MODULE of
+# each module's seeded sample (after the first START); MODULE=metrics for one module.
 mutate: setup $(DEV_STAMP)
 	$(BIN)/python tests/_mutation.py run $(if $(MODULE),--module $(MODULE)) \
-		$(if $(PER_MODULE),--per-module $(PER_MODULE))
+		$(if $(PER_MODULE),--per-module $(PER_MODULE)) $(if $(START),--start $(START))
 
 lint: setup
 	$(BIN)/ruff check .

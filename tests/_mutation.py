@@ -5,7 +5,8 @@
     python tests/_mutation.py ci                               # the fixed CI sample
 
 mutmut writes its mutants (and results) under ``mutants/`` in the repository root, with the
-settings of ``[tool.mutmut]`` in pyproject.toml (which modules, which fast tests).
+settings of ``[tool.mutmut]`` in pyproject.toml (which modules, which fast tests); ``ci``
+works in a fresh temporary copy instead, so no cached result of an earlier run can count.
 
 The sample.  Each mutant is identified by its content: the module, the function it mutates
 and the source of the mutated function (``ast.unparse``, the name normalised), never by
@@ -26,12 +27,17 @@ import ast
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+ROOT = REPO  # where mutmut runs (``ci``: a fresh copy, so no cached result of an earlier run)
+# what mutmut and the mutation tests need of the repository (pyproject.toml: also_copy)
+COPY = ("curvmia", "tests", "config", "profiles", "rules", "scripts", "Snakefile", "pyproject.toml")
 SEED = 18
 MODULES = ("curvature", "scores", "attacks", "metrics", "distinguish", "theory", "masks", "data")
 # data.py: only the image transforms are core (the rest is download and file handling);
@@ -42,12 +48,34 @@ CI_PER_MODULE = 5
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped"}
 STATUS.update({36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout"})
 MUTANT = re.compile(r"^(x.*)__mutmut_(\d+)$")
-EQUIVALENT: dict[str, str] = {}  # sample hash prefix -> one-line argument (docs/testing.md)
+# sample hash prefix -> the one-line argument (docs/testing.md repeats them with the diff)
+EQUIVALENT: dict[str, str] = {
+    "02ef3f44ace2": "tune_forward_batch: one more timing round; scores never depend on the size",
+    "03bf0f7f3590": "tune_forward_batch: layout of the timed batch only (a timing, not a score)",
+    "0498f9e2cb76": "keyed_rademacher: torch.arange of Python ints is int64 by default",
+    "06c16fef42b1": "rademacher: torch.randint(2, …) is randint(0, 2, …)",
+    "08672add4f8d": "_lean_batchnorm: .to(None) keeps the buffer's dtype, the model's = x's",
+    "0394c73913f4": "score_model: memory layout of the folded weights only (speed)",
+    "0c5b7e84671f": "score_split: clean forward batch size; results identical for any size",
+    "00086bf6c7e7": "class_thresholds: thresholds read at tie-block ends, order within ties moot",
+    "0449f2ad1acd": "class_thresholds: numpy reads the sort kind case-insensitively",
+    "090ecc1e39d2": "_masked_mean_var: errstate over=None only leaves the warning mode alone",
+    "0140ee20e402": "_Bootstrap.replicates: cumsum of int32 already accumulates in int64",
+    "0ae7e91008f4": "tpr_at_fpr_strict: float('NAN') is NaN",
+    "0474d6da86c7": "fit_auroc: the diagonal of a 3×4 inf matrix is three infs, as of 3×3",
+    "08763358e3e5": "sweep_note: one p_true row per model, so both de-duplications agree",
+    "053410b03541": "make_masks: np.concatenate's default axis is 0",
+    "14e5b41ce058": "make_masks: a float64 uniform draw equals pkeep with probability ~2⁻⁵³",
+    "0da45074fa9f": "random_crop_flip: device of an index tensor; only a CUDA run could differ",
+    "118d960ccc0a": "random_crop_flip: device of an index tensor; only a CUDA run could differ",
+    "22ffbedfc208": "random_crop_flip: torch.randint(n, …) is randint(0, n, …)",
+    "3ac0e15c26a3": "normalize: a (C, 1, 1) mean broadcasts like (1, C, 1, 1) on (B, C, H, W)",
+}
 
 
 def mutmut(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("mutmut")
-    return subprocess.run([str(exe), *args], cwd=REPO, check=check, text=True)
+    return subprocess.run([str(exe), *args], cwd=ROOT, check=check, text=True)
 
 
 def generate() -> None:
@@ -60,12 +88,12 @@ def generate() -> None:
         "m.copy_src_dir(); m.copy_also_copy_files(); m.setup_source_paths()\n"
         "m.store_lines_covered_by_tests(); m.create_mutants(os.cpu_count() or 2)\n"
     )
-    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
 
 
 def mutants(module: str) -> list[tuple[str, str]]:
     """(sample hash, mutmut name) of a module's mutants, in sample order."""
-    path = REPO / "mutants" / "curvmia" / f"{module}.py"
+    path = ROOT / "mutants" / "curvmia" / f"{module}.py"
     tree = ast.parse(path.read_text())
     out = []
     for node in ast.walk(tree):
@@ -86,18 +114,23 @@ def mutants(module: str) -> list[tuple[str, str]]:
 
 
 def results(module: str) -> dict[str, int | None]:
-    meta = REPO / "mutants" / "curvmia" / f"{module}.py.meta"
+    meta = ROOT / "mutants" / "curvmia" / f"{module}.py.meta"
     return json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
 
 
-def run(modules: list[str], per_module: int | None) -> int:
-    """Run the sampled mutants of ``modules``; print scores and survivors; 1 if any survive."""
+def run(modules: list[str], per_module: int | None, start: int = 0) -> int:
+    """Run the sampled mutants of ``modules`` (the ``per_module`` from place ``start`` on);
+    print scores and survivors; 1 if any survive."""
     generate()
-    chosen = {m: mutants(m)[:per_module] for m in modules}
+    stop = None if per_module is None else start + per_module
+    chosen = {m: mutants(m)[start:stop] for m in modules}
     names = [n for m in modules for _, n in chosen[m]]
     t0 = time.perf_counter()
-    mutmut("run", *names, check=False)
+    proc = mutmut("run", *names, check=False)
     seconds = time.perf_counter() - t0
+    if proc.returncode != 0:  # e.g. a clean test failed: no result can be trusted
+        print(f"mutmut run failed (exit {proc.returncode}); see its output above")
+        return 1
     bad = 0
     for m in modules:
         codes = results(m)
@@ -127,6 +160,7 @@ def main() -> None:
     ap.add_argument("command", choices=["list", "run", "ci"])
     ap.add_argument("--module", action="append", choices=MODULES)
     ap.add_argument("--per-module", type=int, default=None, help="first K of each module")
+    ap.add_argument("--start", type=int, default=0, help="skip the first S of each module")
     a = ap.parse_args()
     modules = a.module or list(MODULES)
     if a.command == "list":
@@ -135,8 +169,19 @@ def main() -> None:
             for digest, name in mutants(m)[: a.per_module]:
                 print(digest[:12], name)
         return
-    per = CI_PER_MODULE if a.command == "ci" else a.per_module
-    sys.exit(run(modules, per))
+    if a.command == "ci":
+        global ROOT
+        with tempfile.TemporaryDirectory(prefix="curvmia-mutation-") as tmp:
+            ROOT = Path(tmp)
+            junk = shutil.ignore_patterns("__pycache__", "*.pyc")
+            for name in COPY:
+                src = REPO / name
+                if src.is_dir():
+                    shutil.copytree(src, ROOT / name, ignore=junk)
+                else:
+                    shutil.copy2(src, ROOT / name)
+            sys.exit(run(modules, CI_PER_MODULE))
+    sys.exit(run(modules, a.per_module, a.start))
 
 
 if __name__ == "__main__":

@@ -464,33 +464,46 @@ def test_lean_second_order_gives_the_exact_hessian_and_restores_the_model():
     np.testing.assert_allclose(lean_out.detach().numpy(), model(x).detach().numpy(), rtol=1e-12)
 
 
+class FakeClock:
+    """Stands in for curvature's ``time`` module: a perf_counter that only forwards advance,
+    so the timings below are exact whatever else the machine is doing."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
 class SleepyForward(nn.Module):
     """A 'model' whose forward of n images takes 1 ms + 0.1 ms per image up to 16 images and
     2 ms per image beyond: 16 is the fastest batch (12.3k images/s against ≤ 11.4k / 500)."""
 
-    def __init__(self):
+    def __init__(self, clock: FakeClock):
         super().__init__()
         self.calls: list[int] = []
+        self.clock = clock
 
     def forward(self, x):
-        import time
-
         n = x.shape[0]
         self.calls.append(n)
-        time.sleep(0.001 + 0.0001 * n if n <= 16 else 0.002 * n)
+        self.clock.now += 0.001 + 0.0001 * n if n <= 16 else 0.002 * n
         return x.flatten(1)[:, :3]
 
 
-def test_tune_forward_batch_picks_the_fastest_and_stops_early():
+def test_tune_forward_batch_picks_the_fastest_and_stops_early(monkeypatch):
+    from curvmia import curvature
     from curvmia.curvature import tune_forward_batch
 
-    model = SleepyForward()
+    clock = FakeClock()
+    monkeypatch.setattr(curvature, "time", clock)
+    model = SleepyForward(clock)
     best = tune_forward_batch(model, torch.zeros(1, 4, 4), 4096, min_seconds=0.01)
     assert best == 16
     # 4, 8, 16 improve; 32 and 64 are slower (patience 2): 128 and larger are never tried
     assert sorted(set(model.calls)) == [4, 8, 16, 32, 64]
     # a limit that is not a power of two is itself a candidate, and nothing goes past it
-    model = SleepyForward()
+    model = SleepyForward(clock)
     assert tune_forward_batch(model, torch.zeros(1, 4, 4), 12, min_seconds=0.01) == 12
     assert sorted(set(model.calls)) == [4, 8, 12]
 
