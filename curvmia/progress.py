@@ -46,7 +46,8 @@ class Progress:
         if self.done and elapsed > 0:
             rate = self.done / elapsed
             left = (self.total - self.done) / rate
-            text += f", {rate:.3g} {self.unit}/s, elapsed {hms(elapsed)}, about {hms(left)} left"
+            speed = f"{rate:.3g}" if rate < 1000 else f"{rate:,.0f}"
+            text += f", {speed} {self.unit}/s, elapsed {hms(elapsed)}, about {hms(left)} left"
         return text
 
     def advance(self, n: int = 1) -> None:

@@ -96,12 +96,20 @@ class Browser:
             d = p["exceptionDetails"]
             self.errors.append(d.get("exception", {}).get("description") or d.get("text", ""))
         elif method == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-            self.errors.append(" ".join(str(a.get("value", a.get("description"))) for a in p["args"]))
+            self.errors.append(
+                " ".join(str(a.get("value", a.get("description"))) for a in p["args"])
+            )
         elif method == "Log.entryAdded" and p["entry"].get("level") == "error":
             self.errors.append(p["entry"].get("text", ""))
 
-    def send(self, method: str, params: dict | None = None, *, session: bool = False,
-             timeout: float = 60.0) -> dict:
+    def send(
+        self,
+        method: str,
+        params: dict | None = None,
+        *,
+        session: bool = False,
+        timeout: float = 60.0,
+    ) -> dict:
         """Call ``method``; its result (protocol errors raise)."""
         self._id += 1
         msg = {"id": self._id, "method": method, "params": params or {}}
