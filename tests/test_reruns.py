@@ -129,7 +129,7 @@ def test_byte_identical_reprepared_data_retrains_nothing(finished, tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     ran = set(re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):", out, re.M))
-    assert ran == {"prepare_data", "make_masks", "curv_hist"}, ran
+    assert "prepare_data" in ran and not ran & {"train", "score", "train_sweep", "score_sweep"}
     assert manifest.exists()
     assert {p: p.stat().st_mtime_ns for p in outputs} == before
 
