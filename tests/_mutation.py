@@ -70,6 +70,16 @@ EQUIVALENT: dict[str, str] = {
     "118d960ccc0a": "random_crop_flip: device of an index tensor; only a CUDA run could differ",
     "22ffbedfc208": "random_crop_flip: torch.randint(n, …) is randint(0, n, …)",
     "3ac0e15c26a3": "normalize: a (C, 1, 1) mean broadcasts like (1, C, 1, 1) on (B, C, H, W)",
+    # the second slice (sample places 40–59), triaged after it was measured
+    "0a1f8270b19b": "keyed_rademacher: the big-endian refusal is unreachable on this machine",
+    "0ca849601a62": "tune_forward_batch: one more timed forward per size (a timing, not a score)",
+    "0cc5b40c9133": "hutchinson: last=None keeps the graph to the end; same values, more memory",
+    "0e0a4fbf9051": "score_split: pad applies to a compiled forward only (CUDA), never here",
+    "10117073805b": "curv_lr: errstate invalid left alone changes warnings only",
+    "0b8952b22509": "summarize: float('NAN') is NaN",
+    "4d4dbb41c7ef": "random_crop_flip: a float32 uniform draw equals 0.5 with probability ~2⁻²⁴",
+    "5e7cf75c1861": "random_crop_flip: device of an index tensor; only a CUDA run could differ",
+    "7901adf6984b": "random_crop_flip: device of an index tensor; only a CUDA run could differ",
 }
 
 

@@ -296,6 +296,10 @@ def test_ye_quantile_at_alpha_one_is_the_largest_out_loss():
     target = {"loss": np.array([[1.5]])}
     assert ATTACKS["ye"](target, shadow, s_in, alpha=1.0)[0] == pytest.approx(-(1.5 - 3.0))
     assert ATTACKS["ye"](target, shadow, s_in, alpha=0.0)[0] == pytest.approx(-(1.5 - 1.0))
+    # a single OUT shadow: every quantile is its loss
+    one, one_in = one_sample([0.5, 2.0], [1, 0], feature="loss")
+    for alpha in (0.0, 0.3, 1.0):
+        assert ATTACKS["ye"](target, one, one_in, alpha=alpha)[0] == pytest.approx(-(1.5 - 2.0))
     with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\], got 1.5"):
         ATTACKS["ye"](target, shadow, s_in, alpha=1.5)
 

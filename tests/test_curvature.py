@@ -360,6 +360,17 @@ def test_hutchinson_keyed_probes_are_their_documented_stream():
         want2 = np.mean([(ref[i] @ r) @ (ref[i] @ r) for r in rs])
         assert tr[i].item() == pytest.approx(want, rel=1e-10, abs=1e-14)
         assert tr2[i].item() == pytest.approx(want2, rel=1e-10)
+    # an int seed is the one-word seed list
+    one = hutchinson(model, x, y, nprobes=2, seed=7, index=torch.tensor(idx))
+    two = hutchinson(model, x, y, nprobes=2, seed=[7], index=torch.tensor(idx))
+    assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
+
+
+def test_s64_wraps_to_signed():
+    from curvmia.curvature import _s64
+
+    assert _s64(2**64 - 1) == -1 and _s64(1 << 63) == -(1 << 63)
+    assert _s64((1 << 63) - 1) == (1 << 63) - 1 and _s64(5) == 5 and _s64(2**64 + 3) == 3
 
 
 def test_hutchinson_keyed_independent_of_batch_size():
@@ -546,6 +557,14 @@ def test_forward_batch_chooser_finds_the_fastest_size_online():
     ch.record(4, 4, 0.0)
     ch.record(4, 4, -1.0)
     assert ch.best == 8 and list(ch.rates[4]) == [100.0]
+    # a rate exactly at the tolerance's edge still counts (r ≥ (1 − tolerance)·top)
+    edge = ForwardBatchChooser([4, 8], 4, tolerance=0.5)
+    edge.record(4, 4, 4 / 100.0)
+    edge.record(8, 8, 8 / 50.0)
+    assert edge.rates[8][0] == 50.0 and edge.best == 8
+    # exploring from the middle size: the larger neighbour, then the smaller
+    mid = ForwardBatchChooser([4, 8, 16], 8, explore_every=1)
+    assert [mid.next() for _ in range(4)] == [16, 4, 16, 4]
     with pytest.raises(ValueError, match="^a chooser varies the forward batch: it cannot pad"):
         zo_curvature(
             mlp(), torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.long), chooser=ch, pad=True

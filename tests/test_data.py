@@ -72,15 +72,16 @@ def test_manifest_hashes_match_arrays(prepared):
     assert m["sha256"]["test_labels"] == h
 
 
-def test_random_crop_flip_matches_per_image_reference():
+@pytest.mark.parametrize("pad", [1, 2])
+def test_random_crop_flip_matches_per_image_reference(pad):
     x = torch.arange(5 * 2 * 6 * 6, dtype=torch.float32).reshape(5, 2, 6, 6)
-    out = random_crop_flip(x, 2, True, torch.Generator().manual_seed(3))
+    out = random_crop_flip(x, pad, True, torch.Generator().manual_seed(3))
     # the same draws, applied one image at a time
     g = torch.Generator().manual_seed(3)
-    dy = torch.randint(0, 5, (5,), generator=g)
-    dx = torch.randint(0, 5, (5,), generator=g)
+    dy = torch.randint(0, 2 * pad + 1, (5,), generator=g)
+    dx = torch.randint(0, 2 * pad + 1, (5,), generator=g)
     flip = torch.rand(5, generator=g) < 0.5
-    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
     for i in range(5):
         ref = padded[i, :, dy[i] : dy[i] + 6, dx[i] : dx[i] + 6]
         if flip[i]:

@@ -90,7 +90,11 @@ def test_bad_settings_name_their_key():
         check_layout([0, 1], [1], 4, False)
     with pytest.raises(ValueError, match=r"masks.shadows: need at least 2 shadows for IN/OUT"):
         check_layout([0], [1], 4, False)
-    with pytest.raises(ValueError, match=r"rows \[7\] have their complement among the shadows"):
+    with pytest.raises(
+        ValueError,
+        match=r"rows \[7\] have their complement among the shadows; this "
+        r"biases every IN/OUT statistic \(SPEC §1\)\. Use complete shadow pairs",
+    ):
         check_layout([0, 1, 2, 3], [7], 4, True)
     # complements on, but shadows not in complete pairs and no target clash: independent
     assert check_layout([0, 1], [2], 4, True) == "independent"

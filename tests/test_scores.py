@@ -107,6 +107,7 @@ def test_score_model_features_are_those_of_each_query_view_and_key():
     assert meta["dtype"] == "torch.float64" and meta["compiled"] is False
     assert meta["channels_last"] is True and meta["queries"] == ["original", "hflip"]
     assert (meta["n"], meta["n_test"], meta["row"]) == (37, 11, 2)
+    assert meta["threads"] == torch.get_num_threads() and meta["folded_bn"] == 0
     # score_split on its own, with its defaults: no Hutchinson features, the same ZO scores
     from curvmia.scores import score_split, use_channels_last
 

@@ -117,6 +117,7 @@ def test_sweep_members_are_the_documented_seeded_draws():
     want[perm[:10]] = True
     np.testing.assert_array_equal(first_m_members(100, 10, 3), want)
     assert first_m_members(5, 5, 0).all() and first_m_members(5, 5, 0).dtype == bool
+    assert first_m_members(100, 1, 3).sum() == 1 and first_m_members(100, 1, 3)[perm[0]]
     with pytest.raises(ValueError, match=r"size_sweep.sizes: 0 is outside 1..100"):
         first_m_members(100, 0, 0)
     masks = make_masks(50, 2, 0.5, 0, True)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -150,6 +151,9 @@ def test_fit_on_noise_is_not_significant():
     e = np.repeat(EPS, 2)
     fit = fit_auroc(e, 0.5 + rng.normal(0, 0.01, e.size), L=2.0, m=5.0)
     assert not fit.significant and "not significant" in fit.note
+    assert isinstance(fit.f_stat, float) and np.isfinite(fit.f_stat)
+    names = "(s|c|offset)"
+    assert re.search(rf"; within 2 standard errors of 0: {names}(, {names})*$", fit.note)
     few = fit_auroc([1.0, 2.0], [0.5, 0.6], L=2.0, m=5.0)
     assert not few.significant and "not fitted" in few.note
 
