@@ -7,7 +7,7 @@ EXPERIMENT ?= digits
 # Rules call `python`: make it the virtual environment's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup run report test lint clean lock archive mutate tf-env lock-tf
+.PHONY: setup run report test lint clean lock archive mutate tf-env lock-tf docs
 
 setup: $(STAMP)
 
@@ -76,3 +76,7 @@ archive: setup
 
 clean:
 	rm -rf results data .snakemake mutants
+
+# docs/configuration.md from config/schema.yaml (tests/test_docs.py fails when it is stale).
+docs: setup
+	PYTHONPATH=. $(BIN)/python scripts/schema_doc.py

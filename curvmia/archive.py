@@ -9,7 +9,7 @@ names them (a .sif path or a digest-pinned registry URI).
 
 `snakemake --archive` is not used: it packs the conda environment of every rule with a conda:
 directive and so needs a working conda, and it leaves out the files the rules call through
-the shell (scripts/, the package). See README, "SLURM and Apptainer".
+the shell (scripts/, the package). See docs/reproducibility.md.
 """
 
 from __future__ import annotations

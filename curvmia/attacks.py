@@ -1,4 +1,5 @@
-"""Membership inference attacks (SPEC §4), vectorised over (shadows, samples, queries).
+"""Membership inference attacks (docs/method.md: Attacks), vectorised over (shadows, samples,
+queries).
 
 Every attack has one signature::
 
@@ -109,7 +110,8 @@ def _log_gauss(x: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
 
 
 def _logcurv(d: dict[str, np.ndarray], feature: str) -> np.ndarray:
-    """log(|c| + 1e-22): curv_zo is ≥ 0; a Hutchinson trace can be negative (SPEC §3)."""
+    """log(|c| + 1e-22): curv_zo is ≥ 0; a Hutchinson trace can be negative (docs/method.md:
+    Estimators)."""
     return np.log(np.abs(d[feature]) + LOG_EPS)
 
 

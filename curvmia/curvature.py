@@ -1,4 +1,4 @@
-"""Input-loss curvature estimators (SPEC §3).
+"""Input-loss curvature estimators (docs/method.md: Estimators).
 
 Zero-order (black-box) score, the paper's signal: for ``niter`` iterations
 draw two independent Rademacher tensors r_v, r_u shaped like x, set

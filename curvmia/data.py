@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .io import atomic_path, config_hash, sha256_array, write_json
+from .progress import Progress
 
 if TYPE_CHECKING:  # torch is imported where used: the Snakefile imports this module
     import torch
@@ -96,7 +97,8 @@ class Prepared:
 def load_digits_uint8() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's digits as uint8 (N, 1, 8, 8) images and int64 labels.
 
-    The raw values are 0..16; they are stored as round(v·255/16) (SPEC §1).
+    The raw values are 0..16; they are stored as round(v·255/16) (docs/method.md: Membership
+    layouts).
     """
     from sklearn.datasets import load_digits
 
@@ -456,10 +458,12 @@ def write_image_memmap(
     resize: int,
     workers: int = 1,
     log: Callable[[str], None] = print,
+    clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """Decode ``files`` in order into a uint8 (N, 3, size, size) ``.npy`` written through a
     memory map (never all in RAM), atomically."""
     n = len(files)
+    prog = Progress(n, f"{out.name}: decoding", log, unit="images", clock=clock)
     with atomic_path(out, suffix=".npy") as tmp:
         arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, 3, size, size))
         jobs = ((str(f), size, resize) for f in files)
@@ -469,11 +473,11 @@ def write_image_memmap(
             with mp.get_context("spawn").Pool(workers) as pool:
                 for i, img in enumerate(pool.imap(_crop_job, jobs, chunksize=64)):
                     arr[i] = img
-                    if (i + 1) % 50000 == 0:
-                        log(f"{out.name}: {i + 1}/{n}")
+                    prog.advance()
         else:
             for i, job in enumerate(jobs):
                 arr[i] = _crop_job(job)
+                prog.advance()
         arr.flush()
         del arr
 
@@ -634,7 +638,9 @@ def _prepare_imagefolder(
         split = {"test_size": test_size, "split_seed": split_seed, "stratified": True}
     log(f"{root}: {len(classes)} classes, {len(tr_files)} population, {len(te_files)} test")
     for name, fl in (("train_images", tr_files), ("test_images", te_files)):
-        write_image_memmap(fl, out / f"{name}.npy", size=image_size, resize=resize, workers=workers)
+        write_image_memmap(
+            fl, out / f"{name}.npy", size=image_size, resize=resize, workers=workers, log=log
+        )
     for name, lab in (("train_labels", tr_labels), ("test_labels", te_labels)):
         with atomic_path(out / f"{name}.npy") as tmp, open(tmp, "wb") as fh:
             np.save(fh, lab)

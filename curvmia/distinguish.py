@@ -1,4 +1,5 @@
-"""Measured member/non-member distinguishability (SPEC §6) and empirical privacy audits.
+"""Measured member/non-member distinguishability (docs/method.md: Theory) and empirical privacy
+audits.
 
 Two KL estimators of KL(members ‖ non-members) of a scalar statistic:
 

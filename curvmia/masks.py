@@ -1,4 +1,4 @@
-"""Membership masks and sound shadow/target layouts (SPEC §1).
+"""Membership masks and sound shadow/target layouts (docs/method.md: Membership layouts).
 
 A mask set holds K random rows ``M[i] ~ Bernoulli(pkeep)`` over the population
 and, when complements are on (pkeep = 0.5 only), rows ``M[i + K] = 1 − M[i]``.
@@ -43,7 +43,7 @@ def check_layout(shadows: list[int], targets: list[int], n_random: int, compleme
     """Validate a shadow/target layout; return ``"pairs"`` or ``"independent"``.
 
     ``pairs``: the shadows are complete complement pairs, so every sample is IN
-    exactly half of them (SPEC §1 layout a).  ``independent``: no target's
+    exactly half of them (docs/method.md: Membership layouts).  ``independent``: no target's
     complement is a shadow (layout b, the paper's).  Anything else raises.
     """
     total = n_rows(n_random, complements)
@@ -67,7 +67,8 @@ def check_layout(shadows: list[int], targets: list[int], n_random: int, compleme
     if clash:
         raise ValueError(
             f"masks.targets: rows {clash} have their complement among the shadows; this biases "
-            "every IN/OUT statistic (SPEC §1). Use complete shadow pairs or drop the complements."
+            "every IN/OUT statistic (docs/method.md: Membership layouts). Use complete shadow "
+            "pairs or drop the complements."
         )
     paired = all(complement_of(s, n_random, complements) in shadow_set for s in shadows)
     return "pairs" if paired else "independent"
@@ -75,7 +76,7 @@ def check_layout(shadows: list[int], targets: list[int], n_random: int, compleme
 
 def fresh_mask(n_population: int, pkeep: float, seed: int, existing: np.ndarray) -> np.ndarray:
     """A Bernoulli(pkeep) membership row that is no row of ``existing`` nor any row's
-    complement (DP-sweep targets: members no shadow shares, SPEC §2)."""
+    complement (DP-sweep targets: members no shadow shares, docs/method.md: Training recipes)."""
     row = np.random.default_rng([seed, 0x5EED]).random(n_population) < pkeep
     for i, r in enumerate(np.asarray(existing, dtype=bool)):
         if np.array_equal(r, row) or np.array_equal(~r, row):

@@ -1,4 +1,4 @@
-"""Attack metrics (SPEC §5): AUROC, balanced accuracy, TPR at low FPR, ROC curves,
+"""Attack metrics (docs/method.md: Metrics): AUROC, balanced accuracy, TPR at low FPR, ROC curves,
 bootstrap intervals.
 
 Scores are "higher = member".  NaN scores (a sample an attack could not score,
@@ -90,7 +90,8 @@ def balanced_accuracies(fpr: np.ndarray, tpr: np.ndarray) -> tuple[float, float]
 
 
 def enough_nonmembers(target: float, n_nonmembers: int) -> bool:
-    """SPEC §5: a TPR at FPR ``target`` is reported only with ≥ 10/target non-members."""
+    """docs/method.md: Metrics: a TPR at FPR ``target`` is reported only with ≥ 10/target
+    non-members."""
     return n_nonmembers >= 10.0 / target
 
 
@@ -98,7 +99,7 @@ def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float, n_nonmembers: in
     """TPR at ``target`` FPR by linear interpolation on the ROC.
 
     NaN when there are fewer than 10/target non-members: below that the value
-    rests on fewer than ten false positives and is not reported (SPEC §5).
+    rests on fewer than ten false positives and is not reported (docs/method.md: Metrics).
     """
     if not enough_nonmembers(target, n_nonmembers):
         return float("nan")

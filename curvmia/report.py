@@ -4,6 +4,7 @@ differences, model health, per-example exposure, leave-one-out, ROC and histogra
 from __future__ import annotations
 
 import math
+import re
 
 import matplotlib
 
@@ -30,7 +31,8 @@ from .metrics import (  # noqa: E402
 
 AGGREGATES = ("mean", "std")
 
-# SPEC §7: the paper's Table 1, AUROC % / balanced accuracy % (mean over 3 targets).
+# docs/method.md: Published numbers: the paper's Table 1, AUROC % / balanced accuracy % (mean over
+# 3 targets).
 PAPER_TABLE1 = {
     "ImageNet": {
         "Curv NLL": (77.45, 69.16),
@@ -63,7 +65,7 @@ PAPER_TABLE1 = {
         "Song": (60.42, 55.63),
     },
 }
-# SPEC §7: CIFAR-100 TPR % at FPR 1% / 0.1% / 0.01%.
+# docs/method.md: Published numbers: CIFAR-100 TPR % at FPR 1% / 0.1% / 0.01%.
 PAPER_TPR_CIFAR100 = {
     "Curv NLL": (41.54, 7.75, 0.00),
     "Curv LR": (35.54, 23.44, 5.23),
@@ -236,6 +238,13 @@ def _table1_label(specs: list[dict], method_name: str) -> str | None:
         if spec["name"] == method_name and spec.get("variant", "paper") == "paper":
             return spec_label(spec)
     return None
+
+
+def table1_labels(specs: list[dict]) -> set[str]:
+    """Labels of the configured attacks that are rows of our Table 1 (the paper's methods
+    in their paper form, and the proper LiRA shown beside them)."""
+    names = [*TABLE1_METHODS, *TABLE1_EXTRA]
+    return {lb for lb in (_table1_label(specs, n) for n in names) if lb is not None}
 
 
 TABLE1_FPR = 1e-4  # the lowest FPR of the paper's TPR columns (0.01%)
@@ -571,7 +580,8 @@ def plot_exposed(
 
 
 def loo_layouts(rows: list[int], n_random: int, complements: bool) -> list[tuple[int, list[int]]]:
-    """Leave-one-out (SPEC §1): each model as target, the others minus its complement as
+    """Leave-one-out (docs/method.md: Membership layouts): each model as target, the others minus
+    its complement as
     shadows."""
     out = []
     for t in rows:
@@ -640,32 +650,108 @@ def loo_markdown(loo: pd.DataFrame, fixed: pd.DataFrame | None = None) -> str:
 # --------------------------------------------------------------------------- figures
 
 
-def plot_roc(attack_results: dict[str, dict[str, np.ndarray]], path: str) -> None:
-    """One log-log ROC figure with every attack: per attack, the TPR averaged over the
-    targets at each FPR of a common log grid (vertical averaging)."""
+ROC_STYLES = ("-", "--", "-.", ":")
+
+
+def _mean_roc(res: dict[str, np.ndarray], grid: np.ndarray) -> tuple[np.ndarray, float]:
+    """TPR averaged over the targets at each FPR of ``grid``, and the mean AUROC."""
+    tprs, aucs = [], []
+    for t in range(len(res["targets"])):
+        fpr, tpr = roc_curve(res["scores"][t], res["is_member"][t])
+        tprs.append(np.interp(grid, fpr, tpr))
+        aucs.append(float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2)))
+    return np.mean(tprs, 0), float(np.mean(aucs))
+
+
+def roc_panels(
+    labels: list[str], table1: set[str], aurocs: dict[str, float]
+) -> list[list[tuple[str, object, str]]]:
+    """Attack labels split into the paper's Table 1 attacks and the rest, each panel ordered
+    by AUROC (highest first), each label with a (colour, line style) distinct in its panel."""
+    colours = [plt.get_cmap("tab10")(i) for i in range(10)]
+    panels = []
+    for members in ([x for x in labels if x in table1], [x for x in labels if x not in table1]):
+        ordered = sorted(members, key=lambda x: (-aurocs[x], x))
+        panels.append(
+            [
+                (x, colours[i % 10], ROC_STYLES[(i // 10 + i) % len(ROC_STYLES)])
+                for i, x in enumerate(ordered)
+            ]
+        )
+    return [p for p in panels if p]
+
+
+def plot_roc(
+    attack_results: dict[str, dict[str, np.ndarray]],
+    path: str,
+    *,
+    table1: set[str] | frozenset[str] = frozenset(),
+) -> list[list[tuple[str, object, str]]]:
+    """Log-log ROC curves, TPR averaged over the targets at each FPR of a common log grid
+    (vertical averaging): the paper's Table 1 attacks (labels in ``table1``) in the left
+    panel, the others in the right one, legends ordered by AUROC. Returns the panels'
+    (label, colour, style)."""
     first = next(iter(attack_results.values()))
     n_non = int(min((~np.asarray(m, bool)).sum() for m in first["is_member"]))
     lo = 1.0 / n_non
     grid = np.logspace(np.log10(lo), 0, 200)
-    fig, ax = plt.subplots(figsize=(6.0, 5.0))
-    for label, res in attack_results.items():
-        tprs = []
-        for t in range(len(res["targets"])):
-            fpr, tpr = roc_curve(res["scores"][t], res["is_member"][t])
-            tprs.append(np.interp(grid, fpr, tpr))
-        ax.plot(grid, np.mean(tprs, 0), label=label, lw=1.2)
-    ax.plot([lo, 1], [lo, 1], "k:", lw=0.8)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlim(lo, 1)
-    ax.set_ylim(lo, 1)
-    ax.set_xlabel("FPR")
-    ax.set_ylabel("TPR")
-    ax.set_title(f"all attacks, TPR averaged over {len(first['targets'])} targets", fontsize=9)
-    ax.legend(fontsize=6, loc="lower right", ncol=2 if len(attack_results) > 8 else 1)
+    curves = {label: _mean_roc(res, grid) for label, res in attack_results.items()}
+    aurocs = {label: auc for label, (_, auc) in curves.items()}
+    panels = roc_panels(list(attack_results), set(table1), aurocs)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 5.0), squeeze=False)
+    titles = ["the paper's Table 1 attacks", "the other attacks"] if len(panels) == 2 else [""]
+    if len(panels) == 1:
+        titles = ["the paper's Table 1 attacks" if panels[0][0][0] in table1 else "all attacks"]
+    for ax, panel, title in zip(axes[0], panels, titles):
+        for label, colour, style in panel:
+            tpr, auc = curves[label]
+            ax.plot(grid, tpr, color=colour, ls=style, lw=1.4, label=f"{label} ({auc:.3f})")
+        ax.plot([lo, 1], [lo, 1], color="0.5", ls=(0, (1, 3)), lw=0.8, label="chance")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(lo, 1)
+        ax.set_ylim(lo, 1)
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.set_title(f"{title}: TPR averaged over {len(first['targets'])} targets", fontsize=9)
+        ax.legend(fontsize=7, loc="lower right", title="attack (AUROC)", title_fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return panels
+
+
+def headline_html(table1_md: str, facts: str) -> str:
+    """The report's first item: ``facts`` (what ran) above the Table 1 rows of
+    ``table1_md`` (table1_markdown's text) as an HTML table, and its notes below."""
+    import html
+
+    def inline(text: str) -> str:
+        return re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(text))
+
+    rows, notes = [], []
+    for line in table1_md.splitlines():
+        if line.startswith("|"):
+            # the paper's rows and LiRA proper; attacks outside Table 1 stay under Metrics
+            if not set(line) <= set("|-: ") and not line.startswith("| `"):
+                rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+        elif line.strip():
+            notes.append(f"<p>{inline(line.strip())}</p>")
+    head = "".join(f"<th>{inline(c)}</th>" for c in rows[0]) if rows else ""
+    body = "\n".join(
+        "<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in rows[1:]
+    )
+    style = (
+        "body{font-family:sans-serif;font-size:14px;margin:1em}"
+        "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:3px 8px}"
+        "th{background:#eee}tr td:first-child{font-weight:bold}"
+    )
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Headline</title>'
+        f"<style>{style}</style></head><body>\n<h2>Headline: the paper's Table 1 rows</h2>\n"
+        f'<p>{inline(facts)}</p>\n<table id="headline"><thead><tr>{head}</tr></thead>'
+        f"<tbody>\n{body}\n</tbody></table>\n" + "\n".join(notes) + "\n</body></html>\n"
+    )
 
 
 def plot_text(path: str, text: str) -> None:

@@ -1,4 +1,4 @@
-"""Per-sample, per-query features of one model (SPEC §3).
+"""Per-sample, per-query features of one model (docs/method.md: Estimators).
 
 For every population sample and every held-out test sample, and for each
 query (0 = the original image, 1 = its horizontal flip), the score file holds
@@ -52,6 +52,7 @@ from .curvature import (
     zo_curvature,
 )
 from .data import normalize, to_float
+from .progress import Progress
 from .scorefile import F32_FIELDS, FIELDS, HUTCH_FIELDS, load_score_file
 
 FEATURES = FIELDS  # the fields of a score file and their rules: curvmia/scorefile.py
@@ -172,6 +173,7 @@ def score_split(
         max_batch = max(chooser.sizes)
     block = zo_block_size(batch_size, max_batch)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
+    prog = Progress(n * len(QUERIES), f"{name} (both queries)", log)
     for q in range(len(QUERIES)):
         words = [*seed_words, q]
         t0 = time.perf_counter()
@@ -217,6 +219,7 @@ def score_split(
                     sl = slice(i + j, i + j + len(tr))
                     out["curv_hutch"][sl, q] = tr.to(torch.float64).cpu().numpy()
                     out["curv_hutch_sq"][sl, q] = tr2.to(torch.float64).cpu().numpy()
+            prog.advance(nb)
             now = time.perf_counter()
             done = min(i + block, n)
             if now - last > 5.0 or done == n:

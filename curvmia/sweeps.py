@@ -1,5 +1,5 @@
 """Privacy (DP epsilon) and dataset-size sweeps: extra target models attacked with the main
-experiment's non-private shadows (SPEC §2).
+experiment's non-private shadows (docs/method.md: Training recipes).
 
 Each sweep writes ``targets.csv`` (one row per target model: sweep, value, seed, model,
 scores, members, test_acc) and ``metrics.csv`` (the columns of the main metrics.csv, one

@@ -1,6 +1,7 @@
-"""The paper's theory beside the measurements (SPEC §6).
+"""The paper's theory beside the measurements (docs/method.md: Theory).
 
-The printed theorems of the paper could not be retrieved; as SPEC §6 says, the statements
+The printed theorems of the paper could not be retrieved; as docs/method.md: Theory says, the
+statements
 below are exact for the precursor (Ravikumar et al., ICML 2024) and reconstructed for this
 paper from its code and summaries:
 

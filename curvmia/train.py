@@ -34,6 +34,7 @@ from .data import normalize, random_crop_flip, to_float
 from .identity import check_identity, members_hash
 from .io import atomic_path, config_hash
 from .models import build_model, count_params
+from .progress import Progress
 
 RESUME_SUFFIX = ".resume.pt"
 
@@ -266,9 +267,12 @@ def train_model(
     )
     t0 = time.perf_counter()
     last_save = time.monotonic()
+    prog = None
     for epoch in range(start_epoch, epochs):
         model.train()
         batches = batches_of_epoch()
+        if prog is None:  # every epoch has the same number of batches
+            prog = Progress((epochs - start_epoch) * len(batches), "training", log, unit="batches")
         if resident:
             sel = [local_idx[torch.from_numpy(b).to(device)] for b in batches]
             it = ((x_dev[i], y_dev[i]) for i in sel)
@@ -300,6 +304,7 @@ def train_model(
             tot_loss += loss.detach().float() * len(yb)
             tot_correct += (out.detach().argmax(1) == yb).sum()
             seen += len(yb)
+            prog.advance()
         lr = opt.param_groups[0]["lr"]
         sched.step()
         if resume_path is not None and epoch + 1 < epochs:
@@ -431,7 +436,8 @@ def train_dp_model(
 ) -> tuple[nn.Module, dict]:
     """DP-RMSprop (or DP-SGD) target with Opacus: Poisson sampling, per-sample clipping to
     ``cfg['max_grad_norm']``, Gaussian noise whose multiplier the RDP accountant sets so that
-    training ends at (``epsilon``, ``cfg['delta']``). No augmentation (SPEC §2).
+    training ends at (``epsilon``, ``cfg['delta']``). No augmentation (docs/method.md: Training
+    recipes).
 
     ``step_hook(optimizer)`` runs after each step, before the gradients are cleared (tests
     read the per-sample, clipped and noised gradients there).
@@ -477,6 +483,7 @@ def train_dp_model(
     loss_fn = nn.CrossEntropyLoss()
     t0 = time.perf_counter()
     steps = 0
+    prog = Progress(epochs, "DP training", log, unit="epochs", every=0.0)
     for epoch in range(epochs):
         dp_model.train()
         for xb, yb in loader:
@@ -492,6 +499,7 @@ def train_dp_model(
             f"epoch {epoch + 1}/{epochs} eps {engine.get_epsilon(cfg['delta']):.3f} "
             f"elapsed {time.perf_counter() - t0:.1f}s"
         )
+        prog.advance()  # Poisson batches vary in number: the time left counts epochs
     opt.zero_grad(set_to_none=True)
     model = dp_model._module
     model.eval()

@@ -51,7 +51,7 @@ shell.prefix(
 RESULTS = f"results/{config['experiment']}"
 # the prepared data's directory is named by the settings that change its content
 DATA = f"{config['data']['root']}/{prepared_dir_name(config['data'])}"
-# Apptainer image of each kind of step (`container:` of every rule; README: SLURM and Apptainer).
+# Apptainer image of each kind of step (`container:` of every rule; docs/reproducibility.md).
 IMAGES = config["containers"]
 
 

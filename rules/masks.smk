@@ -1,4 +1,4 @@
-# Masks: the seeded membership mask set (SPEC §1).
+# Masks: the seeded membership mask set (docs/method.md: Membership layouts).
 
 
 checkpoint make_masks:

@@ -14,8 +14,21 @@ rule metrics:
         table1=f"{RESULTS}/table1.md",
         md=f"{RESULTS}/metrics.md",
         roc=report(f"{RESULTS}/roc.png", caption="../report/roc.rst", category="Metrics"),
+        headline=report(
+            f"{RESULTS}/headline.html", caption="../report/headline.rst", category="1 Headline"
+        ),
     params:
         metrics=as_json(config["metrics"]),
+        about=as_json(
+            {
+                "experiment": config["experiment"],
+                "dataset": config["data"]["dataset"],
+                "arch": config["train"]["arch"],
+                "shadows": len(SHADOWS),
+                "targets": len(TARGETS),
+                "scoring_variant": config["scoring"]["variant"],
+            }
+        ),
         specs=as_json(config["attacks"]),
         dataset=config["data"]["dataset"],
         min_test_acc=config["health"]["min_test_acc"],
@@ -32,6 +45,7 @@ rule metrics:
         " --dataset {params.dataset:q} --health {input.health:q}"
         " --min-test-acc {params.min_test_acc:q} --csv {output.csv:q} --diff-csv {output.diff:q}"
         " --table1 {output.table1:q} --md {output.md:q} --roc {output.roc:q}"
+        " --headline {output.headline:q} --about {params.about:q}"
         " {input.attacks:q} --scores {input.scores:q} > {log:q} 2>&1"
 
 

@@ -1,4 +1,4 @@
-# Scoring: per-sample, per-query features of each model (SPEC §3). With scoring.shards > 1
+# Scoring: per-sample, per-query features of each model (docs/method.md: Estimators). With scoring.shards > 1
 # each model's samples are split into that many shard jobs (a killed shard reruns alone) and
 # merged into the same file an unsharded job writes. The shard count is not a param of the
 # result: the scoring params carry every other scoring key.

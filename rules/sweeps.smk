@@ -1,4 +1,4 @@
-# Sweeps (SPEC §2): DP targets per epsilon and dataset-size targets per m, each attacked with
+# Sweeps (docs/method.md: Training recipes): DP targets per epsilon and dataset-size targets per m, each attacked with
 # the main experiment's non-private shadows. Targets `snakemake dp_sweep` and
 # `snakemake size_sweep` (each with its theory comparison); `all` builds the sweeps listed in
 # theory.sweeps (the digits default lists both, the paper configs none).

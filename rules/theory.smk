@@ -1,4 +1,4 @@
-# Theory (SPEC §6): the paper's bounds beside measured distinguishability and the empirical
+# Theory (docs/method.md: Theory): the paper's bounds beside measured distinguishability and the empirical
 # epsilon of the best attack, for the main experiment's targets and for the DP and
 # dataset-size sweeps (results/<experiment>/sweeps/<sweep>/{targets,metrics}.csv of
 # rules/sweeps.smk). Rule all compares the sweeps listed in theory.sweeps; the targets

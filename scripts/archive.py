@@ -1,4 +1,4 @@
-"""Archive a finished run for rerunning elsewhere (curvmia.archive; README: SLURM and Apptainer).
+"""Archive a finished run for rerunning elsewhere (curvmia.archive; docs/reproducibility.md).
 
 Example: python scripts/archive.py --out digits-archive.tar.gz
 """

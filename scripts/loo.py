@@ -1,5 +1,6 @@
 """Leave-one-out protocol: every model in turn as target, the others minus its complement
-as shadows (SPEC §1), every configured attack; beside the fixed targets' results."""
+as shadows (docs/method.md: Membership layouts), every configured attack; beside the fixed targets'
+results."""
 
 import argparse
 import json

@@ -1,4 +1,5 @@
-"""Draw the seeded membership mask set of an experiment (SPEC §1); imported rows take
+"""Draw the seeded membership mask set of an experiment (docs/method.md: Membership layouts);
+imported rows take
 their declared membership instead (docs/audit-your-model.md)."""
 
 import argparse

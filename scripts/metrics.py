@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from curvmia.attacks import spec_label
 from curvmia.io import atomic_path, load_npz, write_text
 from curvmia.provenance import code_record
 from curvmia.report import (
     coverage_note,
     diff_markdown,
+    headline_html,
     health_markdown,
     interval_table,
     known_only,
@@ -23,6 +25,7 @@ from curvmia.report import (
     plot_roc,
     plot_text,
     scoring_precision_note,
+    table1_labels,
     table1_markdown,
 )
 
@@ -45,6 +48,12 @@ def main() -> None:
     ap.add_argument("--table1", required=True)
     ap.add_argument("--md", required=True)
     ap.add_argument("--roc", required=True)
+    ap.add_argument("--headline", required=True, help="the report's first item (HTML)")
+    ap.add_argument(
+        "--about",
+        required=True,
+        help="JSON: experiment, dataset, arch, shadows, targets, scoring_variant (headline)",
+    )
     ap.add_argument(
         "--scores", nargs="+", default=[], help="score files: their metadata gives the TF32 line"
     )
@@ -81,6 +90,7 @@ def main() -> None:
         df, specs, a.dataset, notes=notes, precision=scoring_precision_note(metas)
     )
     write_text(a.table1, table1)
+    write_text(a.headline, headline_html(table1, headline_facts(json.loads(a.about), specs)))
     doc = "\n".join(
         [
             *(["## Targets without metrics\n", why] if unknown else []),
@@ -101,8 +111,22 @@ def main() -> None:
     )
     write_text(a.md, doc)
     with atomic_path(a.roc, suffix=".png") as tmp:
-        plot_roc(results, str(tmp))
+        plot_roc(results, str(tmp), table1=table1_labels(specs))
     print(doc)
+
+
+def headline_facts(about: dict, specs: list[dict]) -> str:
+    """What ran, in one sentence: models, dataset, architecture, variants."""
+    clean = sorted(spec_label(s) for s in specs if s.get("variant") == "clean")
+    return (
+        f"Experiment {about['experiment']}: {about['shadows'] + about['targets']} models "
+        f"({about['shadows']} shadows, {about['targets']} targets) of architecture "
+        f"`{about['arch']}` on dataset {about['dataset']}; features scored in the "
+        f"`{about['scoring_variant']}` scoring variant. The rows are the attacks in their "
+        "`paper` variant (the released code's formulas), AUROC % / balanced accuracy % as "
+        "mean ± std over the targets"
+        + (f"; the `clean` variants ({', '.join(clean)}) are under Metrics." if clean else ".")
+    )
 
 
 def no_metric(a: argparse.Namespace, why: str, health: pd.DataFrame, code: str) -> None:
@@ -112,6 +136,8 @@ def no_metric(a: argparse.Namespace, why: str, health: pd.DataFrame, code: str) 
     with atomic_path(a.diff_csv, suffix=".csv") as tmp:
         pd.DataFrame(columns=["a", "b", "target", "diff"]).to_csv(tmp, index=False)
     write_text(a.table1, "No metric: " + why)
+    facts = headline_facts(json.loads(a.about), json.loads(a.specs))
+    write_text(a.headline, headline_html("No metric: " + why, facts))
     doc = "\n".join(
         ["## No membership metric\n", why, "## Model health\n",
          health_markdown(health, a.min_test_acc), "## Code\n", code]

@@ -1,4 +1,5 @@
-"""Score every population and test sample with one model (SPEC §3 features), or one shard."""
+"""Score every population and test sample with one model (docs/method.md: Estimators features), or
+one shard."""
 
 import argparse
 import json

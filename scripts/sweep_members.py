@@ -26,7 +26,10 @@ def main() -> None:
     if a.sweep == "dp":
         if p["mode"] == "paper":
             members = masks[0].copy()
-            note = "paper: DP targets share mask row 0 with shadow 0 (biased, SPEC §2)"
+            note = (
+                "paper: DP targets share mask row 0 with shadow 0 "
+                "(biased, docs/method.md: Training recipes)"
+            )
         else:
             members = fresh_mask(n, p["pkeep"], p["seed"], masks)
             note = "fresh: a mask no shadow uses"

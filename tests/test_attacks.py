@@ -1,5 +1,6 @@
 """Attacks on synthetic scores with known answers, hand-computed formulas, each paper quirk
-pinned by its own test, RMIA against its paper's formula, and the SPEC §1 null check."""
+pinned by its own test, RMIA against its paper's formula, and the docs/method.md: Membership
+layouts null check."""
 
 import numpy as np
 import pytest
@@ -159,7 +160,8 @@ def test_loss_baselines_by_hand():
 
 @pytest.mark.parametrize("name", ["yeom", "sablayrolles", "watson", "ye", "song"])
 def test_loss_query_selects_the_query(name):
-    # SPEC §3: the paper's code read the flip (query 1) on CIFAR: loss_query reproduces it
+    # docs/method.md: Estimators: the paper's code read the flip (query 1) on CIFAR: loss_query
+    # reproduces it
     feats, masks, labels = synthetic(n=300, n_models=9)
     t, s, s_in, _ = split(feats, masks, 0)
     q0 = ATTACKS[name](t, s, s_in, labels=labels, loss_query=0)
@@ -463,7 +465,7 @@ def test_in_out_stats_ignore_nan_and_median():
     assert (med_in[0, 0], med_out[0, 0]) == (3.0, 4.0)
 
 
-# ------------------------------------------------------------------ SPEC §1 null check
+# ---------------------------------------- null check (docs/method.md: Membership layouts)
 
 
 def null_aucs(masks, pairs, n_rep, seed, n_z=2000):
@@ -498,7 +500,8 @@ def null_aucs(masks, pairs, n_rep, seed, n_z=2000):
 
 @pytest.mark.parametrize("layout", ["default", "test", "paper", "leave-one-out"])
 def test_null_check_on_project_layouts(repo_root, layout):
-    """SPEC §1: on pure noise every attack's AUROC is 0.5 within sampling error."""
+    """docs/method.md: Membership layouts: on pure noise every attack's AUROC is 0.5 within
+    sampling error."""
     import yaml
 
     if layout == "paper":

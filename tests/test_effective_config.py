@@ -13,7 +13,8 @@ import yaml
 from _util import fresh_clone, subprocess_env
 
 REPO = Path(__file__).resolve().parents[1]
-# the paper's CIFAR ResNet-18 (SPEC §2): 11,173,962 parameters, counted independently of
+# the paper's CIFAR ResNet-18 (docs/method.md: Training recipes): 11,173,962 parameters, counted
+# independently of
 # this project (torchvision-style BasicBlock ResNet-18 with a 3x3 stem and 10 classes)
 RESNET18_CIFAR10_PARAMS = 11_173_962
 

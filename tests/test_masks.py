@@ -1,4 +1,5 @@
-"""Masks: membership balance, exact complements, seeding, sound layouts (SPEC §1)."""
+"""Masks: membership balance, exact complements, seeding, sound layouts (docs/method.md: Membership
+layouts)."""
 
 import numpy as np
 import pytest

@@ -10,6 +10,7 @@ from sklearn.metrics import roc_auc_score
 from curvmia.report import (
     diff_markdown,
     exposure,
+    headline_html,
     health_frame,
     health_markdown,
     known_only,
@@ -20,6 +21,8 @@ from curvmia.report import (
     metrics_frame,
     paired_frame,
     per_example_frame,
+    plot_roc,
+    roc_panels,
     scoring_precision_note,
     table1_markdown,
     vulnerability_frame,
@@ -262,3 +265,40 @@ def test_leave_one_out_layouts_and_frame():
     assert r.n_shadows == 4 and r.n_no_in_shadow == 0
     md = loo_markdown(df, None)
     assert "(6 targets)" in md and md.count("\n| ") == 2  # one row per attack
+
+
+def test_roc_panels_split_by_table1_ordered_by_auroc_with_distinct_styles():
+    labels = [f"a{i}" for i in range(14)]
+    aurocs = {x: 0.5 + 0.01 * ((5 * i) % 14) for i, x in enumerate(labels)}
+    table1 = set(labels[:3])
+    left, right = roc_panels(labels, table1, aurocs)
+    assert [x for x, _, _ in left] == sorted(table1, key=lambda x: -aurocs[x])
+    assert [x for x, _, _ in right] == sorted(set(labels) - table1, key=lambda x: -aurocs[x])
+    for panel in (left, right):  # no two curves of a panel look alike
+        looks = [(tuple(c), st) for _, c, st in panel]
+        assert len(set(looks)) == len(looks)
+    assert len(roc_panels(["x", "y"], set(), {"x": 0.6, "y": 0.7})) == 1
+
+
+def test_plot_roc_orders_each_panel_by_auroc(tmp_path):
+    res = _results()
+    res["middle"] = {
+        **res["weak"],
+        "scores": res["weak"]["scores"] + 0.5 * res["weak"]["is_member"],
+    }
+    panels = plot_roc(res, str(tmp_path / "roc.png"), table1={"weak", "strong"})
+    assert [x for x, _, _ in panels[0]] == ["strong", "weak"]
+    assert [x for x, _, _ in panels[1]] == ["middle"]
+    assert (tmp_path / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_headline_html_holds_the_table1_rows_and_the_facts():
+    df = _frame_for(["curv_nll", "curv_nll_clean", "yeom", "carlini_paper", "lira_online"])
+    page = headline_html(table1_markdown(df, _specs(), "cifar10"), "20 models of `resnet`")
+    table = page.split('<table id="headline">')[1].split("</table>")[0]
+    rows = re.findall(r"<tr>(.*?)</tr>", table)
+    # header, the paper's 8 methods, LiRA proper; curv_nll_clean stays under Metrics
+    assert len(rows) == 10 and "curv_nll_clean" not in table
+    first = re.findall(r"<td>(.*?)</td>", rows[1])
+    assert first[0] == "Curv NLL" and first[2] == "68.95 / 61.96"
+    assert "20 models of <code>resnet</code>" in page

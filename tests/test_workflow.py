@@ -184,6 +184,7 @@ def test_report(finished_run):
     names = (
         "metrics.csv",
         "roc.png",
+        "headline.html",
         "curv_hist.png",
         "models.csv",
         "health.csv",

@@ -1,0 +1,31 @@
+"""Write docs/configuration.md from config/schema.yaml (or check that it is current)."""
+
+import argparse
+import sys
+from pathlib import Path
+
+from curvmia.io import atomic_path
+from curvmia.schema_doc import render_file
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--schema", default="config/schema.yaml", help="the config schema")
+    ap.add_argument("--out", default="docs/configuration.md", help="the page to write")
+    ap.add_argument(
+        "--check", action="store_true", help="exit 1 if the page differs instead of writing it"
+    )
+    a = ap.parse_args()
+    text = render_file(a.schema)
+    out = Path(a.out)
+    if a.check:
+        if not out.exists() or out.read_text(encoding="utf-8") != text:
+            sys.exit(f"{out} is stale: run `make docs` (python scripts/schema_doc.py)")
+        return
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
