@@ -20,7 +20,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package
 
 from curvmia.attacks import ATTACKS  # noqa: E402
-from curvmia.data import load_prepared  # noqa: E402
+from curvmia.data import load_prepared, prepared_dir_name  # noqa: E402
 from curvmia.io import load_npz  # noqa: E402
 from curvmia.metrics import summarize  # noqa: E402
 from curvmia.scores import load_features  # noqa: E402
@@ -32,7 +32,7 @@ def main() -> None:
     a = ap.parse_args()
     cfg = yaml.safe_load(Path(a.configfile).read_text())
     results = Path("results") / cfg["experiment"]
-    data = Path(cfg["data"]["root"]) / cfg["data"]["dataset"]
+    data = Path(cfg["data"]["root"]) / prepared_dir_name(cfg["data"])
     labels = load_prepared(str(data / "manifest.json")).train_labels
     masks = load_npz(results / "masks.npz")["masks"]
     health = pd.read_csv(results / "health.csv")
