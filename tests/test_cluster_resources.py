@@ -36,8 +36,8 @@ def requests(workdir: Path, name: str) -> dict[str, str]:
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     out: dict[str, str] = {}
     # (jobs of a group are listed indented under "Group job ...")
-    for block in re.split(r"\n(?=\s*(?:local)?rule \w+:)", proc.stdout):
-        m = re.match(r"\s*(?:local)?rule (\w+):", block)
+    for block in re.split(r"\n(?=\s*(?:local)?(?:rule|checkpoint) \w+:)", proc.stdout):
+        m = re.match(r"\s*(?:local)?(?:rule|checkpoint) (\w+):", block)
         if not m or m.group(1) in TARGETS:
             continue
         threads = re.search(r"^\s+threads: (\d+)$", block, re.M)
@@ -107,17 +107,32 @@ def test_post_group_requests_four_steps_side_by_side_not_the_sum(tmp_path):
 
     work, config = tmp_path / "work", str(REPO / "tests" / "config" / "test.yaml")
     base = [sys.executable, "-m", "snakemake", "-d", str(work), "--configfile", config]
-    # every output before the `post` group in place (empty files, one mtime)
-    plan = subprocess.run([*base, "-n"], capture_output=True, text=True, env=subprocess_env())
-    assert plan.returncode == 0, plan.stderr[-3000:]
+
+    # the data and masks for real (checkpoints: the plan reads their content), then every
+    # other output before the `post` group in place (empty files), all with one mtime
+    def planned_outputs(kind: str) -> dict[str, list[str]]:
+        plan = subprocess.run([*base, "-n"], capture_output=True, text=True, env=subprocess_env())
+        assert plan.returncode == 0, plan.stderr[-3000:]
+        out: dict[str, list[str]] = {}
+        for block in re.split(r"\n(?=\s*(?:local)?(?:rule|checkpoint) \w+:)", plan.stdout):
+            m = re.match(rf"\s*({kind}) (\w+):\n(?:.*\n)*?\s+output: (.*)", block)
+            if m:
+                out.setdefault(m.group(2), []).extend(m.group(3).split(", "))
+        return out
+
+    checkpoints = [f for fs in planned_outputs("checkpoint").values() for f in fs]
+    made = [*base, "--cores", "1", *checkpoints]
+    done = subprocess.run(made, capture_output=True, text=True, env=subprocess_env())
+    assert done.returncode == 0, done.stderr[-3000:]
     groups = yaml.safe_load((REPO / "profiles" / "default" / "config.yaml").read_text())["groups"]
-    for block in re.split(r"\n(?=\s*(?:local)?rule \w+:)", plan.stdout):
-        m = re.match(r"\s*rule (\w+):\n(?:.*\n)*?\s+output: (.*)", block)
-        if m and groups.get(m.group(1)) != "post":
-            for f in m.group(2).split(", "):
+    for rule, files in planned_outputs("rule").items():
+        if groups.get(rule) != "post":
+            for f in files:
                 (work / f).parent.mkdir(parents=True, exist_ok=True)
                 (work / f).touch()
-                os.utime(work / f, (1e9, 1e9))
+    for f in work.rglob("*"):
+        if f.is_file() and ".snakemake" not in f.parts:
+            os.utime(f, (1e9, 1e9))
     bindir = tmp_path / "bin"
     bindir.mkdir()
     for name, body in STUBS.items():

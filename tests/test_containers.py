@@ -118,7 +118,8 @@ def test_requirement_files_lock_and_conda_env_agree():
     lock = read_pins(ENVS / "requirements.lock")
     for name, version in full.items():
         assert lock.get(name) == version, (name, version, lock.get(name))
-    for path in DEFINITIONS:
+    # the TensorFlow image (conversion only) has its own pins: checked below
+    for path in [p for p in DEFINITIONS if def_lock(p) != "envs/tf.lock"]:
         image_lock_file = REPO / def_lock(path)
         req = read_pins(image_lock_file.parent / "requirements-gpu.txt")
         image_lock = read_pins(image_lock_file)
@@ -140,6 +141,10 @@ def test_requirement_files_lock_and_conda_env_agree():
     assert f"python={py}" in deps
     pip_section = next(d for d in deps if isinstance(d, dict))["pip"]
     assert pip_section == ["-r gpu.lock"], pip_section
+    # the TensorFlow image installs exactly its requirement file's pins (no torch)
+    tf_req, tf_lock = read_pins(ENVS / "requirements-tf.txt"), read_pins(ENVS / "tf.lock")
+    assert tf_req and all(tf_lock[n] == v for n, v in tf_req.items()), (tf_req, tf_lock)
+    assert "torch" not in tf_lock
 
 
 @pytest.mark.parametrize("lock", ["requirements.lock", "gpu.lock"])
@@ -251,4 +256,7 @@ def test_definition_builds_and_passes_its_own_test(path, tmp_path):
     proc = replay(path, tmp_path)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-5000:]
-    assert "torch 2.14.1" in out and "cpu conv ok" in out, out[-3000:]
+    if def_lock(path) == "envs/tf.lock":
+        assert "tensorflow 2.21.0 sonnet 2.0.2" in out, out[-3000:]
+    else:
+        assert "torch 2.14.1" in out and "cpu conv ok" in out, out[-3000:]
