@@ -34,6 +34,9 @@ if config.get("fz"):
         params:
             python=FZ_PYTHON,
             probe_size=FZ["probe_size"],
+        threads: job_threads("light")
+        resources:
+            **job_resources("light"),
         conda:
             "../envs/tf.yaml"
         container: FZ["container"]
@@ -51,6 +54,9 @@ if config.get("fz"):
         params:
             run=lambda w: FZ["runs"][int(w.row)],
             rtol=FZ["probe_rtol"],
+        threads: job_threads("light")
+        resources:
+            **job_resources("light"),
         conda:
             "../envs/curvmia.yaml"
         container: IMAGES["cpu"]
@@ -74,6 +80,9 @@ if config.get("fz"):
             index_sha256=FZ["index_sha256"] or "",
             data_path=config["data"]["path"],
             runs=FZ["runs"],
+        threads: job_threads("light")
+        resources:
+            **job_resources("light"),
         conda:
             "../envs/curvmia.yaml"
         container: IMAGES["cpu"]
@@ -101,10 +110,9 @@ if config.get("fz"):
             n=FZ["check_examples"],
             seed=FZ["check_seed"],
             min_agreement=FZ["min_agreement"],
-            device=config["compute"]["device"],
-        threads: config["compute"]["threads"]
+        threads: job_threads("score")
         resources:
-            gpu=1 if config["compute"]["device"] == "cuda" else 0,
+            **job_resources("score"),
         conda:
             "../envs/curvmia.yaml"
         container: IMAGES["gpu"]
@@ -118,7 +126,7 @@ if config.get("fz"):
             " --order {input.order:q} --order-test {input.order_test:q}"
             " --membership {input.membership:q} --n {params.n}"
             " --seed {params.seed} --min-agreement {params.min_agreement}"
-            " --device {params.device} --threads {threads} --out {output:q} > {log:q} 2>&1"
+            ' --device "$CURVMIA_DEVICE" --threads {threads} --out {output:q} > {log:q} 2>&1'
 
     rule fz_all:
         input:

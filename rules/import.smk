@@ -17,9 +17,9 @@ rule import_model:
     params:
         entry=lambda wc: as_json(IMPORTED[int(wc.row)]),
         inputs=row_ids,
-    threads: config["compute"]["threads"]
+    threads: job_threads("score")
     resources:
-        gpu=1 if config["compute"]["device"] == "cuda" else 0,
+        **job_resources("score"),
     conda:
         "../envs/curvmia.yaml"
     container: IMAGES["gpu"]

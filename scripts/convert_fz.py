@@ -47,6 +47,7 @@ def check(a: argparse.Namespace) -> None:
     import torch
 
     from curvmia.data import load_prepared
+    from curvmia.device import pick_device
     from curvmia.fz import (
         _npz,
         agreement_report,
@@ -56,7 +57,7 @@ def check(a: argparse.Namespace) -> None:
         released_correctness,
     )
     from curvmia.io import write_json
-    from curvmia.train import load_checkpoint, pick_device
+    from curvmia.train import load_checkpoint
 
     torch.set_num_threads(a.threads)
     device = pick_device(a.device)

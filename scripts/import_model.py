@@ -7,6 +7,7 @@ import time
 import torch
 
 from curvmia.data import load_prepared
+from curvmia.device import pick_device
 from curvmia.fz import sha256_file
 from curvmia.identity import data_hash, members_hash, members_of
 from curvmia.imported import (
@@ -19,7 +20,7 @@ from curvmia.imported import (
 )
 from curvmia.io import load_npz
 from curvmia.provenance import code_record
-from curvmia.train import accuracy_u8, pick_device, save_checkpoint
+from curvmia.train import accuracy_u8, save_checkpoint
 
 
 def main() -> None:
