@@ -93,7 +93,8 @@ def test_bad_settings_name_their_key():
     with pytest.raises(
         ValueError,
         match=r"rows \[7\] have their complement among the shadows; this "
-        r"biases every IN/OUT statistic \(SPEC §1\)\. Use complete shadow pairs",
+        r"biases every IN/OUT statistic \(docs/method.md: Membership layouts\)\. "
+        r"Use complete shadow pairs",
     ):
         check_layout([0, 1, 2, 3], [7], 4, True)
     # complements on, but shadows not in complete pairs and no target clash: independent
