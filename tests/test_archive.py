@@ -51,9 +51,10 @@ def test_archive_reruns_to_identical_metrics(test_config_run, tmp_path):
     images = {"gpu": "containers/curvmia.sif", "cpu": "containers/curvmia.sif"}
     assert manifest["container_images"] == images
     assert manifest["container_image_sha256"] == {"containers/curvmia.sif": None}  # not built
-    definition = (REPO / "containers" / "curvmia.def").read_bytes()
+    # every definition in the repository (the workflow image and the conversion image)
     assert manifest["container_definitions"] == {
-        "containers/curvmia.def": hashlib.sha256(definition).hexdigest()
+        f"containers/{name}": hashlib.sha256((REPO / "containers" / name).read_bytes()).hexdigest()
+        for name in ("curvmia.def", "tf.def")
     }
 
     fresh = tmp_path / "fresh"
