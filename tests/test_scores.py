@@ -374,3 +374,23 @@ def test_fold_bn_option_folds_the_forward_only_model():
     np.testing.assert_allclose(on["curv_hutch"], off["curv_hutch"], rtol=1e-4, atol=1e-7)
     assert not np.array_equal(on["curv_hutch"], off["curv_hutch"])
     assert np.corrcoef(on["curv_zo"].ravel(), off["curv_zo"].ravel())[0, 1] > 0.99
+
+
+def test_check_float32_features_names_the_file_and_the_missing_fields(tmp_path):
+    """A score file without the float32 fields a paper-variant attack reads: an error naming
+    the file and the missing fields (never a silent cast)."""
+    from curvmia.scores import check_float32_features
+
+    names = ("loss_f32", "test_loss_f32", "mentr_f32", "test_mentr_f32")
+    full = {f: np.zeros((3, 2), np.float32) for f in names}
+    np.savez(tmp_path / "ok.npz", **full)
+    np.savez(tmp_path / "old.npz", loss=np.zeros((3, 2)), test_loss=np.zeros((3, 2)))
+    check_float32_features([str(tmp_path / "ok.npz")], ["loss_f32"])  # nothing missing
+    check_float32_features([str(tmp_path / "old.npz")], [])  # nothing needed
+    with pytest.raises(ValueError) as e:
+        check_float32_features(
+            [str(tmp_path / "ok.npz"), str(tmp_path / "old.npz")], ["loss_f32", "mentr_f32"]
+        )
+    msg = str(e.value)
+    assert msg.startswith(f"{tmp_path / 'old.npz'}: no ['loss_f32', 'mentr_f32'] (float32")
+    assert "rescore" in msg and "variant: clean" in msg
