@@ -43,8 +43,11 @@ $(DEV_STAMP): envs/requirements-dev.txt $(STAMP)
 	touch $(DEV_STAMP)
 
 # The suite, the fixed sample of mutants of the core modules included (tests/test_mutation.py).
+# TEST_WORKERS pytest-xdist processes, each taking whole test files (docs/testing.md);
+# TEST_WORKERS=0 runs it in this one process.
+TEST_WORKERS ?= 2
 test: setup $(DEV_STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Mutation testing of the core modules (docs/testing.md): every mutant, or PER_MODULE of
 # each module's seeded sample (after the first START); MODULE=metrics for one module.

@@ -13,6 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from _util import apt_lock
+
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -33,13 +35,15 @@ def find_chromium(install: bool) -> str | None:
             return shutil.which(name)
     if install and os.geteuid() == 0 and shutil.which("apt-get"):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update"], check=True, capture_output=True, env=env)
-        subprocess.run(
-            ["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
-            check=True,
-            capture_output=True,
-            env=env,
-        )
+        with apt_lock():  # another test worker may be installing SLURM at the same time
+            if not shutil.which("chromium"):
+                subprocess.run(["apt-get", "update"], check=True, capture_output=True, env=env)
+                subprocess.run(
+                    ["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
+                    check=True,
+                    capture_output=True,
+                    env=env,
+                )
         return shutil.which("chromium")
     return None
 

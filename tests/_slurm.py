@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from _util import apt_lock
+
 PACKAGES = ["slurm-wlm", "slurmdbd", "munge", "mariadb-server"]
 BINARIES = ["sbatch", "sacct", "sacctmgr", "slurmctld", "slurmd", "slurmdbd", "munged", "mariadbd"]
 CLUSTER = "curvmia"
@@ -51,12 +53,14 @@ def ensure_installed() -> float:
         raise SlurmUnavailable(f"missing {missing_binaries()}; cannot apt-get install (not root)")
     t0 = time.monotonic()
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    _run(["apt-get", "update", "-qq"], env=env, timeout=300)
-    _run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
-        env=env,
-        timeout=600,
-    )
+    with apt_lock():  # another test worker may be installing (Chromium) at the same time
+        if missing_binaries():
+            _run(["apt-get", "update", "-qq"], env=env, timeout=300)
+            _run(
+                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
+                env=env,
+                timeout=600,
+            )
     if missing_binaries():
         raise SlurmUnavailable(f"still missing after apt-get install: {missing_binaries()}")
     return time.monotonic() - t0

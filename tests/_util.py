@@ -1,9 +1,14 @@
 """Shared helpers for tests that start Snakemake or tools in a subprocess."""
 
+import json
 import os
 import re
+import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -70,3 +75,45 @@ def fresh_clone(dest: Path) -> Path:
         elif not src.exists():
             (dest / rel).unlink(missing_ok=True)
     return dest
+
+
+def apt_lock() -> FileLock:
+    """A machine-wide lock around apt-get: parallel test workers never run two at once."""
+    return FileLock("/tmp/curvmia-tests-apt.lock")
+
+
+def once_per_run(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
+    """Directory `name`, built by `make(path)` once per test run and shared by every
+    pytest-xdist worker of the run (the first worker builds it, the others wait for it).
+
+    A failed build is remembered: every worker that asks again fails with its message.
+    """
+    base = tmp_path_factory.getbasetemp()
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and base.name.endswith(worker):  # not a pytest started inside a worker
+        base = base.parent  # the run's base directory, above the workers' own
+    target, done, failed = base / name, base / f"{name}.done", base / f"{name}.failed"
+    with FileLock(str(base / f"{name}.lock")):
+        if failed.exists():
+            msg = failed.read_text()
+            raise AssertionError(f"{name} failed to build earlier in this run:\n{msg}")
+        if not done.exists():
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir()
+            try:
+                make(target)
+            except BaseException as exc:
+                failed.write_text(f"{type(exc).__name__}: {exc}"[-5000:])
+                raise
+            done.touch()
+    return target
+
+
+def shared_value(tmp_path_factory, name: str, make: Callable[[Path], object]) -> object:
+    """A JSON value computed once per test run by `make(scratch_dir)`, shared by the workers."""
+
+    def build(path: Path) -> None:
+        value = make(path)
+        (path / "value.json").write_text(json.dumps(value))
+
+    return json.loads((once_per_run(tmp_path_factory, name, build) / "value.json").read_text())

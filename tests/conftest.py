@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from _util import snakemake_cmd, subprocess_env
+from _util import once_per_run, shared_value, snakemake_cmd, subprocess_env
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = REPO / "tests" / "config" / "test.yaml"
@@ -23,21 +23,26 @@ def test_config_run(tmp_path_factory) -> Path:
     Shared by the workflow, SLURM and archive tests (one training run for all): treat it as
     read-only, copy it (shutil.copytree keeps the timestamps) to change anything.
     """
-    work = tmp_path_factory.mktemp("test_config_run")
-    cmd = snakemake_cmd(work, TEST_CONFIG, "--cores", "2")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env())
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
-    return work
+
+    def run(work: Path) -> None:
+        cmd = snakemake_cmd(work, TEST_CONFIG, "--cores", "2")
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env())
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+
+    return once_per_run(tmp_path_factory, "test_config_run", run)
 
 
 @pytest.fixture(scope="session")
 def workflow_rules(tmp_path_factory) -> dict:
     """Every rule of the workflow (test config) as tests/_rules.py describes it."""
-    work = tmp_path_factory.mktemp("rules")
-    cmd = [sys.executable, str(REPO / "tests" / "_rules.py"), str(TEST_CONFIG), str(work)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env())
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])["rules"]
+
+    def rules(work: Path) -> dict:
+        cmd = [sys.executable, str(REPO / "tests" / "_rules.py"), str(TEST_CONFIG), str(work)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env())
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])["rules"]
+
+    return shared_value(tmp_path_factory, "workflow_rules", rules)
 
 
 def pytest_configure(config):
