@@ -114,6 +114,12 @@ def _check_config():
             shape = DATASET_SHAPES.get(config["data"]["dataset"], {})
             tr = config["train"]
             check_model_kwargs(tr["arch"], tr["model_kwargs"], "train.model_kwargs", **shape)
+            unknown = sorted(set(config["size_sweep"]["train"]) - set(tr))
+            if unknown:
+                raise ValueError(
+                    f"size_sweep.train: unknown key(s) {unknown}; it overrides keys of the "
+                    f"train section: {sorted(tr)}"
+                )
             size_tr = {**tr, **config["size_sweep"]["train"]}
             if size_tr != tr:
                 check_model_kwargs(

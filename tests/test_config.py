@@ -40,6 +40,8 @@ BAD = {
         " max_grad_norm: 1.0, delta: 1.0e-5, seed: 0}\n",
         "dp_sweep.train.model_kwargs",
     ),
+    # a misspelt override of the size sweep's recipe was silently ignored
+    "size-sweep override": ("size_sweep:\n  train: {epochz: 1}\n", "size_sweep.train: unknown"),
     # YAML that Snakemake reads leniently: the Snakefile re-reads it strictly
     "duplicate key": ("train:\n  epochs: 3\n  epochs: 4\n", "bad.yaml:3: duplicate key 'epochs'"),
 }
