@@ -66,6 +66,8 @@ def main() -> None:
     ap.add_argument("--targets", type=int, default=3)
     ap.add_argument("--boot", type=int, default=200)
     a = ap.parse_args()
+    if a.boot < 1:
+        ap.error(f"--boot: needs at least 1 bootstrap replicate, got {a.boot}")
     feats, masks, labels = synthetic(a.shadows + a.targets, a.samples, a.test_samples)
     sh = list(range(a.shadows))
     shadow = {f: v[sh] for f, v in feats.items()}

@@ -85,3 +85,11 @@ def test_gpu_check_cpu_smoke_runs_every_step():
     # on the CPU TF32 does not exist: switching it on changes nothing
     assert "ZO curvature max relative change 0.00e+00" in out, out
     assert out.rstrip().endswith("gpu_check: all steps passed (cpu)"), out[-2000:]
+
+
+def test_attack_benchmark_refuses_zero_bootstrap_replicates():
+    """`--boot 0` failed deep in the metrics ("need at least one array to concatenate")."""
+    cmd = [sys.executable, str(REPO / "benchmarks" / "attacks.py"), "--boot", "0"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(), cwd=REPO)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "--boot: needs at least 1 bootstrap replicate, got 0" in proc.stderr
