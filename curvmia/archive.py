@@ -23,8 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from .configfile import effective_config
 from .provenance import git_commit
 
 MANIFEST = "ARCHIVE.json"
@@ -80,11 +79,14 @@ def build_archive(
     repo, workdir, out = Path(repo).resolve(), Path(workdir).resolve(), Path(out)
     if out.exists():
         raise FileExistsError(f"archive exists already: {out}")
-    config: dict[str, Any] = yaml.safe_load((repo / "config" / "config.yaml").read_text())
+    # the config the run read: its files overlaid (config/config.yaml only when none), then
+    # the schema's defaults, as the Snakefile builds it
+    config: dict[str, Any] = effective_config(
+        configfiles, repo / "config" / "config.yaml", repo / "config" / "schema.yaml"
+    )
     members: dict[str, Path] = {f"workflow/{f}": repo / f for f in tracked_files(repo)}
     run_configs = []
     for cf in map(Path, configfiles):
-        config.update(yaml.safe_load(cf.read_text()) or {})
         name = f"workflow/run-config/{cf.name}"
         members[name] = cf
         run_configs.append(name.removeprefix("workflow/"))

@@ -109,3 +109,34 @@ def test_archive_records_the_sha256_of_each_image_used(tmp_path):
         uri: "ab" * 32,
         "containers/absent.sif": None,
     }
+
+
+def test_archive_reads_the_config_the_run_read(tmp_path):
+    """An overlay replacing one image keeps the other, as in the run (it used to replace the
+    whole containers section); with no config file the run read config/config.yaml."""
+    import yaml
+
+    base = yaml.safe_load(TEST_CONFIG.read_text())
+    base["containers"] = {"gpu": "g.sif", "cpu": "c.sif"}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    (tmp_path / "over.yaml").write_text("containers: {gpu: g2.sif}\n")
+    work = tmp_path / "work"
+    for exp in ("test", "digits"):
+        for name in ("provenance.json", "metrics.csv", "metrics.md", "models.csv"):
+            (work / "results" / exp).mkdir(parents=True, exist_ok=True)
+            (work / "results" / exp / name).write_text("x\n")
+    (work / "c.sif").write_bytes(b"cpu image")
+    configs = [tmp_path / "base.yaml", tmp_path / "over.yaml"]
+    manifest = build_archive(tmp_path / "a.tar.gz", REPO, work, configs)
+    assert manifest["experiment"] == "test"
+    assert manifest["container_images"] == {"gpu": "g2.sif", "cpu": "c.sif"}
+    assert manifest["container_image_sha256"] == {
+        "g2.sif": None,
+        "c.sif": hashlib.sha256(b"cpu image").hexdigest(),
+    }
+    assert manifest["config_files"] == ["run-config/base.yaml", "run-config/over.yaml"]
+    # no --configfile: the run read config/config.yaml
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    manifest = build_archive(tmp_path / "b.tar.gz", REPO, work, [])
+    assert manifest["experiment"] == default["experiment"] == "digits"
+    assert manifest["config_files"] == []
