@@ -5,7 +5,14 @@ docs/testing.md)."""
 import numpy as np
 import pytest
 
-from curvmia.distinguish import audit, distinguishability, epsilon_bounds, kl_gauss, kl_knn
+from curvmia.distinguish import (
+    _counts,
+    audit,
+    distinguishability,
+    epsilon_bounds,
+    kl_gauss,
+    kl_knn,
+)
 
 
 def test_kl_knn_matches_a_brute_force_transcription_with_ties():
@@ -80,3 +87,28 @@ def test_audit_refuses_halves_without_both_classes_and_keeps_the_first_of_tied_a
     s = rng.normal(0, 1, 400) + 3 * m
     r = audit({"first": s, "second": s.copy()}, m, delta=0.0, alpha=0.05, select_frac=0.5, seed=2)
     assert r["audit_attack"] == "first" and r["eps_emp_lo"] > 0
+
+
+def test_threshold_counts_match_brute_force_with_tied_infinities_and_nans():
+    """Each distinct score once (NaN scores as −inf), with the counts of score ≥ threshold."""
+    rng = np.random.default_rng(5)
+    s = rng.choice([-np.inf, -1.0, 0.0, 0.5, 2.0, np.inf, np.nan], size=200)
+    m = rng.random(200) < 0.4
+    thr, tp, fp = _counts(s, m)
+    filled = np.where(np.isnan(s), -np.inf, s)
+    want = np.array(sorted(set(filled.tolist()), reverse=True))
+    np.testing.assert_array_equal(thr, want)
+    np.testing.assert_array_equal(tp, [(m & (filled >= t)).sum() for t in want])
+    np.testing.assert_array_equal(fp, [(~m & (filled >= t)).sum() for t in want])
+
+
+def test_audit_does_not_split_a_tie_at_infinity():
+    """Half the members and half the non-members score +inf (saturated): predicting "member"
+    at +inf takes all of them, so the best threshold is 1.0 (every member, half the
+    non-members), not a member-only prefix of the +inf tie."""
+    s = np.r_[np.full(200, np.inf), np.ones(100), np.zeros(100)]
+    m = np.r_[np.ones(100, bool), np.zeros(100, bool), np.ones(100, bool), np.zeros(100, bool)]
+    r = audit({"a": s}, m, delta=0.0, alpha=0.05, select_frac=0.5, seed=0)
+    assert r["audit_threshold"] == 1.0
+    assert r["audit_tp"] == r["audit_n_members"] == 100 and r["audit_n_nonmembers"] == 100
+    assert 0 < r["audit_fp"] < 100  # the +inf non-members of the evaluation half
