@@ -83,6 +83,12 @@ EQUIVALENT: dict[str, str] = {
     # the merged CI sample (issues 14/15 changed scores.py), triaged after it was measured
     "01111beb799c": "score_model: no online batch chooser; scores are bit-identical across sizes",
     "012e4d8b1eae": "score_model: torch.compile(dynamic=True) is reached on CUDA only (compiled)",
+    # mutB: full runs of masks/data, sample places 60-99 of the others
+    "85524e8ee472": "fresh_mask: a float64 uniform draw equals pkeep with probability ~2⁻⁵³",
+    "f20b9d63a858": "normalize: std as (C, 1, 1) broadcasts like (1, C, 1, 1) on x − m (4-D)",
+    "f4da0843ecdd": "random_crop_flip: torch.randint(n, …) is randint(0, n, …)",
+    "95ad82c774e2": "random_crop_flip: the batch index left on the CPU; indexing accepts it",
+    "c5e363465f44": "random_crop_flip: the batch index left on the CPU; indexing accepts it",
 }
 
 
