@@ -89,6 +89,10 @@ EQUIVALENT: dict[str, str] = {
     "f4da0843ecdd": "random_crop_flip: torch.randint(n, …) is randint(0, n, …)",
     "95ad82c774e2": "random_crop_flip: the batch index left on the CPU; indexing accepts it",
     "c5e363465f44": "random_crop_flip: the batch index left on the CPU; indexing accepts it",
+    "1dfc99625ade": "roc_curve: two identical rows of unit weights; only row 0 is read",
+    "21573d8bcc0d": "_Bootstrap: non-member order within ties; sums are read at block ends only",
+    "1651e753f003": "kl_null: a list of Python floats converts to float64 without dtype=",
+    "0dee0125732a": "operating_point_epsilon: columns= fills the missing eps_ops_fpr with NaN",
 }
 
 
