@@ -253,7 +253,8 @@ def _counts(scores: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     s = np.where(np.isnan(scores), -np.inf, scores)
     order = np.argsort(-s, kind="stable")
     s, mm = s[order], m[order]
-    last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]
+    # ends of tie blocks; not np.diff(s) != 0, which splits tied infinities (inf − inf = nan)
+    last = np.r_[np.flatnonzero(s[1:] != s[:-1]), len(s) - 1]
     return s[last], np.cumsum(mm)[last], np.cumsum(~mm)[last]
 
 

@@ -67,7 +67,6 @@ EQUIVALENT: dict[str, str] = {
     "053410b03541": "make_masks: np.concatenate's default axis is 0",
     "14e5b41ce058": "make_masks: a float64 uniform draw equals pkeep with probability ~2⁻⁵³",
     "0da45074fa9f": "random_crop_flip: device of an index tensor; only a CUDA run could differ",
-    "118d960ccc0a": "random_crop_flip: device of an index tensor; only a CUDA run could differ",
     "22ffbedfc208": "random_crop_flip: torch.randint(n, …) is randint(0, n, …)",
     "3ac0e15c26a3": "normalize: a (C, 1, 1) mean broadcasts like (1, C, 1, 1) on (B, C, H, W)",
     # the second slice (sample places 40–59), triaged after it was measured
@@ -79,10 +78,22 @@ EQUIVALENT: dict[str, str] = {
     "0b8952b22509": "summarize: float('NAN') is NaN",
     "4d4dbb41c7ef": "random_crop_flip: a float32 uniform draw equals 0.5 with probability ~2⁻²⁴",
     "5e7cf75c1861": "random_crop_flip: device of an index tensor; only a CUDA run could differ",
-    "7901adf6984b": "random_crop_flip: device of an index tensor; only a CUDA run could differ",
     # the merged CI sample (issues 14/15 changed scores.py), triaged after it was measured
     "01111beb799c": "score_model: no online batch chooser; scores are bit-identical across sizes",
     "012e4d8b1eae": "score_model: torch.compile(dynamic=True) is reached on CUDA only (compiled)",
+    # mutB: full runs of masks/data, sample places 60-99 of the others
+    "85524e8ee472": "fresh_mask: a float64 uniform draw equals pkeep with probability ~2⁻⁵³",
+    "f20b9d63a858": "normalize: std as (C, 1, 1) broadcasts like (1, C, 1, 1) on x − m (4-D)",
+    "f4da0843ecdd": "random_crop_flip: torch.randint(n, …) is randint(0, n, …)",
+    "95ad82c774e2": "random_crop_flip: the batch index left on the CPU; indexing accepts it",
+    "c5e363465f44": "random_crop_flip: the batch index left on the CPU; indexing accepts it",
+    "1dfc99625ade": "roc_curve: two identical rows of unit weights; only row 0 is read",
+    "21573d8bcc0d": "_Bootstrap: non-member order within ties; sums are read at block ends only",
+    "1651e753f003": "kl_null: a list of Python floats converts to float64 without dtype=",
+    "0dee0125732a": "operating_point_epsilon: columns= fills the missing eps_ops_fpr with NaN",
+    "1e5a2337df6f": "_counts: counts are read at tie-block ends, order within ties moot",
+    "0ecebfb4be9c": "_counts: counts are read at tie-block ends, order within ties moot",
+    "cb37d59beaa9": "_counts: numpy reads the sort kind case-insensitively",
 }
 
 

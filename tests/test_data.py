@@ -92,6 +92,29 @@ def test_random_crop_flip_matches_per_image_reference(pad):
     torch.testing.assert_close(same, x)
 
 
+def test_random_crop_flip_without_padding_draws_only_the_flips():
+    """pad = 0: no crop offsets are drawn, so the flips are the generator's first draws."""
+    x = torch.arange(8 * 1 * 2 * 3, dtype=torch.float32).reshape(8, 1, 2, 3)
+    out = random_crop_flip(x, 0, True, torch.Generator().manual_seed(3))
+    flip = torch.rand(8, generator=torch.Generator().manual_seed(3)) < 0.5
+    assert 0 < int(flip.sum()) < 8  # both branches are seen
+    for i in range(8):
+        torch.testing.assert_close(out[i], x[i].flip(-1) if flip[i] else x[i], rtol=0, atol=0)
+
+
+def test_transforms_keep_every_tensor_on_the_images_device():
+    """The meta device stands in for a GPU: a helper tensor left on the CPU is refused there."""
+    from curvmia.data import normalize
+
+    x = torch.empty(5, 2, 6, 6, device="meta")
+    for out in (
+        normalize(x, np.array([0.5, 0.2]), np.array([0.25, 0.1])),
+        random_crop_flip(x, 2, True, torch.Generator().manual_seed(0)),
+        random_crop_flip(x, 0, True, torch.Generator().manual_seed(0)),
+    ):
+        assert out.device == x.device and out.shape == x.shape and out.dtype == x.dtype
+
+
 def test_normalize_and_to_float_by_hand():
     from curvmia.data import normalize, to_float
 

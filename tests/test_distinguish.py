@@ -5,7 +5,16 @@ docs/testing.md)."""
 import numpy as np
 import pytest
 
-from curvmia.distinguish import audit, distinguishability, epsilon_bounds, kl_gauss, kl_knn
+from curvmia.distinguish import (
+    _counts,
+    absent_features,
+    audit,
+    clopper_pearson,
+    distinguishability,
+    epsilon_bounds,
+    kl_gauss,
+    kl_knn,
+)
 
 
 def test_kl_knn_matches_a_brute_force_transcription_with_ties():
@@ -80,3 +89,73 @@ def test_audit_refuses_halves_without_both_classes_and_keeps_the_first_of_tied_a
     s = rng.normal(0, 1, 400) + 3 * m
     r = audit({"first": s, "second": s.copy()}, m, delta=0.0, alpha=0.05, select_frac=0.5, seed=2)
     assert r["audit_attack"] == "first" and r["eps_emp_lo"] > 0
+
+
+def test_threshold_counts_match_brute_force_with_tied_infinities_and_nans():
+    """Each distinct score once (NaN scores as −inf), with the counts of score ≥ threshold."""
+    rng = np.random.default_rng(5)
+    s = rng.choice([-np.inf, -1.0, 0.0, 0.5, 2.0, np.inf, np.nan], size=200)
+    m = rng.random(200) < 0.4
+    thr, tp, fp = _counts(s, m)
+    filled = np.where(np.isnan(s), -np.inf, s)
+    want = np.array(sorted(set(filled.tolist()), reverse=True))
+    np.testing.assert_array_equal(thr, want)
+    np.testing.assert_array_equal(tp, [(m & (filled >= t)).sum() for t in want])
+    np.testing.assert_array_equal(fp, [(~m & (filled >= t)).sum() for t in want])
+
+
+def test_audit_does_not_split_a_tie_at_infinity():
+    """Half the members and half the non-members score +inf (saturated): predicting "member"
+    at +inf takes all of them, so the best threshold is 1.0 (every member, half the
+    non-members), not a member-only prefix of the +inf tie."""
+    s = np.r_[np.full(200, np.inf), np.ones(100), np.zeros(100)]
+    m = np.r_[np.ones(100, bool), np.zeros(100, bool), np.ones(100, bool), np.zeros(100, bool)]
+    r = audit({"a": s}, m, delta=0.0, alpha=0.05, select_frac=0.5, seed=0)
+    assert r["audit_threshold"] == 1.0
+    assert r["audit_tp"] == r["audit_n_members"] == 100 and r["audit_n_nonmembers"] == 100
+    assert 0 < r["audit_fp"] < 100  # the +inf non-members of the evaluation half
+
+
+def test_audit_without_any_proof_reports_the_first_attacks_top_score():
+    """δ = 1: no threshold proves anything, so the audit evaluates the first attack at its
+    highest (non-NaN) score."""
+    rng = np.random.default_rng(4)
+    m = rng.random(200) < 0.5
+    a, b = rng.normal(size=200), rng.normal(size=200) + 2 * m
+    a[3] = np.nan
+    r = audit({"a": a, "b": b}, m, delta=1.0, alpha=0.05, select_frac=0.5, seed=0)
+    assert r["audit_attack"] == "a" and r["audit_threshold"] == np.nanmax(a)
+    assert r["audit_tp"] + r["audit_fp"] <= 1 and r["eps_emp_lo"] == 0.0
+
+
+def test_one_null_repetition_still_decides_above_null():
+    """With a single label shuffle the null's 95% quantile is that shuffle's value."""
+    rng = np.random.default_rng(2)
+    m = rng.random(300) < 0.5
+    s = rng.normal(size=300) + 5 * m
+    r = distinguishability({"loss": s}, m, k=5, seed=0, null_reps=1)[0]
+    assert r["kl_knn_null_q95"] == r["kl_knn_null_mean"] and r["kl_knn_null_sd"] == 0
+    assert r["kl_knn"] > r["kl_knn_null_q95"] and r["kl_knn_above_null"] is True
+    r0 = distinguishability({"loss": s}, m, k=5, seed=0, null_reps=0)[0]
+    assert r0["kl_knn_above_null"] is False and np.isnan(r0["kl_knn_null_q95"])
+
+
+def test_absent_features_are_the_all_nan_per_query_curvatures():
+    n = np.full((5, 2), np.nan)
+    feats = {
+        "curv_hutch": n,  # not computed (hutch_nprobes = 0)
+        "curv_zo": np.ones((5, 2)),
+        "curv_part": np.r_[n[:4], [[1.0, np.nan]]],  # computed, one value finite
+        "curv_flat": np.full(5, np.nan),  # not a (N, queries) feature
+        "curv_empty": np.empty((0, 2)),
+        "loss": n,  # not a curvature
+    }
+    assert absent_features(feats) == ["curv_hutch"]
+
+
+def test_clopper_pearson_lower_limit_of_one_success_in_closed_form():
+    """Beta(1, n) quantile: the lower limit for k = 1 is 1 − (1 − α)^(1/n); for k = 0 it is 0."""
+    for n in (1, 7, 100):
+        got = float(clopper_pearson(1, n, 0.025, "lower"))
+        assert got == pytest.approx(1 - 0.975 ** (1 / n), rel=1e-12)
+    assert float(clopper_pearson(0, 100, 0.025, "lower")) == 0.0

@@ -142,6 +142,16 @@ def test_bootstrap_weights_are_a_stratified_resample():
     np.testing.assert_array_equal(w, bootstrap_weights(m, n_boot=b, seed=7))
 
 
+def test_metrics_refuse_labels_of_one_class():
+    s = np.arange(4.0)
+    for m in (np.ones(4, bool), np.zeros(4, bool)):
+        for f in (auroc, roc_curve):
+            with pytest.raises(ValueError, match=r"^metrics need both members and non-members$"):
+                f(s, m)
+        with pytest.raises(ValueError, match=r"^metrics need both members and non-members$"):
+            bootstrap_auroc(s, m, n_boot=10, seed=0)
+
+
 def test_roc_ties_among_infinities():
     s = np.array([np.inf, np.inf, 1.0, -np.inf, -np.inf, np.nan])
     m = np.array([True, False, True, False, True, False])

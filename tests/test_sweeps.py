@@ -128,3 +128,6 @@ def test_sweep_members_are_the_documented_seeded_draws():
         fresh_mask(50, 0.3, 7, np.stack([masks[0], row]))
     with pytest.raises(ValueError, match=r"equals mask row 2 or its complement"):
         fresh_mask(50, 0.3, 7, np.stack([masks[0], masks[1], ~row]))
+    # a 0/1 integer mask set is read as membership: ~ complements it as a bool row
+    with pytest.raises(ValueError, match=r"equals mask row 1 or its complement"):
+        fresh_mask(50, 0.3, 7, np.stack([masks[0], ~row]).astype(np.uint8))

@@ -25,6 +25,7 @@ from curvmia.distinguish import (
 from curvmia.io import save_npz
 from curvmia.scores import FEATURES
 from curvmia.theory import (
+    _null_band,
     analyse_sweep,
     auroc_form,
     crossover,
@@ -344,6 +345,19 @@ def test_dp_sweep_analysis(tmp_path, monkeypatch):
     # the note's KL range is that of p_true (one value per target)
     pr = f[f["statistic"] == "p_true"].drop_duplicates("model")["kl_knn"]
     assert f"KL of p_true (kNN) {pr.min():.3g}..{pr.max():.3g} (its null" in note
+    # the audit proves nothing here (ε lower bound 0): no violation; the closing sentence
+    assert (f["eps_emp_lo"] == 0).all()
+    assert "(δ = 1e-05, 95% confidence) 0..0; exceeds the training ε for 0 of 12 targets.\n" in note
+    assert note.endswith(
+        "\nOn the small default dataset these sweeps prove the pipeline; they are not expected "
+        "to reproduce the paper's trends.\n"
+    )
+    # one target whose audit exceeds its training ε is flagged
+    bad = f.copy()
+    first = bad["model"] == bad["model"].iloc[0]
+    bad.loc[first, "eps_emp_lo"] = bad.loc[first, "eps_train"] + 1.0
+    note = sweep_note({**res, "frame": bad}, CFG)
+    assert "exceeds the training ε for 1 of 12 targets (a DP violation or a bug).\n" in note
 
 
 def test_size_sweep_analysis_in_process(tmp_path, monkeypatch):
@@ -575,3 +589,25 @@ def test_fit_falls_back_to_its_start_values_when_curve_fit_fails(monkeypatch):
         "offset": fit.params["offset"], "offset_se": np.inf, "f_stat": fit.f_stat,
         "p_value": fit.p_value, "significant": fit.significant, "note": fit.note,
     }  # fmt: skip
+
+
+def test_null_band_shades_two_sd_around_the_null_mean():
+    """The shaded null band spans mean ± 2 sd at each x; an all-NaN null draws nothing."""
+    import matplotlib.pyplot as plt
+
+    x = np.array([1.0, 2.0, 4.0])
+    g = pd.DataFrame({"kl_knn_null_mean": [0.1, 0.2, 0.4], "kl_knn_null_sd": [0.01, 0.05, 0.1]})
+    fig, ax = plt.subplots()
+    try:
+        _null_band(ax, x, g, "kl_knn", "C0")
+        (band,) = ax.collections
+        v = band.get_paths()[0].vertices
+        lo, hi = np.array([0.08, 0.1, 0.2]), np.array([0.12, 0.3, 0.6])
+        for xi, a, b in zip(x, lo, hi):
+            ys = v[np.isclose(v[:, 0], xi), 1]
+            np.testing.assert_allclose([ys.min(), ys.max()], [a, b], rtol=1e-12)
+        assert v[:, 1].min() == pytest.approx(0.08) and v[:, 1].max() == pytest.approx(0.6)
+        _null_band(ax, x, g.assign(kl_knn_null_mean=np.nan), "kl_knn", "C0")
+        assert len(ax.collections) == 1
+    finally:
+        plt.close(fig)
