@@ -154,12 +154,13 @@ def md5_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _verify_and_install(tmp: Path, dest: Path, md5: str) -> Path:
+def _verify_and_install(tmp: Path, dest: Path, md5: str, whose: str = "") -> Path:
     got = md5_file(tmp)
     if got != md5:
         tmp.unlink()
         raise ChecksumError(
-            f"{dest}: md5 {got} does not match the expected {md5}; the partial file was removed"
+            f"{dest}: md5 {got} does not match the expected {md5}{whose}; "
+            "the partial file was removed"
         )
     os.replace(tmp, dest)
     return dest
@@ -175,6 +176,7 @@ def download(
     backoff: float = 2.0,
     chunk: int = 1 << 20,
     log: Callable[[str], None] = print,
+    whose: str = "",
 ) -> Path:
     """Download ``url`` to ``dest`` and verify its md5; resume and retry on failure.
 
@@ -182,7 +184,7 @@ def download(
     connection) asks the server for the rest with an HTTP ``Range`` header and
     appends, or starts over when the server ignores the range.  ``dest`` appears
     only once the whole file matches ``md5``; a mismatch removes the partial file
-    and raises :class:`ChecksumError`.
+    and raises :class:`ChecksumError` (its message adds ``whose``, where the md5 came from).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -209,10 +211,10 @@ def download(
                         got += len(block)
                 if expected is not None and got < int(expected):
                     raise ConnectionError(f"connection closed after {got} of {expected} bytes")
-            return _verify_and_install(part, dest, md5)
+            return _verify_and_install(part, dest, md5, whose)
         except urllib.error.HTTPError as e:
             if e.code == 416 and have:  # range past the end: the .part may be complete
-                return _verify_and_install(part, dest, md5)
+                return _verify_and_install(part, dest, md5, whose)
             if 400 <= e.code < 500:
                 raise RuntimeError(f"{url}: HTTP {e.code} {e.reason}") from e
             last_error = e
@@ -223,12 +225,42 @@ def download(
     raise RuntimeError(f"{url}: download failed after {retries} attempts: {last_error}")
 
 
+def expected_md5(dataset: str, md5: str | None = None) -> str:
+    """The md5 a CIFAR archive must have: ``md5`` (config data.md5) or the official one."""
+    return md5 or CIFAR[dataset]["md5"]
+
+
+def _whose_md5(dataset: str, md5: str | None) -> str:
+    if md5 and md5 != CIFAR[dataset]["md5"]:
+        return " (data.md5)"
+    return (
+        f" (the official {dataset} archive's; another archive, e.g. a mirror's own file, "
+        "needs its md5 in data.md5)"
+    )
+
+
+def is_official(dataset: str, md5: str | None) -> bool:
+    """Whether ``md5`` (config data.md5) names the official archive of ``dataset``."""
+    return expected_md5(dataset, md5) == CIFAR[dataset]["md5"]
+
+
+def raw_archive_path(data_cfg: dict) -> str:
+    """Where the fetched archive of a CIFAR dataset is kept: ``<root>/raw/<file name>``, or
+    ``<root>/raw/<md5>/<file name>`` for an archive other than the official one (data.md5),
+    so that it never takes the official file's place."""
+    spec = CIFAR[data_cfg["dataset"]]
+    md5 = data_cfg.get("md5")
+    sub = "" if is_official(data_cfg["dataset"], md5) else f"{md5}/"
+    return f"{data_cfg['root']}/raw/{sub}{spec['filename']}"
+
+
 def fetch_archive(
     dataset: str,
     dest: str | os.PathLike,
     *,
     mirror: str | None = None,
     archive: str | None = None,
+    md5: str | None = None,
     url: str | None = None,
     retries: int = 5,
     timeout: float = 60.0,
@@ -238,13 +270,15 @@ def fetch_archive(
 
     Sources, first match wins: ``archive`` (an already-downloaded file, copied),
     ``mirror`` (a local directory holding the official file name, or a base URL),
-    else the official URL (``url`` overrides it, e.g. for tests).
+    else the official URL (``url`` overrides it, e.g. for tests). The file must have the
+    md5 ``md5`` (config data.md5) or, when it is None, the official archive's md5.
     """
     if dataset not in CIFAR:
         raise ValueError(
             f"data.dataset: {dataset!r} has no download; expected one of {list(CIFAR)}"
         )
     spec = CIFAR[dataset]
+    want, whose = expected_md5(dataset, md5), _whose_md5(dataset, md5)
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     local = None
@@ -260,10 +294,10 @@ def fetch_archive(
         tmp = dest.with_name(dest.name + ".part")
         shutil.copyfile(local, tmp)
         log(f"copied {local}")
-        return _verify_and_install(tmp, dest, spec["md5"])
+        return _verify_and_install(tmp, dest, want, whose)
     src = url or (f"{mirror.rstrip('/')}/{spec['filename']}" if mirror else spec["url"])
     log(f"downloading {src}")
-    return download(src, dest, spec["md5"], retries=retries, timeout=timeout, log=log)
+    return download(src, dest, want, retries=retries, timeout=timeout, log=log, whose=whose)
 
 
 def _no_object_dtype(*args: object) -> np.dtype:
@@ -349,12 +383,12 @@ def read_cifar(
     are read with :class:`CifarUnpickler`, which cannot run code.
     """
     spec = CIFAR[dataset]
-    want = md5 or spec["md5"]
+    want = expected_md5(dataset, md5)
     got = md5_file(archive)
     if got != want:
         raise ChecksumError(
-            f"{archive}: md5 {got} does not match the expected {want} ({dataset}); "
-            "delete it so that it is fetched again"
+            f"{archive}: md5 {got} does not match the expected {want}"
+            f"{_whose_md5(dataset, md5)}; delete it so that it is fetched again"
         )
     out: dict[str, np.ndarray] = {}
     with tarfile.open(archive, "r:gz") as tar:
@@ -526,6 +560,8 @@ def prepared_dir_name(data_cfg: dict) -> str:
     ds = data_cfg["dataset"]
     keys = {"digits": ("test_size", "split_seed", "stats"), "imagefolder": CONTENT_KEYS}
     used = {k: data_cfg[k] for k in keys.get(ds, ("stats",))}  # CIFAR: official split
+    if ds in CIFAR and not is_official(ds, data_cfg.get("md5")):
+        used["md5"] = data_cfg["md5"]  # another archive (data.md5): its own directory
     return f"{ds}-{config_hash({'dataset': ds, 'version': PREPARE_VERSION, **used})[:8]}"
 
 
@@ -574,6 +610,8 @@ def prepare(
             raise ValueError(f"data.dataset {dataset}: the prepare step needs the archive")
         arrays = read_cifar(dataset, archive, md5)
         source = CIFAR[dataset]["url"]
+        if not is_official(dataset, md5):
+            source = f"{CIFAR[dataset]['filename']} with md5 {md5} (data.md5)"
         split = {"official": True}
         num_classes = CIFAR[dataset]["num_classes"]
     else:

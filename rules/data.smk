@@ -2,12 +2,13 @@
 # form every later stage reads.
 import os
 
-from curvmia.data import CIFAR, check_imagefolder_layout
+from curvmia.data import CIFAR, check_imagefolder_layout, expected_md5, raw_archive_path
 
 DATASET = config["data"]["dataset"]
-ARCHIVE = (
-    f"{config['data']['root']}/raw/{CIFAR[DATASET]['filename']}" if DATASET in CIFAR else None
-)
+# The official archive at <root>/raw/, another one (data.md5: a mirror's or a local file)
+# at <root>/raw/<md5>/, with its own prepared-data directory (prepared_dir_name).
+ARCHIVE = raw_archive_path(config["data"]) if DATASET in CIFAR else None
+ARCHIVE_MD5 = expected_md5(DATASET, config["data"]["md5"]) if DATASET in CIFAR else ""
 
 # An ImageFolder dataset that is not prepared yet must have its layout before any job runs.
 if DATASET == "imagefolder" and not os.path.exists(f"{DATA}/manifest.json"):
@@ -29,6 +30,7 @@ if ARCHIVE:
             dataset=DATASET,
             mirror=config["data"]["mirror"] or "",
             archive=config["data"]["archive"] or "",
+            md5=ARCHIVE_MD5,
         localrule: True
         retries: 2
         threads: job_threads("light")
@@ -38,10 +40,10 @@ if ARCHIVE:
             "../envs/curvmia.yaml"
         container: IMAGES["cpu"]
         log:
-            f"{config['data']['root']}/raw/{DATASET}.download.log",
+            f"{ARCHIVE}.download.log",
         shell:
             "python $CURVMIA_SCRIPTS/download_data.py --dataset {params.dataset:q}"
-            " --mirror={params.mirror:q} --archive={params.archive:q}"
+            " --mirror={params.mirror:q} --archive={params.archive:q} --md5={params.md5:q}"
             " --out {output:q} > {log:q} 2>&1"
 
 
@@ -56,6 +58,7 @@ checkpoint prepare_data:
         manifest=f"{DATA}/manifest.json",
     params:
         dataset=DATASET,
+        md5=ARCHIVE_MD5,
         test_size=config["data"]["test_size"],
         split_seed=config["data"]["split_seed"],
         path=config["data"]["path"] or "",
@@ -74,7 +77,8 @@ checkpoint prepare_data:
         f"{DATA}/prepare.benchmark.tsv"
     shell:
         "python $CURVMIA_SCRIPTS/prepare_data.py --dataset {params.dataset:q}"
-        " --manifest {output.manifest:q} --archive={input.archive:q} --path={params.path:q}"
+        " --manifest {output.manifest:q} --archive={input.archive:q} --md5={params.md5:q}"
+        " --path={params.path:q}"
         " --test-size {params.test_size:q} --split-seed {params.split_seed:q}"
         " --image-size {params.image_size:q} --resize {params.resize:q} --stats {params.stats:q}"
         " --workers {threads} > {log:q} 2>&1"

@@ -20,8 +20,9 @@ def repo_root() -> Path:
 def test_config_run(tmp_path_factory) -> Path:
     """The small test config, run once locally in a fresh working directory.
 
-    Shared by the workflow, SLURM and archive tests (one training run for all): treat it as
-    read-only, copy it (shutil.copytree keeps the timestamps) to change anything.
+    Shared by the workflow, archive, rerun, safety, shard and import tests, and by both test
+    workers (one training run for all): treat it as read-only, copy it (shutil.copytree
+    keeps the timestamps) to change anything.
     """
 
     def run(work: Path) -> None:

@@ -16,6 +16,7 @@ BAD = {
     "wrong type": ("train:\n  epochs: ten\n", "epochs"),
     "niter 0": ("scoring:\n  niter: 0\n", "niter"),
     "unknown dataset": ("data:\n  dataset: mnist\n", "dataset"),
+    "md5 not lowercase hex": ("data:\n  md5: C58F30108F718F92721AF3B95E74349A\n", "md5"),
     "unknown architecture": ("train:\n  arch: resnet_nonexistent_9\n", "train.arch"),
     "unsound layout": (
         "masks:\n  shadows: [0, 1, 2, 3, 4, 5, 6]\n  targets: [10]\n",  # 10 = complement of 0

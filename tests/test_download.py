@@ -1,5 +1,5 @@
-"""CIFAR download, verification and preparation against archives built here in the exact
-CIFAR python format (pickled dicts in a tar.gz), served from a local HTTP server."""
+"""CIFAR download, verification and preparation against archives in the exact CIFAR python
+format (pickled dicts in a tar.gz, tests/_cifar.py), served from a local HTTP server."""
 
 import hashlib
 import io
@@ -10,37 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
+from _cifar import _batch, build_cifar_archive
 
 from curvmia import data
 from curvmia.data import ChecksumError, download, fetch_archive, load_prepared, prepare
-
-
-def _batch(rng, n, label_key, num_classes):
-    return {
-        "batch_label": "testing batch",
-        label_key: [int(v) for v in rng.integers(0, num_classes, n)],
-        "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-        "filenames": [f"img_{i}.png" for i in range(n)],
-    }
-
-
-def build_cifar_archive(dataset: str, n_per_batch: int, seed: int = 0) -> tuple[bytes, dict]:
-    """A tar.gz with the official member names and pickled dicts; returns bytes + batches."""
-    spec = data.CIFAR[dataset]
-    rng = np.random.default_rng(seed)
-    batches = {}
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for member in spec["train"] + spec["test"]:
-            d = _batch(rng, n_per_batch, spec["label_key"], spec["num_classes"])
-            if dataset == "cifar100":
-                d["coarse_labels"] = [v // 5 for v in d["fine_labels"]]
-            batches[member] = d
-            blob = pickle.dumps(d, protocol=2)
-            info = tarfile.TarInfo(member)
-            info.size = len(blob)
-            tar.addfile(info, io.BytesIO(blob))
-    return buf.getvalue(), batches
 
 
 class Server:
@@ -281,3 +254,83 @@ def test_crafted_cifar_batch_is_refused_without_running_code(tmp_path, payload, 
     assert str(e.value).startswith(f"{arc}: {spec['train'][2]}: not a CIFAR batch file")
     assert refused in str(e.value)
     assert not marker.exists()
+
+
+OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"  # cifar-10-python.tar.gz, from its website
+
+
+def test_data_md5_is_the_archive_checksum_and_null_means_the_official_one(tmp_path):
+    """An archive that is not the official one (a mirror's own file, the rehearsal's
+    synthetic one) passes only with its own md5 in data.md5; a wrong data.md5 is refused
+    with a message that names the key, and no config or environment skips the check."""
+    blob, _ = build_cifar_archive("cifar10", 4, seed=3)
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "cifar-10-python.tar.gz").write_bytes(blob)
+    md5 = hashlib.md5(blob).hexdigest()
+    dest = tmp_path / "raw" / "x.tar.gz"
+    # data.md5 null: the official md5 is expected, and the message says how to give another
+    with pytest.raises(ChecksumError) as e:
+        fetch_archive("cifar10", dest, mirror=str(mirror), log=lambda s: None)
+    assert f"md5 {md5} does not match the expected {OFFICIAL_MD5}" in str(e.value)
+    assert "official cifar10 archive's" in str(e.value) and "data.md5" in str(e.value)
+    # a wrong data.md5
+    wrong = "0" * 32
+    with pytest.raises(ChecksumError, match=f"expected {wrong} \\(data.md5\\)"):
+        fetch_archive("cifar10", dest, mirror=str(mirror), md5=wrong, log=lambda s: None)
+    assert list((tmp_path / "raw").iterdir()) == []
+    # over HTTP likewise
+    with Server(blob, "cifar-10-python.tar.gz") as srv:
+        with pytest.raises(ChecksumError, match=f"expected {wrong} \\(data.md5\\)"):
+            fetch_archive(
+                "cifar10", dest, mirror=srv.url.rsplit("/", 1)[0], md5=wrong, log=lambda s: None
+            )
+    # its own md5: fetched and read
+    fetch_archive("cifar10", dest, archive=str(mirror / "cifar-10-python.tar.gz"), md5=md5)
+    assert dest.read_bytes() == blob
+    assert data.read_cifar("cifar10", dest, md5)["train_images"].shape == (20, 3, 32, 32)
+    with pytest.raises(ChecksumError, match=f"expected {wrong} \\(data.md5\\)"):
+        data.read_cifar("cifar10", dest, wrong)
+
+
+def test_another_archive_gets_its_own_raw_and_prepared_directories():
+    """A non-official archive never masquerades as CIFAR-10: its file lies under
+    raw/<md5>/ and its prepared data in another directory; the official md5 written
+    explicitly is the same as null."""
+    base = {"dataset": "cifar10", "root": "data", "stats": "auto", "test_size": 1,
+            "split_seed": 0, "md5": None}  # fmt: skip
+    other = "0123456789abcdef0123456789abcdef"
+    assert data.raw_archive_path(base) == "data/raw/cifar-10-python.tar.gz"
+    official = {**base, "md5": OFFICIAL_MD5}
+    assert data.raw_archive_path(official) == "data/raw/cifar-10-python.tar.gz"
+    assert data.prepared_dir_name(official) == data.prepared_dir_name(base)
+    mirror = {**base, "md5": other}
+    assert data.raw_archive_path(mirror) == f"data/raw/{other}/cifar-10-python.tar.gz"
+    assert data.prepared_dir_name(mirror) != data.prepared_dir_name(base)
+    assert data.prepared_dir_name(mirror).startswith("cifar10-")
+    # configs written before data.md5 existed prepare into the same directory as before
+    assert data.prepared_dir_name({k: v for k, v in base.items() if k != "md5"}) == (
+        data.prepared_dir_name(base)
+    )
+
+
+def test_synthetic_archive_has_the_official_layout_and_is_reproducible(tmp_path):
+    """tests/_cifar.py: the official member names, pickled dicts, and the same bytes (md5)
+    on every call, so a documented md5 stays valid."""
+    import tarfile as tf
+
+    from _cifar import write_cifar_archive
+
+    path, md5 = write_cifar_archive(tmp_path, "cifar10", 20, 20)
+    assert md5 == hashlib.md5(build_cifar_archive("cifar10", 20, n_test=20)[0]).hexdigest()
+    with tf.open(path, "r:gz") as t:
+        names = t.getnames()
+        meta = pickle.load(t.extractfile("cifar-10-batches-py/batches.meta"))
+    assert names == [f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)] + [
+        "cifar-10-batches-py/test_batch",
+        "cifar-10-batches-py/batches.meta",
+    ]
+    assert meta["label_names"][0] == "airplane" and len(meta["label_names"]) == 10
+    arrays = data.read_cifar("cifar10", path, md5)
+    assert arrays["train_images"].shape == (100, 3, 32, 32)
+    assert arrays["test_images"].shape == (20, 3, 32, 32)

@@ -1,32 +1,39 @@
-"""The test config on a real single-node SLURM (with slurmdbd accounting) via profiles/slurm.
+"""The rehearsal: the paper's config/cifar10.yaml on a real single-node SLURM (with slurmdbd
+accounting), from the repository root of a fresh clone, with the bundled profile profiles/slurm.
 
-The shipped profile runs unchanged except for what tests/profiles/slurm-local/config.yaml
-takes away (no Apptainer here) and the plugin's first status check,
-which it moves from 40 s to 2 s. Every job must have gone through sbatch (checked in sacct)
-and the metrics must equal a local run of the same config. Skips on a machine without
-root/apt, but FAILS when CI=true. Hard limit: 300 s from cluster start to the last check.
-
-The experiment is the test config with 2 complement pairs (4 models) instead of 5 and
-without its DP/size sweeps: every SLURM job pays a Snakemake start and a torch import inside
-the job (~20-50 s of one of the machine's 2 cores), and the plugin sees an array finish only
-as a whole, polling with a growing back-off (2 s, then +10 s per poll that sees nothing
-finish), so the 22 jobs of the full config took 8.5 minutes here. The submission paths are the
-same: a prep group, a train array, a score array and the post group.
+The experiment is config/cifar10.yaml with config/presets/rehearsal.yaml (scale and compute
+knobs only: 4 models, 1 epoch, niter 1, one Hutchinson probe, device cpu, a fixed forward
+batch) and a generated overlay naming the local mirror of a synthetic CIFAR-10 archive in
+the official format (tests/_cifar.py: 100 population and 20 test images) and its md5
+(data.md5). The profile runs unchanged except for what tests/profiles/slurm-local/config.yaml
+takes away (no Apptainer here) and the plugin's first status check, which it moves from
+40 s to 2 s. Checked: the model is the 11,173,962-parameter CIFAR ResNet-18; every job but
+the local download went through sbatch (sacct) under the account, training and scoring as
+job arrays that requested a GPU of the node's count-only GPUs; the CPUs and memory each job
+requested are the ones the rules declare from cifar10.yaml's compute section; the metrics
+equal a local run of the same overlay in another fresh clone. Skips on a machine without
+root/apt, but FAILS when CI=true. Hard limit: TIME_LIMIT_S from cluster start to the last
+check.
 """
 
+import json
 import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
+from _cifar import write_cifar_archive
 from _slurm import ACCOUNT, Cluster, SlurmUnavailable, ensure_installed, running_cluster
-from _util import planned_jobs, snakemake_cmd, subprocess_env
+from _util import fresh_clone, planned_jobs, snakemake_cmd, subprocess_env
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = REPO / "tests" / "config" / "test.yaml"
@@ -34,7 +41,7 @@ SHIPPED = REPO / "profiles" / "slurm" / "config.yaml"
 TEST_LAYER = REPO / "tests" / "profiles" / "slurm-local" / "config.yaml"
 WORKFLOW_PROFILE = REPO / "profiles" / "default" / "config.yaml"
 # Hard limit from cluster start to the last check (the env override is for loaded dev machines).
-TIME_LIMIT_S = int(os.environ.get("CURVMIA_SLURM_TIME_LIMIT_S", "300"))
+TIME_LIMIT_S = int(os.environ.get("CURVMIA_SLURM_TIME_LIMIT_S", "1500"))
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 pytestmark = pytest.mark.slow
@@ -66,27 +73,35 @@ def test_test_layer_removes_only_what_this_machine_lacks():
     assert merged["default-resources"] == {"slurm_account": ACCOUNT}
 
 
-@pytest.fixture(scope="module")
-def small_config(tmp_path_factory) -> Path:
-    """The test config with 2 complement pairs (shadows 0 and 2, targets 1 and 3), no sweeps;
-    training and scoring request a GPU (the test node's count-only GPUs) and run on the CPU."""
-    cfg = yaml.safe_load(TEST_CONFIG.read_text())
-    cfg["masks"].update(n_random=2, shadows=[0, 2], targets=[1, 3])
-    cfg["compute"] = {"device": "cpu", "gpus": 1}
-    cfg["theory"] = {"sweeps": []}
-    path = tmp_path_factory.mktemp("small") / "test_small.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+REHEARSAL = ["config/cifar10.yaml", "config/presets/rehearsal.yaml"]
 
 
 @pytest.fixture(scope="module")
-def local_small_run(small_config, tmp_path_factory) -> Path:
-    """The same experiment run locally (before the cluster starts: its clock is not ours)."""
-    work = tmp_path_factory.mktemp("local_small")
-    cmd = snakemake_cmd(work, small_config, "--cores", "2")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env())
+def mirror_overlay(tmp_path_factory) -> tuple[Path, str]:
+    """The synthetic CIFAR-10 archive in a local mirror directory, and the overlay that
+    names it (data.mirror) and its md5 (data.md5): the rehearsal preset's EDIT lines."""
+    root = tmp_path_factory.mktemp("mirror")
+    _, md5 = write_cifar_archive(root / "mirror", "cifar10", n_per_batch=20, n_test=20)
+    overlay = root / "mirror.yaml"
+    overlay.write_text(yaml.safe_dump({"data": {"mirror": str(root / "mirror"), "md5": md5}}))
+    return overlay, md5
+
+
+def snakemake_in(*args: str) -> list[str]:
+    """A Snakemake command run in the repository root (no -s, no -d), as a user types it."""
+    return [sys.executable, "-m", "snakemake", *args]
+
+
+@pytest.fixture(scope="module")
+def local_rehearsal(mirror_overlay, tmp_path_factory) -> Path:
+    """The same experiment run locally in another fresh clone (before the cluster starts:
+    its clock is not ours). `--cores all`: the jobs' threads are min(compute.threads, the
+    machine's CPUs), as inside the SLURM jobs here."""
+    clone = fresh_clone(tmp_path_factory.mktemp("local") / "curvmia")
+    cmd = snakemake_in("--configfile", *REHEARSAL, str(mirror_overlay[0]), "--cores", "all")
+    proc = subprocess.run(cmd, cwd=clone, capture_output=True, text=True, env=subprocess_env())
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
-    return work
+    return clone
 
 
 @pytest.fixture(scope="module")
@@ -129,30 +144,53 @@ def run_until(cmd: list[str], env: dict, cwd: Path, deadline: float, cluster: Cl
     return proc.returncode, out
 
 
-def test_test_config_on_slurm_equals_local_run(local_small_run, small_config, cluster, tmp_path):
+def test_rehearsal_of_cifar10_on_slurm_equals_local_run(
+    local_rehearsal, mirror_overlay, cluster, tmp_path
+):
     deadline = cluster.started + TIME_LIMIT_S
+    overlay, md5 = mirror_overlay
     profile = tmp_path / "profile"
     profile.mkdir()
     merged = layered(yaml.safe_load(SHIPPED.read_text()), yaml.safe_load(TEST_LAYER.read_text()))
     (profile / "config.yaml").write_text(yaml.safe_dump(merged))
-    work = tmp_path / "work"
-    work.mkdir()
+    clone = fresh_clone(tmp_path / "curvmia")
     env = {**subprocess_env(), **{"SLURM_CONF": cluster.env["SLURM_CONF"]}}
-    cmd = snakemake_cmd(work, small_config, "--profile", str(profile))
+    cmd = snakemake_in("--profile", str(profile), "--configfile", *REHEARSAL, str(overlay))
 
-    rc, plan_out = run_until([*cmd, "-n"], env, REPO, deadline, cluster)
+    rc, plan_out = run_until([*cmd, "-n"], env, clone, deadline, cluster)
     assert rc == 0, plan_out[-5000:]
     plan = planned_jobs(plan_out)
-    assert plan["train"] == 4 and plan["score"] == 4, plan
+    assert plan["train"] == 4 and plan["score"] == 4 and plan["download_data"] == 1, plan
 
-    rc, out = run_until(cmd, env, REPO, deadline, cluster)
+    rc, out = run_until(cmd, env, clone, deadline, cluster)
     assert rc == 0, out[-8000:]
     print(f"SLURM run done {time.monotonic() - cluster.started:.0f} s after the cluster start")
     run_id = re.search(r"SLURM run ID: (\S+)", out).group(1)
+    results = clone / "results" / "cifar10"
 
-    # Every job except the target rule `all` went through sbatch and completed under the
-    # cluster's account: one sbatch job per task of the job arrays (train, score), per group
-    # of the profile's `groups` (all components merged) and per other job.
+    # the synthetic archive is kept apart from the official one and prepared on its own
+    assert (clone / "data" / "raw" / md5 / "cifar-10-python.tar.gz").is_file()
+    assert not (clone / "data" / "raw" / "cifar-10-python.tar.gz").exists()
+    manifest = json.loads(next((clone / "data").glob("cifar10-*/manifest.json")).read_text())
+    assert (manifest["n_train"], manifest["n_test"]) == (100, 20), manifest
+
+    # the paper's model: the CIFAR ResNet-18 (11,173,962 parameters, docs/method.md), as
+    # counted from the weights themselves (the BatchNorm buffers are not parameters), as
+    # recorded in each checkpoint and training log, and in the model table
+    buffers = ("running_mean", "running_var", "num_batches_tracked")
+    for row in range(4):
+        ckpt = torch.load(results / "models" / f"model_{row}.pt", weights_only=True)
+        weights = {k: v for k, v in ckpt["state_dict"].items() if not k.endswith(buffers)}
+        assert sum(v.numel() for v in weights.values()) == 11_173_962
+        assert ckpt["n_params"] == 11_173_962
+        log = (results / "logs" / "train" / f"model_{row}.log").read_text()
+        assert "model cifar_resnet18 {}: 11173962 parameters" in log, log
+    models_r = pd.read_csv(results / "models.csv")
+    assert (models_r["n_params"] == 11_173_962).all(), models_r
+
+    # Every job except `all` and the local download went through sbatch and completed under
+    # the cluster's account: one sbatch job per task of the job arrays (train, score), per
+    # group of the workflow profile's `groups` (all components merged) and per other job.
     jobs = [j for j in cluster.sacct_jobs() if j["JobName"] == run_id]
     assert jobs, cluster.sacct_jobs()
     groups = yaml.safe_load(WORKFLOW_PROFILE.read_text())["groups"]
@@ -180,37 +218,56 @@ def test_test_config_on_slurm_equals_local_run(local_small_run, small_config, cl
     for rule, n in plan.items():
         if rule in groups:
             expected[groups[rule]] = 1
-        elif rule != "all":
+        elif rule not in ("all", "download_data"):
             expected[rule] = n
     assert submitted == expected
-    # what each job requested is what its rules declare (config compute.*, schema defaults
-    # here): training and scoring 1 CPU and a GPU, the post group 4 steps side by side
-    jobs_cfg = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
-    jobs_cfg = jobs_cfg["properties"]["compute"]["properties"]["jobs"]["properties"]
-    for j in jobs:
-        tres = dict(kv.split("=", 1) for kv in j["ReqTRES"].split(",") if kv)
-        kind = group_comment.get(j["Comment"]) or j["Comment"].split("_wildcards")[0][5:]
-        if kind in ("train", "score"):
-            mem = jobs_cfg[kind]["properties"]["mem_mb"]["default"]
-            assert tres.get("gres/gpu") == "1" and tres["cpu"] == "1", (kind, tres)
-            # (the plugin adds a few MB to an array job for its payload)
-            assert tres["mem"].endswith("M") and 0 <= int(tres["mem"][:-1]) - mem < 16, tres
-        else:
-            assert "gres/gpu" not in tres, (kind, tres)
     assert {"train", "score"} <= set(merged["slurm-array-jobs"].split(","))
     # (a wave with a single ready job goes as a plain job; the rest as arrays)
     assert arrays == {"train", "score"}, jobs
-    # nothing but the target rule ran in the submitting process
-    assert re.findall(r"^localrule (\w+):", out, re.M) == ["all"], out[-5000:]
+    # nothing but the target rule and the download (a local rule: login nodes have the
+    # network) ran in the submitting process
+    local_rules = re.findall(r"^localrule (\w+):", out, re.M)
+    assert sorted(local_rules) == ["all", "download_data"], out[-5000:]
 
-    local = local_small_run / "results" / "test"
-    remote = work / "results" / "test"
+    # What each job requested is what the rules declare from cifar10.yaml's compute section:
+    # training and scoring compute.threads CPUs, compute.jobs.<kind>.mem_mb and compute.gpus
+    # GPUs; the prep group its largest step (prepare_data: data.workers CPUs, the prepare
+    # memory; make_masks runs after it); the post group the workflow profile's cpu_steps
+    # light steps side by side, not the sum of its steps.
+    paper = yaml.safe_load((REPO / "config" / "cifar10.yaml").read_text())
+    compute = paper["compute"]
+    steps = int(yaml.safe_load(WORKFLOW_PROFILE.read_text())["resources"][0].split("=")[1])
+    want = {
+        kind: (compute["threads"], compute["jobs"][kind]["mem_mb"], compute["gpus"])
+        for kind in ("train", "score")
+    }
+    want["prep"] = (paper["data"]["workers"], compute["jobs"]["prepare"]["mem_mb"], 0)
+    want["post"] = (steps, steps * compute["jobs"]["light"]["mem_mb"], 0)
+    assert want["train"] == (8, 16000, 1) and want["post"] == (4, 16000, 0)  # by hand
+    got = {}
+    for j in jobs:
+        tres = dict(kv.split("=", 1) for kv in j["ReqTRES"].split(",") if kv)
+        kind = group_comment.get(j["Comment"]) or j["Comment"].split("_wildcards")[0][5:]
+        assert tres["mem"].endswith("M"), tres
+        mem = int(tres["mem"][:-1])
+        # (the plugin adds a few MB to an array job for its payload)
+        mem = want[kind][1] if 0 <= mem - want[kind][1] < 16 else mem
+        got.setdefault(kind, set()).add((int(tres["cpu"]), mem, int(tres.get("gres/gpu", 0))))
+    assert got == {kind: {want[kind]} for kind in got} and set(got) == set(want), got
+
+    # Inside the jobs the threads are min(compute.threads, the node's CPUs that the job
+    # sees): this test node claims 32 CPUs on a machine with fewer, and task/none binds none.
+    threads = min(compute["threads"], len(os.sched_getaffinity(0)))
+    for row in range(4):
+        with np.load(results / "scores" / f"model_{row}.npz") as z:
+            assert json.loads(str(z["meta"]))["threads"] == threads
+
+    local = local_rehearsal / "results" / "cifar10"
     pd.testing.assert_frame_equal(
-        pd.read_csv(remote / "metrics.csv"), pd.read_csv(local / "metrics.csv")
+        pd.read_csv(results / "metrics.csv"), pd.read_csv(local / "metrics.csv")
     )
     models_l = pd.read_csv(local / "models.csv").drop(columns="seconds")
-    models_r = pd.read_csv(remote / "models.csv").drop(columns="seconds")
-    pd.testing.assert_frame_equal(models_r, models_l)
+    pd.testing.assert_frame_equal(models_r.drop(columns="seconds"), models_l)
     assert time.monotonic() < deadline
 
 
