@@ -166,7 +166,7 @@ def test_rehearsal_of_cifar10_on_slurm_equals_local_run(
     assert rc == 0, out[-8000:]
     print(f"SLURM run done {time.monotonic() - cluster.started:.0f} s after the cluster start")
     run_id = re.search(r"SLURM run ID: (\S+)", out).group(1)
-    results = clone / "results" / "cifar10"
+    results = clone / "results" / "cifar10-rehearsal"
 
     # the synthetic archive is kept apart from the official one and prepared on its own
     assert (clone / "data" / "raw" / md5 / "cifar-10-python.tar.gz").is_file()
@@ -262,7 +262,7 @@ def test_rehearsal_of_cifar10_on_slurm_equals_local_run(
         with np.load(results / "scores" / f"model_{row}.npz") as z:
             assert json.loads(str(z["meta"]))["threads"] == threads
 
-    local = local_rehearsal / "results" / "cifar10"
+    local = local_rehearsal / "results" / "cifar10-rehearsal"
     pd.testing.assert_frame_equal(
         pd.read_csv(results / "metrics.csv"), pd.read_csv(local / "metrics.csv")
     )
