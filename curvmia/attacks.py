@@ -449,11 +449,10 @@ def class_thresholds(
         v, m = v[order], m[order]
         # the last index of each run of equal values (not np.diff: inf − inf is NaN)
         last = np.r_[np.flatnonzero(v[1:] != v[:-1]), len(v) - 1]
-        tp = np.cumsum(m, dtype=np.int64)[last]
-        fp = np.cumsum(~m, dtype=np.int64)[last]
+        tp, fp = np.cumsum(m)[last], np.cumsum(~m)[last]  # int64 counts
         # balanced accuracy (tp/n_in + 1 − fp/n_out)/2 ranked exactly, in integers: equal
         # accuracies tie (in floats they may differ by rounding), so the lowest τ wins
-        tau[c] = v[last[np.argmax(tp * int(n_out) - fp * int(n_in))]]
+        tau[c] = v[last[np.argmax(tp * n_out - fp * n_in)]]
     return tau
 
 

@@ -83,6 +83,11 @@ EQUIVALENT: dict[str, str] = {
     # the merged CI sample (issues 14/15 changed scores.py), triaged after it was measured
     "01111beb799c": "score_model: no online batch chooser; scores are bit-identical across sizes",
     "012e4d8b1eae": "score_model: torch.compile(dynamic=True) is reached on CUDA only (compiled)",
+    # mutA: sample places 60-99
+    "0ee1428a8801": "ForwardBatchChooser: _up = None; `not None` is True as `not False` is",
+    "1185eb45f2e0": "hutchinson: .to(None) leaves the ±1 probes int64; each use casts them exactly",
+    "1749a6e3d948": "score_model: torch.compile without the model is reached on CUDA only",
+    "14ffc55239be": "_masked_mean_var: no nonzero/0 can occur (n = 0 only over all-zero sums)",
 }
 
 
