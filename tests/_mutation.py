@@ -88,6 +88,8 @@ EQUIVALENT: dict[str, str] = {
     "1185eb45f2e0": "hutchinson: .to(None) leaves the ±1 probes int64; each use casts them exactly",
     "1749a6e3d948": "score_model: torch.compile without the model is reached on CUDA only",
     "14ffc55239be": "_masked_mean_var: no nonzero/0 can occur (n = 0 only over all-zero sums)",
+    # mutA: curvature sample places 100-119
+    "1acd9141f2e9": "zo_curvature: device of the result buffer; only a CUDA run could differ",
     # mutA: attacks sample places 100-119
     "16ceaa601c83": "paper_lr: errstate over=None: overflow warnings only, same values",
     "18ee4ad23d7c": "paper_lr: errstate without over: overflow warnings only, same values",

@@ -412,7 +412,7 @@ def test_forward_batch_size_follows_the_memory_budget():
     sample = torch.zeros(2, 6, 6)
     per = activation_bytes(model, sample)
     # conv, BN, ReLU, conv, ReLU outputs (6·6·6 floats each), flatten (216) and logits (5)
-    assert per == 4 * (5 * 216 + 216 + 5)
+    assert per == 4 * (5 * 216 + 216 + 5) and type(per) is int  # bytes: an int, not 5204.0
     sizes = [forward_batch_size(model, sample, mb, cap=10_000) for mb in (0.001, 0.1, 1, 10)]
     assert sizes[0] == 4 and all(s % 4 == 0 for s in sizes)
     assert sizes == sorted(sizes) and sizes[-1] > sizes[1]
