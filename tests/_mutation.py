@@ -90,6 +90,9 @@ EQUIVALENT: dict[str, str] = {
     "14ffc55239be": "_masked_mean_var: no nonzero/0 can occur (n = 0 only over all-zero sums)",
     # mutA: curvature sample places 100-119
     "1acd9141f2e9": "zo_curvature: device of the result buffer; only a CUDA run could differ",
+    # mutA: scores sample places 100-119
+    "1b24eab2847b": "score_split: Hutchinson one sample at a time; keyed, same values (tested)",
+    "1c9a86880f98": "score_split: clean forward batch size; results identical for any size",
     # mutA: attacks sample places 100-119
     "16ceaa601c83": "paper_lr: errstate over=None: overflow warnings only, same values",
     "18ee4ad23d7c": "paper_lr: errstate without over: overflow warnings only, same values",

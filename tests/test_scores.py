@@ -133,6 +133,13 @@ def test_score_model_features_are_those_of_each_query_view_and_key():
         **kw,
     )
     np.testing.assert_array_equal(own["curv_zo"], a["curv_zo"])
+    # another step h reaches the ZO engine: the keyed zo_curvature of query 0 with that h
+    wide = score_split(ref_model, data.train_images, data.train_labels, **{**kw, "h": 0.05})
+    x0 = torch.from_numpy(_reference_views(data.train_images, [0.5], [0.3])[0]).double()
+    y0 = torch.from_numpy(data.train_labels)
+    zo = zo_curvature(ref_model, x0, y0, h=0.05, niter=3, seed=[5, 2, 0, 0], index=torch.arange(37))
+    np.testing.assert_allclose(wide["curv_zo"][:, 0], zo.numpy(), rtol=1e-7)
+    assert not np.allclose(wide["curv_zo"], a["curv_zo"])
     # 37 samples · 3 iterations per query, 5 pairs (20 images) per forward: 23 batches each
     assert shapes == [(20, 1, 4, 4)] * 46
     # the progress line of each query names the split, the query and the count
@@ -305,6 +312,10 @@ def test_scores_bit_identical_across_batch_sizes_budgets_and_shards(channels_las
     )
     with pytest.raises(ValueError, match="row"):
         merge_shards([parts[0], parts[1], other], log=lambda s: None)
+    # a key that only one shard's metadata holds is named too
+    extra = {**parts[2], "meta": np.array(json.dumps({**metas[2], "extra": 1}))}
+    with pytest.raises(ValueError, match=r"differs from shard 0 in \['extra'\]$"):
+        merge_shards([parts[0], parts[1], extra], log=lambda s: None)
 
 
 def test_scoring_leaves_batchnorm_statistics_and_weights_untouched():
@@ -321,6 +332,7 @@ def test_scoring_leaves_batchnorm_statistics_and_weights_untouched():
     meta = json.loads(str(out["meta"]))
     assert meta["tf32"] == {"matmul": False, "cudnn": False}
     assert meta["device"] == "cpu" and meta["torch"] == torch.__version__
+    assert meta["device_name"] == "cpu"
     assert meta["negative_curv_hutch_frac"] == 0.0
     assert meta["dtype"] == "torch.float32" and "shards" not in meta["scoring"]
 
