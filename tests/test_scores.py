@@ -463,3 +463,40 @@ def test_shard_range_partitions_the_samples_and_refuses_other_shards():
     for bad in (-1, 3, 4):
         with pytest.raises(ValueError, match=f"^shard {bad} out of range for 3 shards$"):
             shard_range(37, bad, 3)
+
+
+def test_score_split_feeds_the_model_in_the_memory_format_asked_for():
+    """channels_last: every image batch reaching the model (clean forward, ZO, Hutchinson) is
+    in channels_last with it, in the default layout without it (3 channels: the two differ)."""
+    from curvmia.scores import score_split
+
+    data = _toy_data(n=9, shape=(3, 4, 4))
+    model = _bn_model(3).eval()
+    seen = []
+    hook = model[0].register_forward_pre_hook(
+        lambda _m, args: seen.append(
+            args[0].is_contiguous(memory_format=torch.channels_last) and not args[0].is_contiguous()
+        )
+    )
+    for channels_last in (True, False):
+        seen.clear()
+        score_split(
+            model.to(
+                memory_format=torch.channels_last if channels_last else torch.contiguous_format
+            ),
+            data.train_images,
+            data.train_labels,
+            mean=np.array([0.5] * 3),
+            std=np.array([0.3] * 3),
+            h=1e-3,
+            niter=2,
+            seed_words=[1, 0, 0],
+            batch_size=4,
+            device=torch.device("cpu"),
+            dtype=torch.float32,
+            log=lambda s: None,
+            channels_last=channels_last,
+            nprobes=1,
+        )
+        assert seen and all(v is channels_last for v in seen), (channels_last, seen)
+    hook.remove()
