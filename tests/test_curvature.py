@@ -278,6 +278,12 @@ def test_hutchinson_full_basis_is_exact(which):
     est, est2 = hutchinson(model, x, y, probes=probes)
     np.testing.assert_allclose(est.numpy(), tr, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(est2.numpy(), fro2, rtol=1e-10)
+    # hutchinson_trace passes its probes on (a seed given too must not replace them)
+    from curvmia.curvature import hutchinson_trace
+
+    for square, want in ((False, tr), (True, fro2)):
+        got = hutchinson_trace(model, x, y, probes=probes, square=square, seed=[3])
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-10, atol=1e-12)
     if which == "cnn":
         assert (tr < 0).any() or (np.linalg.eigvalsh(ref) < 0).any()
 
@@ -406,7 +412,7 @@ def test_forward_batch_size_follows_the_memory_budget():
     sample = torch.zeros(2, 6, 6)
     per = activation_bytes(model, sample)
     # conv, BN, ReLU, conv, ReLU outputs (6·6·6 floats each), flatten (216) and logits (5)
-    assert per == 4 * (5 * 216 + 216 + 5)
+    assert per == 4 * (5 * 216 + 216 + 5) and type(per) is int  # bytes: an int, not 5204.0
     sizes = [forward_batch_size(model, sample, mb, cap=10_000) for mb in (0.001, 0.1, 1, 10)]
     assert sizes[0] == 4 and all(s % 4 == 0 for s in sizes)
     assert sizes == sorted(sizes) and sizes[-1] > sizes[1]
@@ -472,7 +478,9 @@ def test_lean_second_order_gives_the_exact_hessian_and_restores_the_model():
     # the lean forward computes the same function
     with lean_second_order(model):
         lean_out = model(x)
+        lean_single = model[0](x[0])  # an unbatched (C, H, W) input: the plain convolution
     np.testing.assert_allclose(lean_out.detach().numpy(), model(x).detach().numpy(), rtol=1e-12)
+    torch.testing.assert_close(lean_single, model[0](x[:1])[0], rtol=1e-12, atol=1e-14)
 
 
 class FakeClock:
@@ -584,6 +592,35 @@ def test_zo_scores_identical_while_the_chooser_varies_the_forward_batch():
         zo_curvature(model, x, y, chooser=ch, pad=True, **kw)
 
 
+def test_zo_draws_are_prepared_within_the_group_budget(monkeypatch):
+    """The keyed draws are made DRAW_GROUP_BYTES at a time (at least one forward batch's
+    pairs), with a fixed max_batch and with a chooser (whose largest size is the bound)."""
+    from curvmia import curvature
+    from curvmia.curvature import ForwardBatchChooser
+
+    model, x, y, kw = _keyed_zo_case()
+    full = zo_curvature(model, x, y, **kw)
+    row_bytes = 3 * x[0].numel() * x.element_size()  # r_v, r_u and x of one pair
+    calls = []
+    real = curvature.keyed_rademacher
+
+    def spy(keys, stream, shape, dtype):
+        calls.append(len(keys) // 2)  # r_v rows then r_u rows: pairs in this group
+        return real(keys, stream, shape, dtype)
+
+    monkeypatch.setattr(curvature, "keyed_rademacher", spy)
+    monkeypatch.setattr(curvature, "DRAW_GROUP_BYTES", 5 * 8 * row_bytes)  # 5 batches of 8
+    for how in ({"max_batch": 32}, {"chooser": ForwardBatchChooser([16, 32], 16)}):
+        calls.clear()
+        assert torch.equal(zo_curvature(model, x, y, **how, **kw), full)
+        # 64·3 pairs, 40 per group (5 forward batches of 32 images = 8 pairs each)
+        assert calls == [40, 40, 40, 40, 32], how
+    monkeypatch.setattr(curvature, "DRAW_GROUP_BYTES", 0)  # one forward batch's pairs
+    calls.clear()
+    zo_curvature(model, x, y, chooser=ForwardBatchChooser([16, 32], 16), **kw)
+    assert calls == [8] * 24
+
+
 def test_fold_batchnorm_same_function_original_untouched():
     from torch import nn
 
@@ -610,6 +647,12 @@ def test_fold_batchnorm_same_function_original_untouched():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     folded, pairs = fold_batchnorm(model)
     assert pairs == 2 and folded is not model
+    # the folded convolutions keep the default layout unless channels_last is asked for
+    kernels = [p for p in folded.parameters() if p.dim() == 4]
+    assert len(kernels) == 2 and all(p.is_contiguous() for p in kernels)
+    last = [p for p in fold_batchnorm(model, channels_last=True)[0].parameters() if p.dim() == 4]
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in last)
+    assert not any(p.is_contiguous() for p in last)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
     x = torch.randn(16, 3, 8, 8, dtype=torch.float64)
     # reference: the eval-mode BatchNorm written out, on the unfolded layers

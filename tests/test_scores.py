@@ -1,6 +1,7 @@
 """Per-sample features from logits against direct float64 formulas."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -110,6 +111,43 @@ def test_score_model_features_are_those_of_each_query_view_and_key():
     assert meta["threads"] == torch.get_num_threads() and meta["folded_bn"] == 0
     # score_split on its own, with its defaults: no Hutchinson features, the same ZO scores
     from curvmia.scores import score_split, use_channels_last
+
+    # a forward of its own (a compiled one on CUDA) runs every ZO forward batch, each padded
+    # to max_batch images; same scores
+    shapes = []
+
+    def fwd(batch):
+        shapes.append(tuple(batch.shape))
+        return ref_model(batch)
+
+    logs = []
+    kw = {"mean": np.array([0.5]), "std": np.array([0.3]), "h": 1e-3, "niter": 3}
+    kw |= {"seed_words": [5, 2, 0], "batch_size": 16, "device": cpu, "dtype": torch.float64}
+    own = score_split(
+        ref_model,
+        data.train_images,
+        data.train_labels,
+        max_batch=20,
+        fwd=fwd,
+        log=logs.append,
+        **kw,
+    )
+    np.testing.assert_array_equal(own["curv_zo"], a["curv_zo"])
+    # another step h reaches the ZO engine: the keyed zo_curvature of query 0 with that h
+    wide = score_split(ref_model, data.train_images, data.train_labels, **{**kw, "h": 0.05})
+    x0 = torch.from_numpy(_reference_views(data.train_images, [0.5], [0.3])[0]).double()
+    y0 = torch.from_numpy(data.train_labels)
+    zo = zo_curvature(ref_model, x0, y0, h=0.05, niter=3, seed=[5, 2, 0, 0], index=torch.arange(37))
+    np.testing.assert_allclose(wide["curv_zo"][:, 0], zo.numpy(), rtol=1e-7)
+    assert not np.allclose(wide["curv_zo"], a["curv_zo"])
+    # 37 samples · 3 iterations per query, 5 pairs (20 images) per forward: 23 batches each
+    assert shapes == [(20, 1, 4, 4)] * 46
+    # the progress line of each query names the split, the query and the count
+    for q, view in enumerate(("original", "hflip")):
+        assert any(
+            re.fullmatch(rf"population query {q} \({view}\): 37/37 samples, \d+ samples/s", m)
+            for m in logs
+        ), logs
 
     alone = score_split(
         ref_model,
@@ -246,6 +284,15 @@ def test_scores_bit_identical_across_batch_sizes_budgets_and_shards(channels_las
     assert [len(p["loss"]) for p in parts] == [12, 12, 13]
     merged = merge_shards(parts, log=lambda s: None)
     assert sorted(merged) == sorted(ref)
+    assert "kernels_per_shard" not in json.loads(str(merged["meta"]))
+    # shards from machines with other kernels merge; each shard's kernels are recorded
+    # (scripts/score.py adds the machine's "kernels" to the metadata)
+    metas = [json.loads(str(p["meta"])) for p in parts]
+    for m, kernels in zip(metas, ({"cpu": "A"}, {"cpu": "A"}, {"cpu": "B"})):
+        m["kernels"] = kernels
+    mixed = [{**p, "meta": np.array(json.dumps(m))} for p, m in zip(parts, metas)]
+    mixed_meta = json.loads(str(merge_shards(mixed, log=lambda s: None)["meta"]))
+    assert mixed_meta["kernels_per_shard"] == [{"cpu": "A"}, {"cpu": "A"}, {"cpu": "B"}]
     for k in ref:
         np.testing.assert_array_equal(merged[k], ref[k], err_msg=k)
     # the files on disk: same arrays, same metadata
@@ -265,6 +312,10 @@ def test_scores_bit_identical_across_batch_sizes_budgets_and_shards(channels_las
     )
     with pytest.raises(ValueError, match="row"):
         merge_shards([parts[0], parts[1], other], log=lambda s: None)
+    # a key that only one shard's metadata holds is named too
+    extra = {**parts[2], "meta": np.array(json.dumps({**metas[2], "extra": 1}))}
+    with pytest.raises(ValueError, match=r"differs from shard 0 in \['extra'\]$"):
+        merge_shards([parts[0], parts[1], extra], log=lambda s: None)
 
 
 def test_scoring_leaves_batchnorm_statistics_and_weights_untouched():
@@ -281,6 +332,7 @@ def test_scoring_leaves_batchnorm_statistics_and_weights_untouched():
     meta = json.loads(str(out["meta"]))
     assert meta["tf32"] == {"matmul": False, "cudnn": False}
     assert meta["device"] == "cpu" and meta["torch"] == torch.__version__
+    assert meta["device_name"] == "cpu"
     assert meta["negative_curv_hutch_frac"] == 0.0
     assert meta["dtype"] == "torch.float32" and "shards" not in meta["scoring"]
 
@@ -394,3 +446,57 @@ def test_check_float32_features_names_the_file_and_the_missing_fields(tmp_path):
     msg = str(e.value)
     assert msg.startswith(f"{tmp_path / 'old.npz'}: no ['loss_f32', 'mentr_f32'] (float32")
     assert "rescore" in msg and "variant: clean" in msg
+    # the fix, with its config key spelled as the config spells it
+    assert "rescore this model with scoring.variant: paper (delete the file and rerun)" in msg
+
+
+def test_shard_range_partitions_the_samples_and_refuses_other_shards():
+    from curvmia.scores import shard_range
+
+    for n, k in ((37, 3), (11, 3), (10, 10), (5, 1), (3, 4)):
+        ranges = [shard_range(n, i, k) for i in range(k)]
+        # contiguous, covering 0..n, sizes floor(n/k) or ceil(n/k)
+        assert ranges[0][0] == 0 and ranges[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+        assert {b - a for a, b in ranges} <= {n // k, -(-n // k)}
+    assert shard_range(37, 2, 3) == (24, 37)  # 37 = 12 + 12 + 13
+    for bad in (-1, 3, 4):
+        with pytest.raises(ValueError, match=f"^shard {bad} out of range for 3 shards$"):
+            shard_range(37, bad, 3)
+
+
+def test_score_split_feeds_the_model_in_the_memory_format_asked_for():
+    """channels_last: every image batch reaching the model (clean forward, ZO, Hutchinson) is
+    in channels_last with it, in the default layout without it (3 channels: the two differ)."""
+    from curvmia.scores import score_split
+
+    data = _toy_data(n=9, shape=(3, 4, 4))
+    model = _bn_model(3).eval()
+    seen = []
+    hook = model[0].register_forward_pre_hook(
+        lambda _m, args: seen.append(
+            args[0].is_contiguous(memory_format=torch.channels_last) and not args[0].is_contiguous()
+        )
+    )
+    for channels_last in (True, False):
+        seen.clear()
+        score_split(
+            model.to(
+                memory_format=torch.channels_last if channels_last else torch.contiguous_format
+            ),
+            data.train_images,
+            data.train_labels,
+            mean=np.array([0.5] * 3),
+            std=np.array([0.3] * 3),
+            h=1e-3,
+            niter=2,
+            seed_words=[1, 0, 0],
+            batch_size=4,
+            device=torch.device("cpu"),
+            dtype=torch.float32,
+            log=lambda s: None,
+            channels_last=channels_last,
+            nprobes=1,
+        )
+        assert seen and all(v is channels_last for v in seen), (channels_last, seen)
+    hook.remove()
