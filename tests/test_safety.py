@@ -125,10 +125,11 @@ def test_hostile_values_end_to_end(tmp_path):
 
 
 def test_free_form_values_reach_the_shell_as_one_quoted_argument(tmp_path):
-    """Strings inside JSON params (a free-form recipe key) and a '..' data root: a correct
-    plan. (An unknown model keyword is refused before any job: tests/test_config.py.)"""
+    """A free-form string inside JSON params (a mirror URL) and a '..' data root: a correct
+    plan. (Unknown recipe keys and model keywords are refused before any job:
+    tests/test_config.py.)"""
     evil = "$(touch pwned); `id` 'q\" x"
-    cfg = set_key(base_config(), "size_sweep.train", {"note": evil})
+    cfg = set_key(base_config(), "data.mirror", evil)
     cfg = set_key(cfg, "data.root", "../shared/data")
     proc = dry_run(tmp_path, cfg)
     out = proc.stdout + proc.stderr
@@ -137,9 +138,7 @@ def test_free_form_values_reach_the_shell_as_one_quoted_argument(tmp_path):
     # provenance command carries the whole config as one JSON argument
     line = next(ln for ln in proc.stdout.splitlines() if "provenance.py" in ln)
     argv = shlex.split(line)
-    assert json.loads(argv[argv.index("--info") + 1])["config"]["size_sweep"]["train"] == {
-        "note": evil
-    }
+    assert json.loads(argv[argv.index("--info") + 1])["config"]["data"]["mirror"] == evil
     # the data directory is where the config says, relative to the working directory
     argv = shlex.split(next(ln for ln in proc.stdout.splitlines() if "make_masks.py" in ln))
     assert re.fullmatch(
