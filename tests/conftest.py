@@ -51,3 +51,22 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(int(os.environ.get("CURVMIA_TEST_THREADS", "1")))
+
+
+# The longest files first (measured: the SLURM rehearsal about 13 min, the mutant sample,
+# the rerun table, imported models, the archive's rerun, the image replays): pytest-xdist
+# hands files to its workers in this order, so none of them starts last and leaves the
+# other worker idle while it runs (docs/testing.md).
+SLOW_FIRST = (
+    "test_slurm.py",
+    "test_mutation.py",
+    "test_reruns.py",
+    "test_imported.py",
+    "test_archive.py",
+    "test_containers.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FIRST)))  # stable
