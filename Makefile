@@ -47,7 +47,7 @@ $(DEV_STAMP): envs/requirements-dev.txt $(STAMP)
 # TEST_WORKERS=0 runs it in this one process.
 TEST_WORKERS ?= 2
 test: setup $(DEV_STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # Mutation testing of the core modules (docs/testing.md): every mutant, or PER_MODULE of
 # each module's seeded sample (after the first START); MODULE=metrics for one module.
