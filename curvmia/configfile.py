@@ -64,18 +64,6 @@ def load_strict(path: str | os.PathLike) -> dict:
     return data
 
 
-def overlay(base: dict, top: dict) -> dict:
-    """``top`` laid over a copy of ``base`` as Snakemake lays a later --configfile over an
-    earlier one: mappings merge key by key, any other value replaces."""
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = overlay(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def effective_config(
     configfiles: list[str | os.PathLike],
     default: str | os.PathLike,
@@ -83,11 +71,12 @@ def effective_config(
 ) -> dict:
     """The config a run of the Snakefile reads: the given files overlaid in order (``default``,
     config/config.yaml, only when none is given), then the schema's defaults for omitted keys."""
+    # Snakemake's own overlay of a later --configfile on an earlier one (heavy import: here only)
+    from snakemake.utils import update_config, validate
+
     config: dict = {}
     for path in list(configfiles) or [default]:
-        config = overlay(config, load_strict(path))
+        update_config(config, load_strict(path))
     if schema is not None:
-        from snakemake.utils import validate  # heavy import, only where defaults are wanted
-
         validate(config, str(schema), set_default=True)
     return config
