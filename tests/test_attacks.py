@@ -247,7 +247,8 @@ def rmia_transcription(t, s, s_in, offline, a, gamma):
 
 
 @pytest.mark.parametrize(
-    "offline,a,gamma", [(False, 1.0, 1.0), (False, 1.0, 2.0), (True, 0.3, 1.0)]
+    "offline,a,gamma",
+    [(False, 1.0, 1.0), (False, 1.0, 2.0), (True, 0.3, 1.0), (True, 0.0, 1.0), (True, 1.0, 1.0)],
 )
 def test_rmia_matches_its_paper_formula(offline, a, gamma):
     rng = np.random.default_rng(5)
@@ -679,3 +680,33 @@ def test_healthy_shadows_exclude_or_fail():
         healthy_shadows([0, 1, 2, 3], acc, 0.92, "exclude")
     with pytest.raises(ValueError, match=r"^model health: no test accuracy for shadow rows \[4\]$"):
         healthy_shadows([0, 1, 4], acc, 0.8, "exclude")
+
+
+def test_float32_readers_fallback_flag_and_messages_are_exact():
+    """Which float32 field each config entry needs (the check before any job runs), the
+    carlini fallback's flag (the attack step announces it), and the two refusals' words."""
+    import re
+
+    from curvmia.attacks import carlini_p_max, needed_f32_features
+
+    assert needed_f32_features({"name": "yeom"}) == ["loss_f32"]  # paper is the default
+    assert needed_f32_features({"name": "ye", "variant": "paper"}) == ["loss_f32"]
+    assert needed_f32_features({"name": "song"}) == ["mentr_f32"]
+    assert needed_f32_features({"name": "watson", "variant": "clean"}) == []
+    assert needed_f32_features({"name": "carlini_paper"}) == []
+    assert needed_f32_features({"name": "curv_lr", "variant": "paper"}) == []
+    p32 = np.array([0.25, 1.0], dtype=np.float32)
+    value, fallback = carlini_p_max({"p_max_f32": p32, "p_max": np.array([0.1, 0.2])})
+    assert fallback is False and value.tolist() == [0.25, 1.0]
+    value, fallback = carlini_p_max({"p_max": np.array([0.1, 0.2])})
+    assert fallback is True and value.tolist() == [float(np.float32(0.1)), float(np.float32(0.2))]
+    t = {"loss": np.zeros((3, 2)), "test_loss": np.zeros((2, 2))}
+    s = {"loss": np.zeros((2, 3, 2)), "test_loss": np.zeros((2, 2, 2))}
+    msg = (
+        "variant 'paper' reads 'loss_f32' (float32, as the released code computed it), which "
+        "these features lack: rescore with scoring.variant: paper, or use variant: clean"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
+        ATTACKS["yeom"](t, s, np.array([[True] * 3, [False] * 3]))
+    with pytest.raises(ValueError, match="^center must be 'mean' or 'median', got 'mode'$"):
+        in_out_stats(np.zeros((2, 3, 1)), np.array([[True] * 3, [False] * 3]), "mode")

@@ -479,8 +479,11 @@ def test_lean_second_order_gives_the_exact_hessian_and_restores_the_model():
     with lean_second_order(model):
         lean_out = model(x)
         lean_single = model[0](x[0])  # an unbatched (C, H, W) input: the plain convolution
+        x4 = torch.randn(4, 5, 5, dtype=torch.float64)
+        lean_biased = model[3](x4)  # unbatched through a convolution with a bias
     np.testing.assert_allclose(lean_out.detach().numpy(), model(x).detach().numpy(), rtol=1e-12)
     torch.testing.assert_close(lean_single, model[0](x[:1])[0], rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(lean_biased, model[3](x4[None])[0], rtol=1e-12, atol=1e-14)
 
 
 class FakeClock:
@@ -501,11 +504,14 @@ class SleepyForward(nn.Module):
     def __init__(self, clock: FakeClock):
         super().__init__()
         self.calls: list[int] = []
+        self.layouts: list[bool] = []  # each batch: channels_last (and not plain contiguous)
         self.clock = clock
 
     def forward(self, x):
         n = x.shape[0]
         self.calls.append(n)
+        cl = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+        self.layouts.append(cl and not x.is_contiguous())
         self.clock.now += 0.001 + 0.0001 * n if n <= 16 else 0.002 * n
         return x.flatten(1)[:, :3]
 
@@ -573,6 +579,11 @@ def test_forward_batch_chooser_finds_the_fastest_size_online():
     # exploring from the middle size: the larger neighbour, then the smaller
     mid = ForwardBatchChooser([4, 8, 16], 8, explore_every=1)
     assert [mid.next() for _ in range(4)] == [16, 4, 16, 4]
+    # the job log's line: the choice, then each timed size's best recent rate
+    log = ForwardBatchChooser([4, 8, 16], 4)
+    log.record(4, 4, 4 / 100.0)
+    log.record(8, 8, 8 / 250.4)
+    assert log.summary() == "forward batch 8 (recent best images/s by size: 4: 100, 8: 250)"
     with pytest.raises(ValueError, match="^a chooser varies the forward batch: it cannot pad"):
         zo_curvature(
             mlp(), torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.long), chooser=ch, pad=True
@@ -703,3 +714,98 @@ def test_fold_batchnorm_same_function_original_untouched():
 
     branchy = Branchy().eval()
     assert fold_batchnorm(branchy) == (branchy, 0)
+
+
+def test_tune_forward_batch_times_each_size_long_enough_in_the_layout_asked(monkeypatch):
+    """Each timing is one warm-up forward, then forwards until min_seconds have passed (at
+    least two); a second round times every size tried again.  Batches are channels_last
+    only when asked, and only for images."""
+    from curvmia import curvature
+    from curvmia.curvature import tune_forward_batch
+
+    clock = FakeClock()
+    monkeypatch.setattr(curvature, "time", clock)
+    model = SleepyForward(clock)
+    assert tune_forward_batch(model, torch.zeros(3, 4, 4), 64, min_seconds=0.01) == 16
+    # forward costs (ms) 1.4, 1.8, 2.6, 64, 128: forwards needed to pass 10 ms
+    timed = {4: 8, 8: 6, 16: 4, 32: 2, 64: 2}
+    one_round = [size for size, k in timed.items() for _ in range(1 + k)]
+    assert model.calls == one_round * 2
+    assert not any(model.layouts)
+    model = SleepyForward(clock)
+    tune_forward_batch(model, torch.zeros(3, 4, 4), 8, channels_last=True, min_seconds=0.01)
+    assert model.layouts and all(model.layouts)
+    model = SleepyForward(clock)  # a flat feature vector has no image layout
+    tune_forward_batch(model, torch.zeros(48), 8, channels_last=True, min_seconds=0.01)
+    assert model.calls and not any(model.layouts)
+
+
+def test_forward_batch_size_counts_activations_and_four_perturbed_copies():
+    """Per image: its activations plus the four perturbed copies x±v±u of its input; the
+    default cap is 1024 images on the CPU and 4096 elsewhere (meta stands in for a GPU)."""
+    from curvmia.curvature import forward_batch_size
+
+    model, sample = bn_cnn(), torch.zeros(2, 6, 6)
+    per = 4 * (5 * 216 + 216 + 5) + 4 * (2 * 6 * 6 * 4)  # activations + 4 float32 copies
+    for mb in (0.5, 1, 3):
+        assert forward_batch_size(model, sample, mb, cap=10_000) == int(mb * 2**20 // per) // 4 * 4
+    meta = nn.Sequential(nn.Flatten(), nn.Linear(72, 5)).to("meta")
+    assert forward_batch_size(meta, torch.zeros(2, 6, 6, device="meta"), 1e6) == 4096
+    assert forward_batch_size(meta.to_empty(device="cpu"), sample, 1e6) == 1024
+
+
+def test_keyed_rademacher_on_the_keys_device_and_for_large_images():
+    """4800 signs (75 words: more than one word per 65 elements) against the plain-integer
+    reference; keys on another device (meta) give signs there, stream given as int or tensor."""
+    from curvmia.curvature import keyed_rademacher, sample_keys
+
+    words = [7, 1]
+    keys = sample_keys(words, torch.tensor([0, 3]))
+    got = keyed_rademacher(keys, torch.tensor([2, 5]), (3, 40, 40), torch.float32)
+    for row, (i, stream) in enumerate([(0, 2), (3, 5)]):
+        np.testing.assert_array_equal(
+            got[row].reshape(-1).numpy(), ref_signs(words, i, stream, 4800)
+        )
+    for streams in (torch.tensor([2, 5]), 2):
+        far = keyed_rademacher(keys.to("meta"), streams, (3, 4, 4), torch.float32)
+        assert far.device.type == "meta" and far.shape == (2, 3, 4, 4)
+
+
+def test_zo_forward_batches_hold_at_most_max_batch_images():
+    """Whole quadruples x±v±u per forward: max_batch // 4 pairs (at least one), the last
+    batch ragged; without max_batch everything in one forward."""
+    model = mlp()
+    x = torch.randn(5, 1, 4, 4, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 3, 0])
+    sizes: list[int] = []
+
+    def fwd(batch):
+        sizes.append(batch.shape[0])
+        return model(batch)
+
+    for max_batch, want in ((4, [4] * 10), (2, [4] * 10), (12, [12, 12, 12, 4]), (None, [40])):
+        sizes.clear()
+        zo_curvature(model, x, y, niter=2, seed=3, max_batch=max_batch, fwd=fwd)
+        assert sizes == want, max_batch
+
+
+def test_hutchinson_trace_and_repeated_products_against_autograd():
+    """hutchinson_trace passes the key on (its values are hutchinson's keyed ones), and the
+    products of one _hvp_fn graph, batched or not, called again and again, equal H·r from
+    torch.autograd.functional.hessian."""
+    from curvmia.curvature import _hvp_fn, hutchinson, hutchinson_trace
+
+    model = tiny_cnn()
+    torch.manual_seed(4)
+    x = torch.randn(4, 1, 6, 6, dtype=torch.float64)
+    y = torch.tensor([0, 4, 2, 1])
+    kw = {"nprobes": 3, "seed": [4, 1], "index": torch.tensor([5, 6, 7, 8])}
+    tr, tr2 = hutchinson(model, x, y, **kw)
+    assert torch.equal(hutchinson_trace(model, x, y, **kw), tr)
+    assert torch.equal(hutchinson_trace(model, x, y, square=True, **kw), tr2)
+    hess = autograd_hessians(model, x, y)  # (4, 36, 36)
+    rs = torch.randn(3, 4, 1, 6, 6, dtype=torch.float64)
+    ref = np.einsum("bij,kbj->kbi", hess, rs.reshape(3, 4, 36).numpy()).reshape(rs.shape)
+    _, hvp = _hvp_fn(model, x, y)
+    for batched in (True, True, False, True):
+        np.testing.assert_allclose(hvp(rs, batched=batched).numpy(), ref, rtol=1e-9, atol=1e-12)

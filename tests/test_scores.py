@@ -305,7 +305,7 @@ def test_scores_bit_identical_across_batch_sizes_budgets_and_shards(channels_las
         assert str(a["meta"]) == str(b["meta"])
         assert open(f"{d}/a.npz", "rb").read() == open(f"{d}/b.npz", "rb").read()
     # shards out of order or from another model are refused
-    with pytest.raises(ValueError, match="shard"):
+    with pytest.raises(ValueError, match=r"^shard 0 of 3: file holds shard \[1, 3\]$"):
         merge_shards([parts[1], parts[0], parts[2]], log=lambda s: None)
     other = score_model(
         _bn_model(channels), data, scoring=base, shard=(2, 3), device=cpu, row=5, log=lambda s: None
@@ -500,3 +500,52 @@ def test_score_split_feeds_the_model_in_the_memory_format_asked_for():
         )
         assert seen and all(v is channels_last for v in seen), (channels_last, seen)
     hook.remove()
+
+
+def test_score_model_logs_its_choices_and_counts_exact_zeros():
+    """The job log names the folded pairs, the forward batch and how it was chosen, each
+    split's and query's progress, the online chooser's rates (fed by the scoring itself),
+    and the exact-zero ZO counts that the metadata stores."""
+    from curvmia.scores import score_model
+
+    cpu = torch.device("cpu")
+    logs: list[str] = []
+    # 0.01 MiB: forward batches of 4 or 8 images, so the chooser times full batches
+    out = score_model(
+        _bn_model(),
+        _toy_data(),
+        scoring={**SCORING, "memory_mb": 0.01},
+        row=0,
+        device=cpu,
+        log=logs.append,
+    )
+    assert logs[0] == "scoring model: 1 Conv2d-BatchNorm2d pairs folded"
+    assert re.fullmatch(r"forward batch: [48] images \(auto; memory_mb 0\.01\)", logs[1])
+    for name, n in (("population", 37), ("test", 11)):
+        for q, view in enumerate(("original", "hflip")):
+            line = rf"{name} query {q} \({view}\): {n}/{n} samples, \d+ samples/s"
+            assert sum(bool(re.fullmatch(line, x)) for x in logs) == 1, line
+    online = [x for x in logs if x.startswith("online choice")]
+    assert len(online) == 1
+    rates = r"[48]: \d+(, 8: \d+)?"
+    assert re.fullmatch(
+        rf"online choice at the end: forward batch [48] \(recent best images/s by size: {rates}\)",
+        online[0],
+    )
+    meta = json.loads(str(out["meta"]))
+    zeros = int((out["curv_zo"] == 0).sum()), int((out["test_curv_zo"] == 0).sum())
+    assert (meta["zero_curv_zo"], meta["zero_curv_zo_test"]) == zeros and sum(zeros) > 0
+    assert f"population: exact zero curv_zo {zeros[0]}, negative curv_hutch fraction 0.0" in logs
+    assert f"test: exact zero curv_zo {zeros[1]}, negative curv_hutch fraction 0.0" in logs
+    # a fixed forward batch is named as such, and nothing chooses online
+    logs.clear()
+    score_model(
+        _bn_model(),
+        _toy_data(),
+        scoring={**SCORING, "forward_batch": 12},
+        row=0,
+        device=cpu,
+        log=logs.append,
+    )
+    assert logs[1] == "forward batch: 12 images (12; memory_mb 256)"
+    assert not any(x.startswith("online choice") for x in logs)
