@@ -710,3 +710,103 @@ def test_float32_readers_fallback_flag_and_messages_are_exact():
         ATTACKS["yeom"](t, s, np.array([[True] * 3, [False] * 3]))
     with pytest.raises(ValueError, match="^center must be 'mean' or 'median', got 'mode'$"):
         in_out_stats(np.zeros((2, 3, 1)), np.array([[True] * 3, [False] * 3]), "mode")
+
+
+def _degenerate_features():
+    """Synthetic features with every degenerate case real score files hold: a sample with
+    no IN shadow, one with no OUT shadow, one whose shadow values are all equal (zero
+    variance), one with exact-zero curvature, zero loss and p = 1 (saturated), and one
+    with confidences spread over ±1e3 (densities that underflow and ratios that overflow),
+    one with p_true = 0 under every model, one with a logit margin of 800."""
+    feats, masks, labels = synthetic(n=12, n_models=9, n_z=6, seed=3)
+    masks[:, 0] = False
+    masks[:, 1] = True
+    for k, v in feats.items():
+        if not k.startswith("test_"):
+            v[:, 2] = v[0, 2]
+    feats["curv_zo"][:, 3] = 0.0
+    for k in ("p_true", "p_max", "p_max_f32"):
+        feats[k][:, 3] = 1.0
+    for k in ("loss", "loss_f32", "mentr", "mentr_f32"):
+        feats[k][:, 3] = 0.0
+    for k in ("phi", "phi_max"):
+        feats[k][:, 4] *= 1e3
+    feats["curv_zo"][:, 4] = np.exp(np.clip(feats["phi"][:, 4], -700, 700))
+    # sample 5: p_true = 0 under every model (the softmax underflows; log-softmax keeps the
+    # loss finite); sample 6: a logit margin of 800 under every model
+    feats["p_true"][:, 5] = 0.0
+    for k in ("loss", "loss_f32", "mentr", "mentr_f32"):
+        feats[k][:, 5] = 800.0
+    feats["phi"][:, 5] = -800.0
+    feats["phi"][:, 6] = feats["phi_max"][:, 6] = 800.0
+    return split(feats, masks, 0), labels
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_attacks_warn_about_nothing_on_degenerate_features(name):
+    """NaN, ±inf, zero variances and overflowing ratios are expected in real score files:
+    each attack gives its defined value there (NaN where a side has no shadow) without
+    a numpy warning in the job log."""
+    import warnings
+
+    (t, s, s_in, _), labels = _degenerate_features()
+    variants = ("paper", "clean") if "variant" in attack_params(name) else (None,)
+    for variant in variants:
+        kw = {} if variant is None else {"variant": variant}
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            out = ATTACKS[name](t, s, s_in, labels=labels, **kw)
+        assert out.shape == (12,), (name, variant)
+
+
+def test_refusals_name_the_setting_and_what_was_expected():
+    (t, s, s_in, _), labels = _degenerate_features()
+    with pytest.raises(ValueError, match=r"^health\.action must be 'exclude' or 'fail', got 'x'$"):
+        healthy_shadows([0, 1, 2], {0: 0.9, 1: 0.9, 2: 0.9}, 0.5, "x")
+    with pytest.raises(ValueError, match=r"^rmia_offline: a must be in \[0, 1\], got 1\.5$"):
+        ATTACKS["rmia_offline"](t, s, s_in, a=1.5)
+    with pytest.raises(ValueError, match=r"^song: needs the samples' labels \(labels=\.\.\.\)$"):
+        ATTACKS["song"](t, s, s_in)
+
+
+@pytest.mark.parametrize("name", ["yeom", "sablayrolles", "watson", "ye", "song"])
+def test_clean_loss_baselines_never_read_the_float32_fields(name):
+    """variant: clean reads the float64 features, of the target and of every shadow: float32
+    fields holding other values change nothing (and their absence is no error)."""
+    feats, masks, labels = synthetic(n=40, n_models=8, n_z=10, seed=4)
+    t, s, s_in, _ = split(feats, masks, 0)
+    plain_t = {k: v for k, v in t.items() if not k.endswith("_f32")}
+    plain_s = {k: v for k, v in s.items() if not k.endswith("_f32")}
+    want = ATTACKS[name](plain_t, plain_s, s_in, labels=labels, variant="clean")
+    noisy = {k: (v[::-1].copy() if k.endswith("_f32") else v) for k, v in s.items()}
+    got = ATTACKS[name](t, noisy, s_in, labels=labels, variant="clean")
+    np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(ATTACKS[name](t, noisy, s_in, labels=labels), want)
+
+
+def test_lira_offline_zero_out_variance_and_fixed_variance_by_formula():
+    """A sample whose OUT shadows agree (σ_out = 0 + 1e-30): the paper form's −log N and the
+    clean form's log Φ at that σ; ``fix_variance`` pools one OUT std over all samples; LiRA
+    online's default is the per-sample std."""
+    from scipy.special import log_ndtr
+
+    shadow = {"phi": np.array([[0.0, 10.0], [2.0, 14.0], [1.0, 13.0], [1.0, 11.0]])[:, :, None]}
+    s_in = np.array([[1, 1], [1, 1], [0, 0], [0, 0]], bool)
+    target = {"phi": np.array([[1.5], [12.0]]), "phi_max": np.array([[0.5], [12.0]])}
+    shadow["phi_max"] = shadow["phi"]
+    sd = 1e-30  # sample 0's OUT values are 1 and 1
+    clean = ATTACKS["lira_offline"](target, shadow, s_in, variant="clean", center="mean")
+    assert clean[0] == log_ndtr(0.5 / sd) == 0.0
+    assert clean[1] == pytest.approx(log_ndtr(0.0))  # 12 is the OUT mean of sample 1
+    paper = ATTACKS["lira_offline"](target, shadow, s_in, variant="paper")
+    assert paper[0] == pytest.approx(0.5 * (0.5 / sd) ** 2 + np.log(sd) + 0.5 * np.log(2 * np.pi))
+    pooled = np.std([1.0, 1.0, 13.0, 11.0])
+    fixed = ATTACKS["lira_offline"](
+        target, shadow, s_in, variant="clean", center="mean", fix_variance=True
+    )
+    np.testing.assert_allclose(fixed, log_ndtr((np.array([1.5, 12.0]) - [1.0, 12.0]) / pooled))
+    online = ATTACKS["lira_online"]
+    kw = {"variant": "clean", "center": "mean"}
+    per_sample = online(target, shadow, s_in, fix_variance=False, **kw)
+    np.testing.assert_array_equal(online(target, shadow, s_in, **kw), per_sample)
+    assert not np.allclose(online(target, shadow, s_in, fix_variance=True, **kw), per_sample)

@@ -215,7 +215,8 @@ def test_zo_keyed_matches_independent_loop_on_same_draws():
             ]
         total += np.abs((ls[0] - ls[1] - ls[2] + ls[3]) / (4 * h))
     got = zo_curvature(model, x, y, h=h, niter=niter, seed=words, index=torch.tensor(idx))
-    np.testing.assert_allclose(got.numpy(), total / niter, rtol=1e-6, atol=1e-12)
+    assert got.dtype == torch.float64  # draws, offsets and sums in x's dtype
+    np.testing.assert_allclose(got.numpy(), total / niter, rtol=1e-9, atol=1e-12)
 
 
 # ---- white-box estimators
@@ -278,6 +279,9 @@ def test_hutchinson_full_basis_is_exact(which):
     est, est2 = hutchinson(model, x, y, probes=probes)
     np.testing.assert_allclose(est.numpy(), tr, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(est2.numpy(), fro2, rtol=1e-10)
+    # probes in another dtype are cast to x's (±1 is exact in any dtype)
+    est32, _ = hutchinson(model, x, y, probes=probes.to(torch.float32))
+    assert torch.equal(est32, est)
     # hutchinson_trace passes its probes on (a seed given too must not replace them)
     from curvmia.curvature import hutchinson_trace
 
@@ -579,6 +583,9 @@ def test_forward_batch_chooser_finds_the_fastest_size_online():
     # exploring from the middle size: the larger neighbour, then the smaller
     mid = ForwardBatchChooser([4, 8, 16], 8, explore_every=1)
     assert [mid.next() for _ in range(4)] == [16, 4, 16, 4]
+    # by default every 8th forward batch tries a neighbour (here the larger of 4's)
+    default = ForwardBatchChooser([4, 8], 4)
+    assert [default.next() for _ in range(16)] == ([4] * 7 + [8]) * 2
     # the job log's line: the choice, then each timed size's best recent rate
     log = ForwardBatchChooser([4, 8, 16], 4)
     log.record(4, 4, 4 / 100.0)
@@ -766,6 +773,11 @@ def test_keyed_rademacher_on_the_keys_device_and_for_large_images():
         np.testing.assert_array_equal(
             got[row].reshape(-1).numpy(), ref_signs(words, i, stream, 4800)
         )
+    # a stream tensor of another integer type gives the same signs
+    same = keyed_rademacher(
+        keys, torch.tensor([2, 5], dtype=torch.int32), (3, 40, 40), torch.float32
+    )
+    assert torch.equal(same, got)
     for streams in (torch.tensor([2, 5]), 2):
         far = keyed_rademacher(keys.to("meta"), streams, (3, 4, 4), torch.float32)
         assert far.device.type == "meta" and far.shape == (2, 3, 4, 4)

@@ -525,6 +525,10 @@ def test_score_model_logs_its_choices_and_counts_exact_zeros():
         for q, view in enumerate(("original", "hflip")):
             line = rf"{name} query {q} \({view}\): {n}/{n} samples, \d+ samples/s"
             assert sum(bool(re.fullmatch(line, x)) for x in logs) == 1, line
+    for name, n in (("population", 74), ("test", 22)):  # Progress counts both queries
+        assert (
+            sum(x.startswith(f"{name} (both queries): {n}/{n} samples (100%)") for x in logs) == 1
+        )
     online = [x for x in logs if x.startswith("online choice")]
     assert len(online) == 1
     rates = r"[48]: \d+(, 8: \d+)?"
@@ -533,19 +537,101 @@ def test_score_model_logs_its_choices_and_counts_exact_zeros():
         online[0],
     )
     meta = json.loads(str(out["meta"]))
+    assert meta["float32_matmul_precision"] == torch.get_float32_matmul_precision()
+    assert meta["compiled"] is False
     zeros = int((out["curv_zo"] == 0).sum()), int((out["test_curv_zo"] == 0).sum())
     assert (meta["zero_curv_zo"], meta["zero_curv_zo_test"]) == zeros and sum(zeros) > 0
     assert f"population: exact zero curv_zo {zeros[0]}, negative curv_hutch fraction 0.0" in logs
     assert f"test: exact zero curv_zo {zeros[1]}, negative curv_hutch fraction 0.0" in logs
-    # a fixed forward batch is named as such, and nothing chooses online
+    # a fixed forward batch is named as such (with the default budget, 256 MiB, when the
+    # config gives none), and nothing chooses online; compile applies on CUDA only
     logs.clear()
-    score_model(
+    scoring = {k: v for k, v in SCORING.items() if k != "memory_mb"}
+    fixed = score_model(
         _bn_model(),
         _toy_data(),
-        scoring={**SCORING, "forward_batch": 12},
+        scoring={**scoring, "forward_batch": 12, "compile": True},
         row=0,
         device=cpu,
         log=logs.append,
     )
     assert logs[1] == "forward batch: 12 images (12; memory_mb 256)"
     assert not any(x.startswith("online choice") for x in logs)
+    assert json.loads(str(fixed["meta"]))["compiled"] is False
+    for k in out:
+        if k != "meta":
+            np.testing.assert_array_equal(fixed[k], out[k], err_msg=k)
+
+
+def test_score_model_feeds_the_model_in_channels_last_when_asked():
+    """The layout asked for reaches every batch that score_model times or scores (an
+    unfolded model here, so the hook sees the model itself)."""
+    from curvmia.scores import score_model
+
+    seen: list[bool] = []
+    for channels_last in (True, False):
+        seen.clear()
+        model = _bn_model(3)
+        model[0].register_forward_pre_hook(
+            lambda _m, args: seen.append(
+                args[0].is_contiguous(memory_format=torch.channels_last)
+                and not args[0].is_contiguous()
+            )
+        )
+        score_model(
+            model,
+            _toy_data(shape=(3, 4, 4)),
+            scoring={**SCORING, "fold_bn": False, "channels_last": channels_last},
+            row=0,
+            device=torch.device("cpu"),
+            log=lambda s: None,
+        )
+        # the first forward is activation_bytes' memory probe (two images, default layout);
+        # every later one times or scores
+        assert len(seen) > 10 and not seen[0], channels_last
+        assert all(v is channels_last for v in seen[1:]), channels_last
+
+
+class _Clock:
+    """scores' ``time`` module in the test below: each perf_counter call advances 2.5 s."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        self.now += 2.5
+        return self.now
+
+
+def test_score_split_logs_progress_when_more_than_five_seconds_passed(monkeypatch):
+    """A query's progress line comes when more than 5 s passed since the last one (exactly
+    5 s is not more) and at the end: blocks of 4 of 13 samples at 2.5 s per clock reading."""
+    from curvmia import scores
+    from curvmia.scores import score_split
+
+    monkeypatch.setattr(scores, "time", _Clock())
+    data = _toy_data(n=13)
+    logs: list[str] = []
+    score_split(
+        _bn_model().eval(),
+        data.train_images,
+        data.train_labels,
+        mean=np.array([0.5]),
+        std=np.array([0.3]),
+        h=1e-3,
+        niter=1,
+        seed_words=[1, 0, 0],
+        batch_size=4,
+        max_batch=16,
+        device=torch.device("cpu"),
+        dtype=torch.float32,
+        log=logs.append,
+    )
+    # query 0: t0 = 2.5, blocks end at 5, 7.5 (5 s: no line), 10 (7.5 s: a line), 12.5 (end)
+    lines = [x for x in logs if " query " in x]
+    assert lines == [
+        "population query 0 (original): 12/13 samples, 2 samples/s",
+        "population query 0 (original): 13/13 samples, 1 samples/s",
+        "population query 1 (hflip): 12/13 samples, 2 samples/s",
+        "population query 1 (hflip): 13/13 samples, 1 samples/s",
+    ]
