@@ -810,3 +810,43 @@ def test_lira_offline_zero_out_variance_and_fixed_variance_by_formula():
     per_sample = online(target, shadow, s_in, fix_variance=False, **kw)
     np.testing.assert_array_equal(online(target, shadow, s_in, **kw), per_sample)
     assert not np.allclose(online(target, shadow, s_in, fix_variance=True, **kw), per_sample)
+
+
+def test_lira_online_at_zero_variance_on_both_sides_by_formula():
+    """Shadows that agree on both sides (σ = 0 + 1e-30): a target at both centres scores
+    exactly 0; a target at the IN centre with the OUT centre 0.1 away scores the OUT
+    term's ½(0.1/σ)² (the log σ terms cancel)."""
+    shadow = {"phi": np.array([[0.7, 0.7], [0.7, 0.7], [0.7, 0.8], [0.7, 0.8]])[:, :, None]}
+    shadow["phi_max"] = shadow["phi"]
+    s_in = np.array([[1, 1], [1, 1], [0, 0], [0, 0]], bool)
+    target = {"phi": np.array([[0.7], [0.7]]), "phi_max": np.array([[0.7], [0.7]])}
+    for variant in ("paper", "clean"):
+        got = ATTACKS["lira_online"](target, shadow, s_in, variant=variant, center="mean")
+        assert got[0] == 0.0, variant
+        assert got[1] == pytest.approx(0.5 * (0.1 / 1e-30) ** 2, rel=1e-9), variant
+
+
+def test_rmia_refuses_when_either_side_lacks_the_population():
+    (t, s, s_in, _), labels = _degenerate_features()
+    for name in ("rmia_online", "rmia_offline"):
+        for side in ("target", "shadow"):
+            tt = {k: v for k, v in t.items() if not (side == "target" and k == "test_p_true")}
+            ss = {k: v for k, v in s.items() if not (side == "shadow" and k == "test_p_true")}
+            with pytest.raises(ValueError, match=r"^rmia: needs the test split's features"):
+                ATTACKS[name](tt, ss, s_in, labels=labels)
+
+
+def test_in_out_stats_reads_a_zero_one_mask_as_booleans():
+    """Masks saved as 0/1 numbers (uint8 in a file, floats from a text file) select IN and
+    OUT shadows exactly as booleans do."""
+    from curvmia.attacks import in_out_stats
+
+    x = np.arange(24.0).reshape(4, 3, 2) ** 1.5
+    mask = np.array([[1, 0, 1], [0, 0, 1], [1, 1, 0], [0, 1, 0]], dtype=np.uint8)
+    want = in_out_stats(x, mask.astype(bool))
+    for m in (mask, mask.astype(np.float64)):
+        got = in_out_stats(x, m)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+    # and by hand: sample 0's IN shadows are 0 and 2
+    np.testing.assert_allclose(got[0][0], (x[0, 0] + x[2, 0]) / 2)

@@ -821,3 +821,69 @@ def test_hutchinson_trace_and_repeated_products_against_autograd():
     _, hvp = _hvp_fn(model, x, y)
     for batched in (True, True, False, True):
         np.testing.assert_allclose(hvp(rs, batched=batched).numpy(), ref, rtol=1e-9, atol=1e-12)
+
+
+def test_zo_tells_the_chooser_each_forward_batchs_size_images_and_seconds(monkeypatch):
+    """The chooser learns from what really ran: the size it asked for, the images in that
+    batch (four per pair) and the forward's own time (a fake clock: exact)."""
+    from curvmia import curvature
+    from curvmia.curvature import ForwardBatchChooser
+
+    clock = FakeClock()
+    clock.now = 1000.0
+    monkeypatch.setattr(curvature, "time", clock)
+    model = SleepyForward(clock)
+    told: list[tuple[int, int, float]] = []
+
+    class Recording(ForwardBatchChooser):
+        def record(self, size, images, seconds):
+            told.append((size, images, seconds))
+            super().record(size, images, seconds)
+
+    ch = Recording([8, 16], 16, explore_every=2)
+    x, y = torch.zeros(5, 1, 4, 4), torch.zeros(5, dtype=torch.long)
+    zo_curvature(model, x, y, niter=3, seed=1, chooser=ch)
+    assert [n for _, n, _ in told] == model.calls and sum(model.calls) == 4 * 5 * 3
+    assert {s for s, _, _ in told} == {8, 16}
+    for size, n, seconds in told:
+        assert n <= size and n % 4 == 0
+        assert seconds == pytest.approx(0.001 + 0.0001 * n, abs=1e-9)
+
+
+def test_hutchinson_default_probe_count_and_trace_pass_their_draws_through():
+    from curvmia.curvature import hutchinson, hutchinson_trace
+
+    torch.manual_seed(0)
+    model = mlp().double().eval()
+    x = torch.randn(3, 1, 4, 4, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2])
+    keyed = hutchinson(model, x, y, seed=5)
+    assert all(
+        torch.equal(a, b) for a, b in zip(keyed, hutchinson(model, x, y, seed=5, nprobes=10))
+    )
+    assert not torch.equal(keyed[0], hutchinson(model, x, y, seed=5, nprobes=11)[0])
+    # the generator given reaches the draws (not the global generator)
+    ref = hutchinson(model, x, y, nprobes=3, generator=torch.Generator().manual_seed(7))
+    torch.manual_seed(123)
+    got = hutchinson_trace(model, x, y, nprobes=3, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(got, ref[0])
+    sq = hutchinson_trace(
+        model, x, y, nprobes=3, square=True, generator=torch.Generator().manual_seed(7)
+    )
+    assert torch.equal(sq, ref[1])
+
+
+def test_lean_conv_takes_the_input_only_backward_for_batches_only():
+    """A batch goes through the lean convolution (its backward builds no weight gradient);
+    an unbatched (C, H, W) input through torch's own."""
+    from curvmia.curvature import _lean_conv
+
+    conv = nn.Conv2d(2, 3, 3)
+    x4 = torch.randn(2, 2, 5, 5, requires_grad=True)
+    x3 = torch.randn(2, 5, 5, requires_grad=True)
+    assert type(_lean_conv(conv, x4, conv.weight, conv.bias).grad_fn).__name__ == (
+        "_ConvInputGradBackward"
+    )
+    assert (
+        "ConvInputGrad" not in type(_lean_conv(conv, x3, conv.weight, conv.bias).grad_fn).__name__
+    )

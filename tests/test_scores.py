@@ -316,6 +316,10 @@ def test_scores_bit_identical_across_batch_sizes_budgets_and_shards(channels_las
     extra = {**parts[2], "meta": np.array(json.dumps({**metas[2], "extra": 1}))}
     with pytest.raises(ValueError, match=r"differs from shard 0 in \['extra'\]$"):
         merge_shards([parts[0], parts[1], extra], log=lambda s: None)
+    # shards that agree with each other but not with their own sample count
+    wrong = [{**p, "meta": np.array(json.dumps({**m, "n": 38}))} for p, m in zip(parts, metas)]
+    with pytest.raises(ValueError, match=r"^merged population split has 37 samples, expected 38$"):
+        merge_shards(wrong, log=lambda s: None)
 
 
 def test_scoring_leaves_batchnorm_statistics_and_weights_untouched():
@@ -544,9 +548,10 @@ def test_score_model_logs_its_choices_and_counts_exact_zeros():
     assert f"population: exact zero curv_zo {zeros[0]}, negative curv_hutch fraction 0.0" in logs
     assert f"test: exact zero curv_zo {zeros[1]}, negative curv_hutch fraction 0.0" in logs
     # a fixed forward batch is named as such (with the default budget, 256 MiB, when the
-    # config gives none), and nothing chooses online; compile applies on CUDA only
+    # config gives none), and nothing chooses online; compile applies on CUDA only; a config
+    # without hutch_nprobes computes no Hutchinson features (NaN, as with 0)
     logs.clear()
-    scoring = {k: v for k, v in SCORING.items() if k != "memory_mb"}
+    scoring = {k: v for k, v in SCORING.items() if k not in ("memory_mb", "hutch_nprobes")}
     fixed = score_model(
         _bn_model(),
         _toy_data(),
@@ -559,8 +564,10 @@ def test_score_model_logs_its_choices_and_counts_exact_zeros():
     assert not any(x.startswith("online choice") for x in logs)
     assert json.loads(str(fixed["meta"]))["compiled"] is False
     for k in out:
-        if k != "meta":
+        if k != "meta" and "curv_hutch" not in k:
             np.testing.assert_array_equal(fixed[k], out[k], err_msg=k)
+    for k in ("curv_hutch", "curv_hutch_sq", "test_curv_hutch", "test_curv_hutch_sq"):
+        assert np.isnan(fixed[k]).all() and np.isfinite(out[k]).all(), k
 
 
 def test_score_model_feeds_the_model_in_channels_last_when_asked():
@@ -590,6 +597,16 @@ def test_score_model_feeds_the_model_in_channels_last_when_asked():
         # every later one times or scores
         assert len(seen) > 10 and not seen[0], channels_last
         assert all(v is channels_last for v in seen[1:]), channels_last
+    # and the weights themselves (4-D ones only) are stored in the layout asked for
+    from curvmia.scores import prepare_model
+
+    for channels_last in (True, False):
+        m = prepare_model(
+            _bn_model(3), {**SCORING, "channels_last": channels_last}, torch.device("cpu")
+        )
+        w = m[0].weight
+        cl = w.is_contiguous(memory_format=torch.channels_last)
+        assert cl is channels_last and w.is_contiguous() is not channels_last, channels_last
 
 
 class _Clock:
