@@ -175,6 +175,12 @@ EQUIVALENT: dict[str, str] = {
     "6317e283fd7a": "paper_nll: errstate invalid=None: needs an inf feature; files refuse one",
     "5adbe1427a90": "paper_lr: errstate without invalid: needs an inf feature; files refuse one",
     "6334a2ef99cc": "lira_online: errstate invalid=None: needs an inf feature; files refuse one",
+    # mutC: sample places 100-219 of distinguish
+    "1f629c0842b1": "distinguishability: null_reps 0 gives a NaN q95, and kk > NaN is False",
+    "1faa5f6b5ca3": "epsilon_bounds: the fpr = 0 placeholder; the outer where puts inf there",
+    "2efdec01a845": "kl_null: s unconverted; kl_knn and kl_gauss convert each split to float64",
+    "3301e09ad9b6": "audit: nanmax of the scores, then float(): the same value in any dtype",
+    "33deb281ffdb": "kl_null: float('NAN') is NaN",
 }
 
 

@@ -36,6 +36,15 @@ def test_kl_knn_matches_a_brute_force_transcription_with_ties():
         total += np.log(nu / rho)
     want = total / len(x) + np.log(len(y) / (len(x) - 1))
     assert kl_knn(x, y, k=k, seed=seed) == pytest.approx(want, rel=1e-12)
+    # k = 1 (the nearest neighbour) and the default seed 0, on the same transcription
+    g = np.random.default_rng(0)
+    xj = x + g.uniform(-width / 2, width / 2, len(x))
+    yj = y + g.uniform(-width / 2, width / 2, len(y))
+    rho = [np.abs(np.delete(xj, i) - xj[i]).min() for i in range(len(x))]
+    nu = [np.abs(yj - xj[i]).min() for i in range(len(x))]
+    want1 = np.mean(np.log(np.divide(nu, rho))) + np.log(len(y) / (len(x) - 1))
+    assert kl_knn(x, y, k=1) == pytest.approx(want1, rel=1e-12)
+    assert kl_knn(x, y, k=1, seed=1) != pytest.approx(want1, rel=1e-6)
     # no spread at all (every value equal): a jitter of width 1e-9 keeps the estimate finite
     assert np.isfinite(kl_knn(np.zeros(10), np.zeros(12), k=3))
     with pytest.raises(ValueError, match=r"more than k=5 samples per side, got 5 and 9"):
@@ -51,6 +60,55 @@ def test_finite_values_and_their_count():
         kl_gauss([1.0, np.nan], [0.0, 1.0])
     with pytest.raises(ValueError, match=r"^y: need at least 2 finite values, got 0"):
         kl_gauss([1.0, 2.0], [np.nan])
+    with pytest.raises(ValueError, match=r"^x: need at least 2 finite values, got 1$"):
+        kl_knn([1.0, np.inf], np.arange(9.0), k=1)
+    with pytest.raises(ValueError, match=r"^y: need at least 2 finite values, got 1$"):
+        kl_knn(np.arange(9.0), [np.nan, 2.0], k=1)
+
+
+def test_statistics_log_loss_at_zero_loss_and_an_empty_file():
+    from curvmia.distinguish import statistics
+
+    loss = np.array([[0.0, 1.0], [2.0, 0.5]])
+    got = statistics({"loss": loss}, 0)
+    np.testing.assert_array_equal(got["log_loss"], [-np.log(1e-22), -np.log(2.0)])
+    np.testing.assert_array_equal(got["loss"], [-0.0, -2.0])
+    msg = r"^score file holds none of the curvature, loss, p_true or phi features$"
+    with pytest.raises(ValueError, match=msg):
+        statistics({"p_max": loss}, 0)
+
+
+def test_kl_null_against_a_transcription_and_silent_without_the_gaussian():
+    """Label shuffles drawn from default_rng([0x4E011, seed]), each split scored by kl_knn
+    with the k asked for; without the Gaussian its fields are NaN, with no numpy warning."""
+    import warnings
+
+    from curvmia.distinguish import kl_null
+
+    rng = np.random.default_rng(6)
+    s = rng.normal(size=40)
+    g = np.random.default_rng([0x4E011, 3])
+    vals = []
+    for _ in range(6):
+        perm = g.permutation(40)
+        vals.append(kl_knn(s[perm[:15]], s[perm[15:]], k=2, seed=3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = kl_null(s, 15, k=2, reps=6, seed=3, gauss=False)
+    assert out["kl_knn_null_mean"] == pytest.approx(np.mean(vals), rel=1e-12)
+    assert out["kl_knn_null_sd"] == pytest.approx(np.std(vals), rel=1e-12)
+    assert out["kl_knn_null_q95"] == pytest.approx(np.quantile(vals, 0.95), rel=1e-12)
+    assert all(np.isnan(out[f"kl_gauss_null_{f}"]) for f in ("mean", "sd", "q95"))
+
+
+def test_a_kl_equal_to_the_nulls_quantile_is_not_above_it():
+    """Members and non-members each hold five 0s and five 1s: the Gaussian KL is exactly 0,
+    and so is the single shuffle's (seed 2 draws a balanced split): not above the null."""
+    s = np.array([0.0, 1.0] * 10)
+    m = np.r_[np.ones(10, bool), np.zeros(10, bool)]
+    r = distinguishability({"phi": s}, m, k=1, seed=2, null_reps=1)[0]
+    assert r["kl_gauss"] == 0.0 == r["kl_gauss_null_q95"]
+    assert r["kl_gauss_above_null"] is False
 
 
 def test_distinguishability_rows():
@@ -73,6 +131,9 @@ def test_epsilon_upper_limit_is_minus_infinity_when_even_the_upper_tpr_is_below_
     assert epsilon_bounds(0, 100, 0, 100, delta=0.05, alpha=0.05)["eps_hi"] == -np.inf
     # 0 false positives: the lower FPR limit is 0, the upper epsilon limit unbounded
     assert epsilon_bounds(50, 100, 0, 100, delta=0.0, alpha=0.05)["eps_hi"] == np.inf
+    # the point value: unbounded with TPR above δ and no false positive, −inf at TPR = 0
+    assert epsilon_bounds(50, 100, 0, 100, delta=0.1, alpha=0.05)["eps"] == np.inf
+    assert epsilon_bounds(0, 100, 0, 100, delta=1e-5, alpha=0.05)["eps"] == -np.inf
 
 
 def test_audit_refuses_halves_without_both_classes_and_keeps_the_first_of_tied_attacks():
@@ -114,6 +175,19 @@ def test_audit_does_not_split_a_tie_at_infinity():
     assert r["audit_threshold"] == 1.0
     assert r["audit_tp"] == r["audit_n_members"] == 100 and r["audit_n_nonmembers"] == 100
     assert 0 < r["audit_fp"] < 100  # the +inf non-members of the evaluation half
+    # the reported ε and its limits by hand (δ = 0, α = 0.05: Clopper–Pearson at α/2 each)
+    from scipy.stats import beta
+
+    fp, n = r["audit_fp"], r["audit_n_nonmembers"]
+    assert r["eps_emp"] == pytest.approx(np.log(1.0 / (fp / n)), rel=1e-12)
+    fpr_lo, fpr_hi = beta.ppf(0.025, fp, n - fp + 1), beta.ppf(0.975, fp + 1, n - fp)
+    tpr_lo = beta.ppf(0.025, 100, 1)  # all 100 members found; the upper TPR limit is 1
+    assert r["eps_emp_hi"] == pytest.approx(np.log(1.0 / fpr_lo), rel=1e-9)
+    assert r["eps_emp_lo"] == pytest.approx(np.log(tpr_lo / fpr_hi), rel=1e-9)
+    assert set(r) == {
+        "audit_attack", "audit_threshold", "audit_tp", "audit_fp", "audit_n_members",
+        "audit_n_nonmembers", "audit_tpr", "audit_fpr", "eps_emp", "eps_emp_lo", "eps_emp_hi",
+    }  # fmt: skip
 
 
 def test_audit_without_any_proof_reports_the_first_attacks_top_score():
