@@ -233,3 +233,179 @@ def test_clopper_pearson_lower_limit_of_one_success_in_closed_form():
         got = float(clopper_pearson(1, n, 0.025, "lower"))
         assert got == pytest.approx(1 - 0.975 ** (1 / n), rel=1e-12)
     assert float(clopper_pearson(0, 100, 0.025, "lower")) == 0.0
+
+
+def _cp(k: int, n: int, q: float) -> float:
+    """Clopper–Pearson quantile written out: the q-quantile of Beta(k, n − k + 1) for a lower
+    limit (q < ½) and of Beta(k + 1, n − k) for an upper one, 0 and 1 at the ends."""
+    from scipy.stats import beta
+
+    if q < 0.5:
+        return 0.0 if k == 0 else float(beta.ppf(q, k, n - k + 1))
+    return 1.0 if k == n else float(beta.ppf(q, k + 1, n - k))
+
+
+def test_epsilon_bounds_by_hand_and_at_exact_ties_with_delta():
+    """ε = log((TPR − δ)/FPR), its limits from Clopper–Pearson at α/2 each; a TPR (or its
+    limit) exactly at δ proves nothing (−inf), even with no false positive."""
+    b = epsilon_bounds(30, 100, 10, 100, delta=0.1, alpha=0.05)
+    assert b["eps"] == pytest.approx(np.log(0.2 / 0.1), rel=1e-12)
+    lo = np.log((_cp(30, 100, 0.025) - 0.1) / _cp(10, 100, 0.975))
+    hi = np.log((_cp(30, 100, 0.975) - 0.1) / _cp(10, 100, 0.025))
+    assert b["eps_lo"] == pytest.approx(lo, rel=1e-9)
+    assert b["eps_hi"] == pytest.approx(hi, rel=1e-9)
+    # integer counts in numpy arrays give the same numbers
+    bi = epsilon_bounds(np.array([30]), 100, np.array([10]), 100, delta=0.1, alpha=0.05)
+    assert all(bi[key][0] == b[key] for key in b)
+    assert 5 / 100 - 0.05 == 0.0  # TPR exactly δ below
+    assert epsilon_bounds(5, 100, 0, 100, delta=0.05, alpha=0.05)["eps"] == -np.inf
+    assert epsilon_bounds(100, 100, 0, 100, delta=1.0, alpha=0.05)["eps_hi"] == -np.inf
+    # the lower TPR limit exactly at δ (0 members found, δ = 0): −inf, not log(1e-300/FPR)
+    assert epsilon_bounds(0, 100, 3, 100, delta=0.0, alpha=0.05)["eps_lo"] == -np.inf
+
+
+def test_clopper_pearson_upper_limit_of_all_but_one_in_closed_form_and_its_refusal():
+    # n − 1 successes of n: the upper limit is the (1 − α)-quantile of Beta(n, 1), (1 − α)^(1/n)
+    got = clopper_pearson(9, 10, 0.05, "upper")
+    assert got == pytest.approx(0.95 ** (1 / 10), rel=1e-12)
+    with pytest.raises(ValueError, match=r"^side must be 'lower' or 'upper', got 'mid'$"):
+        clopper_pearson(1, 10, 0.05, "mid")
+
+
+def test_kl_knn_defaults_and_the_smallest_samples_it_takes():
+    rng = np.random.default_rng(8)
+    x, y = np.round(rng.normal(size=30), 1), np.round(rng.normal(1, 1, 25), 1)
+    assert kl_knn(x, y) == kl_knn(x, y, k=5, seed=0)
+    assert kl_knn(x, y) != kl_knn(x, y, k=6, seed=0)
+    # m = k non-members are enough (the k-th neighbour exists), n = k members are not
+    x2, y2 = np.array([0.0, 1.0, 3.0, 4.5]), np.array([2.0, 7.0, 9.0])
+    assert np.isfinite(kl_knn(x2, y2, k=3))
+    with pytest.raises(ValueError, match=r"more than k=3 samples per side, got 3 and 3"):
+        kl_knn(x2[:3], y2, k=3)
+    # every value equal and not zero: the jitter's width is 1e-9 (the fallback spread 1)
+    v, w = np.full(12, 5.0), np.full(9, 5.0)
+    g = np.random.default_rng(0)
+    vj, wj = v + g.uniform(-5e-10, 5e-10, 12), w + g.uniform(-5e-10, 5e-10, 9)
+    rho = [np.sort(np.abs(np.delete(vj, i) - vj[i]))[2] for i in range(12)]
+    nu = [np.sort(np.abs(wj - vj[i]))[2] for i in range(12)]
+    want = np.mean(np.log(np.divide(nu, rho))) + np.log(9 / 11)
+    assert kl_knn(v, w, k=3) == pytest.approx(want, rel=1e-12)
+
+
+def test_kl_estimators_read_float32_and_integer_samples_as_float64():
+    """A float32 statistic is widened before the 1e-9 jitter (which float32 cannot hold)."""
+    rng = np.random.default_rng(9)
+    x, y = np.round(rng.normal(size=40), 1), np.round(rng.normal(1, 2, 30), 1)
+    assert kl_knn(x.astype(np.float32), y.astype(np.float32), k=3) == kl_knn(
+        x.astype(np.float32).astype(np.float64), y.astype(np.float32).astype(np.float64), k=3
+    )
+    xi, yi = np.arange(20) % 7, np.arange(15) % 4
+    assert kl_knn(xi, yi, k=2) == kl_knn(xi.astype(float), yi.astype(float), k=2)
+    x32 = (rng.normal(size=50) * 1e3 + 1e4).astype(np.float32)
+    y32 = (rng.normal(size=60) * 2e3 + 1e4).astype(np.float32)
+    assert kl_gauss(x32, y32) == kl_gauss(x32.astype(np.float64), y32.astype(np.float64))
+
+
+def test_distinguishability_rows_name_the_gaussian_model_and_take_numeric_labels():
+    rng = np.random.default_rng(10)
+    m = rng.random(120) < 0.4
+    s = np.round(rng.normal(size=120) + m, 1)  # ties: the k-NN jitter's seed matters
+    stats = {"loss": s, "phi": s}
+    rows = distinguishability(stats, m, k=3, seed=4)
+    assert [r["gauss_model"] for r in rows] == [
+        "not fitted: skewed, bounded statistic (see log_loss, phi)",
+        "fair",
+    ]
+    assert all(r["null_reps"] == 20 for r in rows)  # the default
+    assert rows[0]["kl_knn"] == kl_knn(s[m], s[~m], k=3, seed=4)
+    assert rows[0]["kl_knn"] != kl_knn(s[m], s[~m], k=3, seed=0)
+    for labels in (m.astype(np.uint8), m.astype(np.int64), m.astype(float)):
+        again = distinguishability(stats, labels, k=3, seed=4)
+        for a, b in zip(again, rows):
+            assert a.keys() == b.keys()
+            assert all(a[f] == b[f] or (a[f] != a[f] and b[f] != b[f]) for f in a), labels.dtype
+
+
+def test_above_null_needs_a_kl_strictly_above_the_nulls_quantile():
+    """k-NN: members {0, 1}, non-members {3, 7} (offsets from 1e10, where the 1e-9 jitter
+    vanishes in rounding): seed 15's single shuffle keeps the same halves, so the null's
+    quantile equals the KL exactly and the KL is not above it; a statistic of random
+    labels is below its null; one repetition decides the Gaussian too."""
+    s = 1e10 + np.array([0.0, 1.0, 3.0, 7.0])
+    m = np.array([True, True, False, False])
+    r = distinguishability({"loss": s}, m, k=1, seed=15, null_reps=1)[0]
+    assert r["kl_knn"] == r["kl_knn_null_q95"] == pytest.approx((np.log(6) / 2) + np.log(2))
+    assert r["kl_knn_above_null"] is False
+    rng = np.random.default_rng(11)
+    s = rng.normal(size=200)
+    r = distinguishability({"loss": s}, rng.random(200) < 0.5, k=5, seed=0)[0]
+    assert r["kl_knn"] < r["kl_knn_null_q95"] and r["kl_knn_above_null"] is False
+    m = rng.random(300) < 0.5
+    s = rng.normal(size=300) + 5 * m
+    r = distinguishability({"phi": s}, m, k=5, seed=0, null_reps=1)[0]
+    assert r["kl_gauss"] > r["kl_gauss_null_q95"] and r["kl_gauss_above_null"] is True
+
+
+def _audit_by_hand(scores, m, delta, alpha, frac, seed):
+    """audit() transcribed: the stratified selection from default_rng([0xA0D17, seed]), each
+    threshold's ε lower limit on the selection (highest threshold first; the first attack
+    wins ties), then the counts on the rest; NaN scores count as −inf."""
+    rng = np.random.default_rng([0xA0D17, seed])
+    sel = np.zeros(len(m), bool)
+    for side in (np.flatnonzero(m), np.flatnonzero(~m)):
+        sel[rng.permutation(side)[: int(round(frac * len(side)))]] = True
+    npos, nneg = int((m & sel).sum()), int((~m & sel).sum())
+    best, thr = -np.inf, None
+    for label, sc in scores.items():
+        s = np.where(np.isnan(sc), -np.inf, sc)
+        for t in sorted(set(s[sel].tolist()), reverse=True):
+            tp, fp = int((m & sel & (s >= t)).sum()), int((~m & sel & (s >= t)).sum())
+            num = _cp(tp, npos, alpha / 2) - delta
+            lo = np.log(num / _cp(fp, nneg, 1 - alpha / 2)) if num > 0 else -np.inf
+            if lo > best:
+                best, thr, attack = lo, t, label
+    s = np.where(np.isnan(scores[attack]), -np.inf, scores[attack])
+    ev = ~sel
+    tp, fp = int((m & ev & (s >= thr)).sum()), int((~m & ev & (s >= thr)).sum())
+    return attack, thr, tp, fp, int((m & ev).sum()), int((~m & ev).sum())
+
+
+@pytest.mark.parametrize("member_frac,seed", [(0.15, 0), (0.85, 12), (0.5, 1)])
+def test_audit_against_a_transcription_on_imbalanced_classes(member_frac, seed):
+    rng = np.random.default_rng(100 + seed)
+    m = rng.random(300) < member_frac
+    a = np.round(rng.normal(size=300) + 1.5 * m, 1)
+    rng = np.random.default_rng(200 + seed)
+    b = np.round(rng.normal(size=300) + 1.0 * m, 1)
+    b[rng.random(300) < 0.05] = np.nan
+    scores = {"a": a, "b": b}
+    r = audit(scores, m, delta=0.0, alpha=0.05, select_frac=0.5, seed=seed)
+    attack, thr, tp, fp, npos, nneg = _audit_by_hand(scores, m, 0.0, 0.05, 0.5, seed)
+    assert (r["audit_attack"], r["audit_threshold"]) == (attack, thr)
+    assert (r["audit_tp"], r["audit_fp"]) == (tp, fp)
+    assert (r["audit_n_members"], r["audit_n_nonmembers"]) == (npos, nneg)
+    assert r["audit_tpr"] == tp / npos and r["audit_fpr"] == fp / nneg
+    # membership as 0/1 numbers gives the same audit
+    for labels in (m.astype(np.uint8), m.astype(float)):
+        again = audit(scores, labels, delta=0.0, alpha=0.05, select_frac=0.5, seed=seed)
+        assert again == r
+
+
+def test_audit_counts_nan_scores_as_minus_infinity_at_evaluation_too():
+    """Members score NaN, non-members finite: only "everyone is a member" (threshold −inf)
+    has a finite lower limit, and at evaluation every NaN member is above it."""
+    m = np.r_[np.ones(50, bool), np.zeros(50, bool)]
+    s = np.r_[np.full(50, np.nan), np.linspace(0, 1, 50)]
+    r = audit({"a": s}, m, delta=0.0, alpha=0.05, select_frac=0.5, seed=0)
+    assert r["audit_threshold"] == -np.inf
+    assert r["audit_tp"] == r["audit_n_members"] == 25 and r["audit_fp"] == 25
+    with pytest.raises(ValueError, match=r"^theory\.audit_select must be in \(0, 1\), got 0$"):
+        audit({"a": s}, m, delta=0.0, alpha=0.05, select_frac=0, seed=0)
+
+
+def test_statistics_at_exact_zero_curvature():
+    from curvmia.distinguish import statistics
+
+    c = np.array([[0.0, 3.0], [-2.0, 1.0]])
+    got = statistics({"curv_zo": c}, 0)
+    np.testing.assert_array_equal(got["logcurv_zo"], [-np.log(1e-22), -np.log(2.0)])
