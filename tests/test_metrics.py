@@ -275,3 +275,95 @@ def test_summarize_columns_hold_their_own_values():
     for key, value in want.items():
         assert out[key] == pytest.approx(value, rel=1e-12), key
     assert best > paper  # distinct values, so a swapped pair would show
+
+
+def _weighted_roc_by_hand(s, m, w):
+    """A replicate's ROC written out: at each distinct score (descending), the weighted
+    members and non-members scoring ≥ it, from (0, 0)."""
+    fpr, tpr = [0.0], [0.0]
+    for t in sorted(set(s.tolist()), reverse=True):
+        tpr.append(w[m & (s >= t)].sum() / w[m].sum())
+        fpr.append(w[~m & (s >= t)].sum() / w[~m].sum())
+    return np.array(fpr), np.array(tpr)
+
+
+def _weighted_auroc_by_hand(s, m, w):
+    """Mann–Whitney with weights: P(member > non-member) + ½ P(tie)."""
+    sm, wm, sn, wn = s[m], w[m], s[~m], w[~m]
+    gt = (sm[:, None] > sn[None, :]) + 0.5 * (sm[:, None] == sn[None, :])
+    return (wm[:, None] * wn[None, :] * gt).sum() / (wm.sum() * wn.sum())
+
+
+def test_bootstrap_replicates_one_by_one_across_chunks_and_top_ties():
+    """Every one of 60 replicates (more than one chunk of 50) against a by-hand weighted
+    AUROC and interpolated TPR, with 15 non-members tied at the top score (so at a small
+    FPR the first ROC segment is interpolated from (0, 0)) and FPR targets that land on
+    ROC vertices; all-equal scores give 0.5 in every replicate; no FPR, no TPRs."""
+    rng = np.random.default_rng(12)
+    m = rng.random(200) < 0.4
+    s = np.round(rng.normal(size=200) + m, 1)
+    s[np.flatnonzero(~m)[:15]] = 10.0  # the top block: 15 non-members, 3 members
+    s[np.flatnonzero(m)[:3]] = 10.0
+    s[np.flatnonzero(~m)[15:25]] = -10.0  # the bottom block: 10 non-members
+    w = bootstrap_weights(m, n_boot=60, seed=5)
+    for target in (0.05, 0.5, 0.9, 0.97):
+        aucs, tprs = bootstrap_replicates(s, m, w, fpr=target)
+        assert aucs.shape == tprs.shape == (60,)
+        for k in range(60):
+            f, t = _weighted_roc_by_hand(s, m, w[k])
+            assert aucs[k] == pytest.approx(_weighted_auroc_by_hand(s, m, w[k]), abs=1e-12)
+            assert tprs[k] == pytest.approx(np.interp(target, f, t), abs=1e-12), (target, k)
+    aucs, none = bootstrap_replicates(s, m, w)
+    assert none is None and aucs.shape == (60,)
+    flat, _ = bootstrap_replicates(np.zeros(200), m, w)
+    np.testing.assert_array_equal(flat, np.full(60, 0.5))
+    # a target exactly at an ROC vertex with a vertical segment: non-members 1..10, members
+    # 5.5 and 6.5; FPR 0.5 is reached at threshold 6 and stays until 5.5 joins
+    s2 = np.r_[np.arange(1.0, 11.0), 5.5, 6.5]
+    m2 = np.r_[np.zeros(10, bool), np.ones(2, bool)]
+    w2 = np.ones((1, 12), dtype=np.int32)
+    f, t = _weighted_roc_by_hand(s2, m2, w2[0])
+    _, tpr2 = bootstrap_replicates(s2, m2, w2, fpr=0.5)
+    assert tpr2[0] == np.interp(0.5, f, t)
+
+
+def test_metrics_take_membership_as_zero_one_numbers():
+    rng = np.random.default_rng(13)
+    m = rng.random(1500) < 0.3
+    s = rng.normal(size=1500) + m
+    w = bootstrap_weights(m, n_boot=20, seed=1)
+    want = summarize(s, m, fprs=[0.01], n_boot=20, seed=1)
+    for labels in (m.astype(np.uint8), m.astype(np.int64), m.astype(float)):
+        got = summarize(s, labels, fprs=[0.01], n_boot=20, seed=1)
+        assert got.keys() == want.keys()
+        assert all(got[k] == want[k] or (got[k] != got[k] and want[k] != want[k]) for k in got)
+        np.testing.assert_array_equal(bootstrap_weights(labels, n_boot=20, seed=1), w)
+        a, t = bootstrap_replicates(s, labels, w, fpr=0.01)
+        a0, t0 = bootstrap_replicates(s, m, w, fpr=0.01)
+        np.testing.assert_array_equal(a, a0)
+        np.testing.assert_array_equal(t, t0)
+
+
+def test_interval_levels_reach_summarize_and_the_paired_difference():
+    """level = 0.9 gives the 5% and 95% quantiles of the replicates; one replicate gives a
+    zero-width interval at that replicate."""
+    rng = np.random.default_rng(14)
+    m = rng.random(2200) < 0.5
+    a = rng.normal(size=2200) + m
+    b = a + rng.normal(0, 1, 2200)
+    w = bootstrap_weights(m, n_boot=40, seed=2)
+    out = summarize(a, m, fprs=[0.01], n_boot=40, seed=2, level=0.9)
+    aucs, tprs = bootstrap_replicates(a, m, w, 0.01)
+    close = {"rel": 1e-12}  # (1 − 0.9)/2 is 0.04999…: the quantile's last bit may differ
+    assert [out["auroc_lo"], out["auroc_hi"]] == pytest.approx(
+        np.quantile(aucs, [0.05, 0.95]), **close
+    )
+    assert [out["tpr@0.01_lo"], out["tpr@0.01_hi"]] == pytest.approx(
+        np.quantile(tprs, [0.05, 0.95]), **close
+    )
+    d = paired_auroc_difference(a, b, m, weights=w, level=0.9)
+    diffs = aucs - bootstrap_replicates(b, m, w)[0]
+    assert [d["diff_lo"], d["diff_hi"]] == pytest.approx(np.quantile(diffs, [0.05, 0.95]), **close)
+    one = summarize(a, m, fprs=[0.01], n_boot=1, seed=2)
+    (rep,) = bootstrap_replicates(a, m, bootstrap_weights(m, n_boot=1, seed=2))[0]
+    assert one["auroc_lo"] == one["auroc_hi"] == rep
