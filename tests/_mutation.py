@@ -256,6 +256,23 @@ EQUIVALENT: dict[str, str] = {
     "e331b2789538": "_Bootstrap.replicates: bootstrap_replicates drops the TPRs when fpr is None",
     "4a394a0c768d": "summarize: float('NAN') is NaN",
     "da899a73e412": "tpr_at_fpr: float('NAN') is NaN",
+    # mutC: every mutant of theory (places 100-1211 untriaged before)
+    "6200305866d3": "_null_band: the frame's null columns are float already",
+    "b6b6e114b9cd": "_null_band: the frame's null columns are float already",
+    "53e25d472231": "_null_band: the frame's null columns are float already",
+    "a375ca50abf1": "_null_band: the frame's null columns are float already",
+    "d3540adc7c0d": "_null_band: x unconverted; fill_between converts numbers itself",
+    "87caf3ee53ee": "_null_band: x unconverted; fill_between converts numbers itself",
+    "cc3f6737e6b0": "analyse_sweep: merge on the common columns, which are value and seed",
+    "a7809543bc1c": "analyse_sweep: merge on the common columns, which are value and seed",
+    "9a374a492feb": "analyse_sweep: every row repeats its model's m: same min, median, max",
+    "f73911737a7f": "analyse_target: the sum of 0/1 membership numbers is the member count",
+    "7ebe0585ce3f": "analyse_target: the sum of 0/1 membership numbers is the member count",
+    "bc8824d7a30b": "operating_point_epsilon: groupby sorts by default",
+    "61f67b8129ba": "operating_point_epsilon: float('NAN') is NaN",
+    "8cebc24c6fba": "operating_point_epsilon: float('NAN') is NaN",
+    "6bef7738aa22": "operating_point_epsilon: a renamed NaN key is dropped; the column is NaN",
+    "68b1e358c733": "sweep_note: one p_true row per model, so both de-duplications agree",
 }
 
 

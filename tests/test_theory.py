@@ -553,8 +553,9 @@ def test_attack_points_rows_and_refusal():
     from curvmia.theory import attack_points
 
     mt = pd.DataFrame(
-        {"attack": ["a", "a", "b", "a"], "target": ["1", "2", "1", "mean"],
-         "value": ["0.5", "1", "0.5", "0.7"], "seed": [0, 1, 0, 0], "auroc": [0.6, 0.7, 0.8, 0.65]}
+        {"attack": ["a", "a", "b", "a", "a"], "target": ["1", "2", "1", "mean", "std"],
+         "value": ["0.5", "1", "0.5", "0.7", "0.7"], "seed": [0, 1, 0, 0, 0],
+         "auroc": [0.6, 0.7, 0.8, 0.65, 0.01]}
     )  # fmt: skip
     pts = attack_points(mt, "a", "fit_attack")
     assert list(pts["value"]) == [0.5, 1.0] and pts["value"].dtype == float
@@ -599,7 +600,7 @@ def test_null_band_shades_two_sd_around_the_null_mean():
     g = pd.DataFrame({"kl_knn_null_mean": [0.1, 0.2, 0.4], "kl_knn_null_sd": [0.01, 0.05, 0.1]})
     fig, ax = plt.subplots()
     try:
-        _null_band(ax, x, g, "kl_knn", "C0")
+        _null_band(ax, x, g, "kl_knn", "C3")  # not the axes' first default colour, C0
         (band,) = ax.collections
         v = band.get_paths()[0].vertices
         lo, hi = np.array([0.08, 0.1, 0.2]), np.array([0.12, 0.3, 0.6])
@@ -607,7 +608,188 @@ def test_null_band_shades_two_sd_around_the_null_mean():
             ys = v[np.isclose(v[:, 0], xi), 1]
             np.testing.assert_allclose([ys.min(), ys.max()], [a, b], rtol=1e-12)
         assert v[:, 1].min() == pytest.approx(0.08) and v[:, 1].max() == pytest.approx(0.6)
+        # the band's look: the estimator's colour at 15% opacity, no outline
+        from matplotlib.colors import to_rgba
+
+        np.testing.assert_allclose(band.get_facecolor()[0], to_rgba("C3", 0.15))
+        assert band.get_alpha() == 0.15 and list(band.get_linewidths()) == [0.0]
         _null_band(ax, x, g.assign(kl_knn_null_mean=np.nan), "kl_knn", "C0")
         assert len(ax.collections) == 1
     finally:
         plt.close(fig)
+
+
+def _dp_res(eps_ops):
+    """A DP sweep's analysis built by hand: three targets (two rows each, the p_true row
+    first), with ties at every count's threshold."""
+    from types import SimpleNamespace
+
+    per = {
+        "model": ["a", "b", "c"],
+        "eps_train": [1.0, 2.0, 4.0],
+        "kl_knn": [1.5, 2.0, 0.5],  # above ε: a only (b ties)
+        "kl_knn_above_null": [True, False, True],
+        "kl_knn_null_mean": [0.1, 0.2, 0.3],
+        "kl_knn_null_sd": [0.01, 0.02, 0.03],
+        "eps_emp_lo": [1.0, 2.5, 0.0],  # above ε: b only (a ties)
+        "eps_ops_lo": eps_ops,
+        "loss_gap_clipped": [0.3, 0.5, 0.1],  # within the bound: a (tie) and c
+        "bound_error_stability": [0.3, 0.4, 0.2],
+        "frac_clipped": [0.0, 0.125, 0.0625],  # 12.5% prints as 12 (12.625% would be 13)
+    }
+    rows = []
+    for i in range(3):
+        for stat in ("p_true", "loss"):
+            rows.append({"statistic": stat, **{k: v[i] for k, v in per.items()}})
+    fit = SimpleNamespace(L=10.0, m=300.0, n=6, rss=0.0123, note="fit note",
+                          params={"s": 0.5, "c": 2.0, "offset": 0.51},
+                          stderr={"s": 0.05, "c": 0.25, "offset": 0.01})  # fmt: skip
+    auroc = pd.DataFrame({"value": [1.0, 1.0, 2.0, 4.0], "auroc": [0.6, 0.62, 0.7, 0.8]})
+    return {"sweep": "dp", "frame": pd.DataFrame(rows), "fit": fit, "auroc": auroc}
+
+
+def test_sweep_note_of_a_dp_sweep_word_for_word():
+    from curvmia.theory import sweep_note
+
+    cfg = {**CFG, "delta": 1e-5, "alpha": 0.05}
+    tail = (
+        "On the small default dataset these sweeps prove the pipeline; they are not expected "
+        "to reproduce the paper's trends.\n"
+    )
+    head = (
+        "DP sweep: 3 targets at ε in [1.0, 2.0, 4.0]; curv_nll AUROC 0.610..0.800 (ε 1 → 4).\n"
+        "Bound fit (L = 10, m = 300): s = 0.5 ± 0.05, c = 2 ± 0.25, offset = 0.51 ± 0.01; "
+        "RSS 0.0123 over 6 points. fit note.\n"
+        "KL of p_true (kNN) 0.5..2 (its null on shuffled labels 0.2 ± 0.02); above the null's "
+        "95% quantile for 2 and above the ε bound for 1 of 3 targets.\n"
+        "Empirical ε lower bound (δ = 1e-05, 95% confidence) 0..2.5; exceeds the training ε for "
+        "1 of 3 targets (a DP violation or a bug).\n"
+    )
+    gap = (
+        "Clipped loss gap within the error-stability bound L(1−e^−ε) for 2 of 3 targets; "
+        "12% of losses clipped at most.\n"
+    )
+    got = sweep_note(_dp_res([1.0, np.nan, 4.5]), cfg)
+    ops = "From the attacks' TPR at fixed FPR in metrics.csv: ε ≥ 1..4.5; exceeds the "
+    assert got == head + ops + "training ε for 1 of 3 targets.\n" + gap + tail
+    none = sweep_note(_dp_res([np.nan] * 3), cfg)
+    no_ops = "metrics.csv reports no TPR at fixed FPR (too few non-members).\n"
+    assert none == head + no_ops + gap + tail
+
+
+def test_sweep_note_of_a_size_sweep_word_for_word():
+    """The KL lines of the statistics present, in their fixed order, skipping one that is
+    absent (loss here)."""
+    from curvmia.theory import sweep_note
+
+    rows = []
+    for stat, base in (("logcurv_zo", 1.0), ("log_loss", 2.0)):
+        for value in (100.0, 300.0):
+            k = base * value / 100
+            rows.append({"statistic": stat, "value": value, "kl_knn": k, "kl_gauss": k / 2,
+                         "kl_knn_null_mean": 0.1, "kl_knn_null_sd": 0.01,
+                         "kl_gauss_null_mean": 0.05, "kl_gauss_null_sd": 0.005})  # fmt: skip
+    res = {
+        "sweep": "size",
+        "frame": pd.DataFrame(rows),
+        "auroc": pd.DataFrame({"m": [100, 300], "curv": [0.6, 0.7], "loss": [0.65, 0.66]}),
+        "crossover_note": "curvature overtakes loss at m ≈ 200 (between 100 and 300)",
+    }
+    want = (
+        "Size sweep: m in [100, 300]; curv_nll AUROC 0.600, 0.700; yeom AUROC 0.650, 0.660.\n"
+        "Crossover: curvature overtakes loss at m ≈ 200 (between 100 and 300).\n"
+        "KL logcurv_zo (knn) by m, [null on shuffled labels, mean ± sd]: "
+        "100: 1 [0.1 ± 0.01], 300: 3 [0.1 ± 0.01]\n"
+        "KL logcurv_zo (gauss) by m, [null on shuffled labels, mean ± sd]: "
+        "100: 0.5 [0.05 ± 0.005], 300: 1.5 [0.05 ± 0.005]\n"
+        "KL log_loss (gauss) by m, [null on shuffled labels, mean ± sd]: "
+        "100: 1 [0.05 ± 0.005], 300: 3 [0.05 ± 0.005]\n"
+        "On the small default dataset these sweeps prove the pipeline; they are not expected "
+        "to reproduce the paper's trends.\n"
+    )
+    assert sweep_note(res, CFG) == want
+
+
+def test_operating_point_epsilon_rows_columns_and_ties():
+    """One row per (value, seed) in sorted order, with the documented columns even when
+    nothing is reported; an aggregate 'std' row is skipped; of two candidates with the same
+    bound the first is kept; a bound below 0 is reported as 0."""
+    base = {"n_members": 1000, "n_nonmembers": 2000}
+    rows = [
+        {**base, "value": 4.0, "seed": 1, "attack": "x", "target": "t1", "tpr@0.01": 0.3},
+        {**base, "value": 4.0, "seed": 1, "attack": "y", "target": "t1", "tpr@0.01": 0.3},
+        {**base, "value": 1.0, "seed": 0, "attack": "x", "target": "t0", "tpr@0.01": 0.005},
+        {**base, "value": 1.0, "seed": 0, "attack": "x", "target": "std", "tpr@0.01": 0.9},
+        {**base, "value": 2.0, "seed": 0, "attack": "x", "target": "t2", "tpr@0.01": np.nan},
+    ]
+    out = operating_point_epsilon(pd.DataFrame(rows), delta=0.0, alpha=0.05)
+    assert list(out.columns) == ["value", "seed", "eps_ops_lo", "eps_ops_attack", "eps_ops_fpr"]
+    assert out[["value", "seed"]].values.tolist() == [[1.0, 0], [2.0, 0], [4.0, 1]]
+    assert out["eps_ops_attack"].tolist() == ["x", "", "x"]  # y ties x: the first stays
+    assert out["eps_ops_lo"].iloc[0] == 0.0 and out["eps_ops_fpr"].iloc[0] == 0.01
+    assert np.isnan(out["eps_ops_lo"].iloc[1]) and np.isnan(out["eps_ops_fpr"].iloc[1])
+    tpr_lo = _cp_reference(300, 1000, 0.05 / 4, "lower")
+    fpr_hi = _cp_reference(20, 2000, 0.05 / 4, "upper")
+    assert out["eps_ops_lo"].iloc[2] == pytest.approx(math.log(tpr_lo / fpr_hi), rel=1e-6)
+    empty = operating_point_epsilon(pd.DataFrame(rows[4:]), delta=0.0, alpha=0.05)
+    assert list(empty.columns) == list(out.columns) and empty["eps_ops_attack"].tolist() == [""]
+    # only aggregate rows: no target at all, still the documented columns
+    none = operating_point_epsilon(pd.DataFrame(rows[3:4]), delta=0.0, alpha=0.05)
+    assert len(none) == 0 and list(none.columns) == list(out.columns)
+
+
+def test_analyse_target_rows_by_hand():
+    """Every row carries the member count, the configured null repetitions, the curvature
+    bound L(m + 1)(1 − e^−ε) + c2 with the configured c2, and the clipped loss gap of query
+    0; 0/1 membership numbers give the same rows."""
+    from curvmia.theory import analyse_target
+
+    rng = np.random.default_rng(30)
+    member = np.zeros(300, bool)
+    member[rng.permutation(300)[:120]] = True
+    feats = _features(rng, member, 0.5)
+    feats["loss"][:5, 0] = 25.0  # above L = 10: clipped
+    cfg = {**CFG, "c2": 0.3, "kl_null_reps": 3, "loss_clip": 10.0}
+    rows = analyse_target(feats, member, cfg=cfg, eps=2.0)
+    lc = np.minimum(feats["loss"][:, 0], 10.0)
+    gap = lc[~member].mean() - lc[member].mean()
+    for r in rows:
+        assert r["m"] == 120 and r["null_reps"] == 3 and r["eps_train"] == 2.0
+        assert r["bound_curvature"] == pytest.approx(10.0 * 121 * (1 - math.exp(-2.0)) + 0.3)
+        assert r["loss_gap_clipped"] == pytest.approx(gap, rel=1e-12)
+        assert r["frac_clipped"] == pytest.approx((feats["loss"][:, 0] > 10.0).mean())
+    again = analyse_target(feats, member.astype(np.uint8), cfg=cfg, eps=2.0)
+    assert [r["auroc"] for r in again] == [r["auroc"] for r in rows]
+    assert [r["loss_gap_clipped"] for r in again] == [r["loss_gap_clipped"] for r in rows]
+
+
+def test_size_sweep_refuses_attacks_not_in_its_metrics_by_their_config_key(tmp_path):
+    d = _write_sweep(tmp_path, "size", [100.0, 300.0], lambda m: 0.3, lambda a, m: 0.6)
+    args = (str(d / "targets.csv"), str(d / "metrics.csv"), "size")
+    for key in ("curv_attack", "loss_attack"):
+        msg = rf"^theory\.{key}: attack 'nope' is not in the sweep's metrics\.csv "
+        with pytest.raises(ValueError, match=msg + r"\(attacks: \['curv_nll', 'yeom'\]\)$"):
+            analyse_sweep(*args, {**CFG, key: "nope"})
+
+
+def test_dp_sweep_with_paths_relative_to_its_folder_and_a_target_without_metrics(
+    tmp_path, monkeypatch
+):
+    """Score and member paths relative to the targets.csv folder resolve from any working
+    directory; a target that metrics.csv does not list stays in the frame (no empirical ε
+    from metrics.csv); the range of member counts is reported."""
+    d = _write_sweep(tmp_path, "dp", DP_EPS[:3], lambda e: 0.1 * math.log1p(e), _dp_auroc)
+    t = pd.read_csv(d / "targets.csv")
+    prefix = str(d.relative_to(tmp_path)) + "/"
+    for col in ("scores", "members"):
+        t[col] = [p.removeprefix(prefix) for p in t[col]]
+    extra = t.iloc[[0]].assign(seed=7, model="dp_extra")
+    t = pd.concat([t, extra], ignore_index=True)
+    t.to_csv(d / "targets.csv", index=False)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    res = analyse_sweep(str(d / "targets.csv"), str(d / "metrics.csv"), "dp", CFG)
+    f = res["frame"]
+    assert f["model"].nunique() == 7 and res["m_range"] == (300, 300)
+    assert f.loc[f["model"] == "dp_extra", "eps_ops_lo"].isna().all()
+    assert f.loc[f["model"] != "dp_extra", "eps_ops_lo"].notna().all()
