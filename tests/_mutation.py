@@ -273,6 +273,8 @@ EQUIVALENT: dict[str, str] = {
     "8cebc24c6fba": "operating_point_epsilon: float('NAN') is NaN",
     "6bef7738aa22": "operating_point_epsilon: a renamed NaN key is dropped; the column is NaN",
     "68b1e358c733": "sweep_note: one p_true row per model, so both de-duplications agree",
+    "4a814d424d85": "sweep_frame: allow_pickle=None is falsy, as False",
+    "cd39ffa464c0": "sweep_frame: np.load's default is allow_pickle=False",
 }
 
 
