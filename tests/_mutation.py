@@ -275,6 +275,19 @@ EQUIVALENT: dict[str, str] = {
     "68b1e358c733": "sweep_note: one p_true row per model, so both de-duplications agree",
     "4a814d424d85": "sweep_frame: allow_pickle=None is falsy, as False",
     "cd39ffa464c0": "sweep_frame: np.load's default is allow_pickle=False",
+    "4203141a2359": "crossover: float64 minus any numeric array is float64 anyway",
+    "e4f2b67878dd": "crossover: float64 minus any numeric array is float64 anyway",
+    "741c214c90e0": "crossover: float64 minus any numeric array is float64 anyway",
+    "495b6726b326": "crossover: float64 minus any numeric array is float64 anyway",
+    "498b46491d3d": "crossover: i = 0 tests 0 < d[0], already returned or False",
+    "a4c72e7e87c5": "fit_auroc: starts at the least-squares optimum; <= 12 evaluations seen",
+    "e24216313900": "fit_auroc: starts at the least-squares optimum; <= 12 evaluations seen",
+    "9a20aa939ad0": "fit_auroc: the diagonal of a 4x3 inf matrix is three infs",
+    "4070944dfdc7": "fit_auroc: at dof 0 scipy's pcov (and the fallback's) is inf: se inf",
+    "ce47ac6c0b08": "fit_auroc: at dof 0 scipy's pcov (and the fallback's) is inf: se inf",
+    "a83c047da2a4": "fit_auroc: zip with the three names drops the fourth inf",
+    "73e6e75633ef": "fit_auroc: float('NAN') is NaN",
+    "7e71e10523a0": "fit_auroc: lstsq's default rcond is None",
 }
 
 
