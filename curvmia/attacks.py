@@ -284,6 +284,7 @@ def lira_online(
     (true class) with median centres (LiRA's code).  ``fix_variance``: one
     global std per side instead of per-example stds.  Mean over queries.
     """
+    shadow_in = np.asarray(shadow_in, dtype=bool)  # 0/1 numbers too (as in_out_stats)
     feature, obs, (mu_in, var_in, mu_out, var_out) = _lira_inputs(
         target, shadow, shadow_in, variant, center
     )
@@ -310,6 +311,7 @@ def lira_offline(
     released code.  clean: mean_a log Φ((obs − μ_out)/σ_out), the one-sided
     test of the LiRA paper (a member's confidence is higher than OUT).
     """
+    shadow_in = np.asarray(shadow_in, dtype=bool)  # 0/1 numbers too (as in_out_stats)
     feature, obs, (_, _, mu_out, var_out) = _lira_inputs(target, shadow, shadow_in, variant, center)
     sd_out = _std(var_out, shadow[feature], ~shadow_in, fix_variance) + 1e-30
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):

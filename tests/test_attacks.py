@@ -850,3 +850,104 @@ def test_in_out_stats_reads_a_zero_one_mask_as_booleans():
             np.testing.assert_array_equal(g, w)
     # and by hand: sample 0's IN shadows are 0 and 2
     np.testing.assert_allclose(got[0][0], (x[0, 0] + x[2, 0]) / 2)
+
+
+def test_health_floor_is_inclusive_two_shadows_suffice_and_the_message_rounds_to_4():
+    acc = {0: 0.8, 1: 0.45678, 2: 0.95, 3: 0.1}
+    assert healthy_shadows([0, 1, 2], acc, 0.8, "exclude") == ([0, 2], [1])  # 0.8 = floor: kept
+    msg = (
+        r"^health\.min_test_acc: shadows \[1, 3\] have test accuracy \[0\.4568, 0\.1\] below 0\.8$"
+    )
+    with pytest.raises(ValueError, match=msg):
+        healthy_shadows([0, 1, 2, 3], acc, 0.8, "fail")
+
+
+def test_masked_quantile_is_nanquantile_over_the_valid_entries():
+    """Against np.quantile (method linear) of each column's valid entries: one shadow or
+    several, a full column, an empty one (NaN), a single valid entry, q = 0, 0.3, ½ and 1;
+    and a full column whose maximum is +inf, read exactly at q = 1."""
+    from curvmia.attacks import _masked_quantile
+
+    rng = np.random.default_rng(40)
+    for s_count in (1, 2, 5):
+        x = rng.normal(size=(s_count, 5, 2))
+        valid = rng.random((s_count, 5, 2)) < 0.6
+        valid[:, 0] = True  # a full column
+        valid[:, 1] = False  # an empty one
+        valid[0, 2], valid[1:, 2] = True, False  # a single valid entry
+        for q in (0.0, 0.3, 0.5, 1.0):
+            want = np.full((5, 2), np.nan)
+            for i in range(5):
+                for j in range(2):
+                    v = x[valid[:, i, j], i, j]
+                    if len(v):
+                        want[i, j] = np.quantile(v, q)
+            got = _masked_quantile(x, valid, q)
+            np.testing.assert_allclose(got, want, rtol=1e-12, err_msg=f"S={s_count} q={q}")
+        x[:, 0, 0] = np.arange(s_count)
+        x[-1, 0, 0] = np.inf
+        assert _masked_quantile(x, valid, 1.0)[0, 0] == np.inf
+        assert _masked_quantile(x, valid, 0.0)[0, 0] == (0.0 if s_count > 1 else np.inf)
+
+
+def test_numeric_membership_masks_read_as_booleans_in_every_attack():
+    """Masks given as 0/1 floats (read from a text file) give the same scores as booleans,
+    and the coverage counts; run_attack returns the membership as booleans."""
+    from curvmia.attacks import coverage, run_attack
+
+    (t, s, s_in, _), labels = _degenerate_features()
+    for name in sorted(ATTACKS):
+        want = ATTACKS[name](t, s, s_in, labels=labels)
+        got = ATTACKS[name](t, s, s_in.astype(float), labels=labels)
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    assert (
+        coverage(s_in.astype(float))
+        == coverage(s_in)
+        == {
+            "n_no_in_shadow": 1,
+            "n_no_out_shadow": 1,
+        }
+    )
+    _, member = run_attack({"name": "yeom"}, [t], s, s_in, s_in[:1].astype(np.uint8), labels)
+    assert member.dtype == bool and (member == s_in[:1]).all()
+
+
+def test_attack_defaults_and_spec_checks():
+    """RMIA's default γ is 1; LiRA offline honours an explicit centre in the paper variant;
+    an entry's label is no parameter; an unknown variant or form is refused by name."""
+    (t, s, s_in, _), labels = _degenerate_features()
+    for name in ("rmia_online", "rmia_offline"):
+        default = ATTACKS[name](t, s, s_in)
+        np.testing.assert_array_equal(default, ATTACKS[name](t, s, s_in, gamma=1.0))
+        assert not np.array_equal(default, ATTACKS[name](t, s, s_in, gamma=2.0), equal_nan=True)
+    med = ATTACKS["lira_offline"](t, s, s_in, variant="paper", center="median")
+    mean = ATTACKS["lira_offline"](t, s, s_in, variant="paper", center="mean")
+    assert not np.allclose(med, mean, equal_nan=True)
+    check_attack_spec({"name": "yeom", "label": "my loss attack"}, "attacks[0]")
+    with pytest.raises(ValueError, match=r"^variant must be one of \('paper', 'clean'\), got 'x'$"):
+        ATTACKS["yeom"](t, s, s_in, variant="x")
+    msg = r"^carlini_paper: form must be one of \('lr', 'nll'\), got 'x'$"
+    with pytest.raises(ValueError, match=msg):
+        ATTACKS["carlini_paper"](t, s, s_in, form="x")
+
+
+def test_rmia_with_one_population_sample_and_references_at_zero():
+    """A population z of one sample: each score is 0 or 1 (counted over one, not two); a
+    sample that every reference model gives p = 0 while the target does not has LR = +inf:
+    above every z, without a numpy warning."""
+    import warnings
+
+    (t, s, s_in, _), labels = _degenerate_features()
+    t1 = {**t, "test_p_true": t["test_p_true"][:1]}
+    s1 = {**s, "test_p_true": s["test_p_true"][:, :1]}
+    one = ATTACKS["rmia_online"](t1, s1, s_in)
+    # per query 0 or 1, averaged over the two queries
+    assert set(np.unique(one[~np.isnan(one)])) <= {0.0, 0.5, 1.0} and (one == 0.5).any()
+    s0 = {**s, "p_true": s["p_true"].copy()}
+    s0["p_true"][:, 7] = 0.0
+    t0 = {**t, "p_true": t["p_true"].copy()}
+    t0["p_true"][7] = 1e-300
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = ATTACKS["rmia_online"](t0, s0, s_in)
+    assert got[7] == 1.0
