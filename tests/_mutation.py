@@ -315,6 +315,15 @@ EQUIVALENT: dict[str, str] = {
     "84f1e32bbec2": "lira_offline: no errstate invalid: needs an inf feature; files refuse one",
     "44488d6b1e60": "lira_offline: errstate without over: needs |x - mu|/sd > 1e154",
     "326fcf1f6799": "lira_offline: errstate over=None: needs |x - mu|/sd > 1e154",
+    # mutC: the whole of attacks (places 940-1139, and place 9)
+    "03e77f048731": "paper_nll: errstate divide=None: w >= 1e-32, no division by zero",
+    "d97cc62ae4dd": "_loss: every caller passes the variant",
+    "ea5cc2d474b4": "class_thresholds: order within ties only; tau is read at tie-block ends",
+    "eb6c08fc6165": "_std: a 0-d array of the pooled std broadcasts like the full one",
+    "ef08aa5db88f": "run_attack: astype(None) is float64",
+    "f172d6486666": "paper_lr: errstate invalid=None: needs an inf feature; files refuse one",
+    "f3ef65a9252c": "paper_nll: errstate over=None: needs |s - mu| > 1e120",
+    "fb06a445734c": "paper_lr: errstate under=None keeps numpy's default, which ignores it",
 }
 
 
