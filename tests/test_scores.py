@@ -449,7 +449,7 @@ def test_check_float32_features_names_the_file_and_the_missing_fields(tmp_path):
         )
     msg = str(e.value)
     assert msg.startswith(f"{tmp_path / 'old.npz'}: no ['loss_f32', 'mentr_f32'] (float32")
-    assert "rescore" in msg and "variant: clean" in msg
+    assert "rescore" in msg and msg.endswith(", or set the attack's variant: clean")
     # the fix, with its config key spelled as the config spells it
     assert "rescore this model with scoring.variant: paper (delete the file and rerun)" in msg
 
@@ -652,3 +652,130 @@ def test_score_split_logs_progress_when_more_than_five_seconds_passed(monkeypatc
         "population query 1 (hflip): 12/13 samples, 2 samples/s",
         "population query 1 (hflip): 13/13 samples, 1 samples/s",
     ]
+
+
+def test_forward_batches_stay_within_the_configured_size():
+    """forward_batch: 12 bounds every batch the model sees (ZO's perturbed copies and the
+    clean logits; the two-image memory probe aside); score_split without max_batch uses
+    4·niter·batch_size images."""
+    from curvmia.scores import score_model, score_split
+
+    seen: list[int] = []
+    model = _bn_model()
+    model[0].register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape[0]))
+    scoring = {**SCORING, "fold_bn": False, "forward_batch": 12, "hutch_nprobes": 0}
+    score_model(model, _toy_data(), scoring=scoring, row=0, device=torch.device("cpu"),
+                log=lambda s: None)  # fmt: skip
+    assert seen[0] == 2 and max(seen[1:]) == 12
+    seen.clear()
+    data = _toy_data(n=40)
+    score_split(model.eval(), data.train_images, data.train_labels, mean=np.array([0.5]),
+                std=np.array([0.3]), h=1e-3, niter=2, seed_words=[1, 0, 0], batch_size=3,
+                device=torch.device("cpu"), dtype=torch.float32, log=lambda s: None)  # fmt: skip
+    assert max(seen) == 4 * 2 * 3
+
+
+def test_finalize_counts_strictly_negative_traces_and_logs_through_the_given_log():
+    from curvmia.scores import finalize
+
+    tr = np.array([[-1.0, 0.0], [2.0, 0.0]])
+    test_tr = np.array([[0.0, -3.0]])
+    arrays = {"curv_zo": np.zeros((2, 2)), "curv_hutch": tr,
+              "test_curv_zo": np.ones((1, 2)), "test_curv_hutch": test_tr}  # fmt: skip
+    logs: list[str] = []
+    meta = json.loads(str(finalize(arrays, {"row": 1}, logs.append)["meta"]))
+    assert meta["negative_curv_hutch_frac"] == 0.25
+    assert meta["negative_curv_hutch_frac_test"] == 0.5
+    assert logs == [
+        "population: exact zero curv_zo 4, negative curv_hutch fraction 0.25",
+        "test: exact zero curv_zo 0, negative curv_hutch fraction 0.5",
+    ]
+
+
+def test_merge_shards_keeps_shard_0s_kernels_names_the_odd_shard_and_logs_via_log():
+    from curvmia.scores import merge_shards, score_model
+
+    data = _toy_data()
+    quiet = {"device": torch.device("cpu"), "log": lambda s: None}
+    base = {**SCORING, "shards": 3}
+    parts = [score_model(_bn_model(), data, scoring=base, row=4, shard=(i, 3), **quiet)
+             for i in range(3)]  # fmt: skip
+    metas = [json.loads(str(p["meta"])) for p in parts]
+    for m, kernels in zip(metas, ({"cpu": "B"}, {"cpu": "A"}, {"cpu": "A"})):
+        m["kernels"] = kernels
+    mixed = [{**p, "meta": np.array(json.dumps(m))} for p, m in zip(parts, metas)]
+    logs: list[str] = []
+    meta = json.loads(str(merge_shards(mixed, log=logs.append)["meta"]))
+    assert meta["kernels"] == {"cpu": "B"}
+    assert meta["kernels_per_shard"] == [{"cpu": "B"}, {"cpu": "A"}, {"cpu": "A"}]
+    assert [x.split(":")[0] for x in logs] == ["population", "test"]
+    odd = score_model(_bn_model(), data, scoring=base, row=5, shard=(0, 3), **quiet)
+    with pytest.raises(
+        ValueError, match=r"^shard 1 of 3: metadata differs from shard 0 in \['row'\]$"
+    ):
+        merge_shards([odd, parts[1], parts[2]], log=lambda s: None)
+
+
+def test_logit_features_in_float64_and_float32_features_in_float32_whatever_the_logits():
+    from curvmia.scores import float32_features, logit_features
+
+    rng = np.random.default_rng(3)
+    z32 = torch.tensor(rng.normal(0, 4, (6, 5)), dtype=torch.float32)
+    y = torch.tensor([0, 1, 2, 3, 4, 0])
+    a, b = logit_features(z32, y), logit_features(z32.double(), y)
+    for k in a:
+        assert a[k].dtype == torch.float64 and torch.equal(a[k], b[k]), k
+    c, d = float32_features(z32.double(), y), float32_features(z32, y)
+    for k in c:
+        assert c[k].dtype == torch.float32 and torch.equal(c[k], d[k]), k
+
+
+def test_score_split_progress_cadence_is_more_than_five_seconds(monkeypatch):
+    """At 2.75 s per clock reading the first line comes 5.5 s after the start (8 of 13),
+    the next at the end: more than 5 s, not 6."""
+    from curvmia import scores
+    from curvmia.scores import score_split
+
+    clock = _Clock()
+    monkeypatch.setattr(clock, "perf_counter", lambda: setattr(clock, "now", clock.now + 2.75)
+                        or clock.now)  # fmt: skip
+    monkeypatch.setattr(scores, "time", clock)
+    data = _toy_data(n=13)
+    logs: list[str] = []
+    score_split(_bn_model().eval(), data.train_images, data.train_labels, mean=np.array([0.5]),
+                std=np.array([0.3]), h=1e-3, niter=1, seed_words=[1, 0, 0], batch_size=4,
+                max_batch=16, device=torch.device("cpu"), dtype=torch.float32,
+                log=logs.append)  # fmt: skip
+    got = [x.split(",")[0] for x in logs if " query " in x]
+    assert got == [
+        "population query 0 (original): 8/13 samples",
+        "population query 0 (original): 13/13 samples",
+        "population query 1 (hflip): 8/13 samples",
+        "population query 1 (hflip): 13/13 samples",
+    ]
+
+
+def test_query_view_refuses_an_unknown_query_by_name():
+    from curvmia.scores import query_view
+
+    with pytest.raises(
+        ValueError, match=r"^unknown query 2; expected 0 \(original\) or 1 \(hflip\)$"
+    ):
+        query_view(torch.zeros(1, 1, 2, 2), 2)
+
+
+def test_score_model_folds_batchnorm_in_the_layout_asked(monkeypatch):
+    from curvmia import scores
+
+    asked: list[bool] = []
+    real = scores.fold_batchnorm
+
+    def spy(model, **kw):
+        asked.append(kw.get("channels_last"))
+        return real(model, **kw)
+
+    monkeypatch.setattr(scores, "fold_batchnorm", spy)
+    for cl in (True, False):
+        scores.score_model(_bn_model(), _toy_data(), scoring={**SCORING, "channels_last": cl},
+                           row=0, device=torch.device("cpu"), log=lambda s: None)  # fmt: skip
+    assert asked == [True, False]
