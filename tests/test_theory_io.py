@@ -1,7 +1,6 @@
 """curvmia.theory: reading a sweep (targets.csv, metrics.csv, score and member files) and
 its refusals (killed mutants, docs/testing.md)."""
 
-import json
 import math
 import re
 from pathlib import Path
@@ -9,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_theory import _features
 
 from curvmia.io import save_npz
 from curvmia.theory import read_sweep, sweep_frame
@@ -36,26 +36,8 @@ def _member(m=10):
 
 
 def _score_arrays(seed=0):
-    """A valid score file's arrays: population (N, Q) and test split (12, Q)."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for prefix, k in (("", N), ("test_", 12)):
-        z = rng.normal(size=(k, Q))
-        loss = np.exp(z - 1.0)
-        f = {
-            "loss": loss,
-            "p_true": np.exp(-loss),
-            "p_max": np.exp(-loss),
-            "phi": -np.log(np.expm1(loss)),
-            "phi_max": -np.log(np.expm1(loss)),
-            "mentr": loss,
-            "curv_zo": np.exp(z - 3.0),
-            "curv_hutch": np.exp(z + 1.0),
-            "curv_hutch_sq": np.exp(2 * z + 2.0),
-        }
-        out.update({prefix + key: v for key, v in f.items()})
-    out["meta"] = np.array(json.dumps({"synthetic": True}))
-    return out
+    """A valid score file's arrays (test_theory's synthetic features, no membership effect)."""
+    return _features(np.random.default_rng(seed), np.zeros(N, bool), 0.0)
 
 
 def _sweep_dir(tmp_path, member=None):
