@@ -610,13 +610,13 @@ def test_score_model_feeds_the_model_in_channels_last_when_asked():
 
 
 class _Clock:
-    """scores' ``time`` module in the test below: each perf_counter call advances 2.5 s."""
+    """scores' ``time`` module in the tests below: each perf_counter call advances ``step``."""
 
-    def __init__(self):
-        self.now = 0.0
+    def __init__(self, step: float = 2.5):
+        self.now, self.step = 0.0, step
 
     def perf_counter(self) -> float:
-        self.now += 2.5
+        self.now += self.step
         return self.now
 
 
@@ -736,10 +736,7 @@ def test_score_split_progress_cadence_is_more_than_five_seconds(monkeypatch):
     from curvmia import scores
     from curvmia.scores import score_split
 
-    clock = _Clock()
-    monkeypatch.setattr(clock, "perf_counter", lambda: setattr(clock, "now", clock.now + 2.75)
-                        or clock.now)  # fmt: skip
-    monkeypatch.setattr(scores, "time", clock)
+    monkeypatch.setattr(scores, "time", _Clock(step=2.75))
     data = _toy_data(n=13)
     logs: list[str] = []
     score_split(_bn_model().eval(), data.train_images, data.train_labels, mean=np.array([0.5]),
