@@ -745,6 +745,18 @@ def test_tune_forward_batch_times_each_size_long_enough_in_the_layout_asked(monk
     model = SleepyForward(clock)  # a flat feature vector has no image layout
     tune_forward_batch(model, torch.zeros(48), 8, channels_last=True, min_seconds=0.01)
     assert model.calls and not any(model.layouts)
+    # a timing stops as soon as min_seconds have passed: forwards of exactly 0.25 s (exact in
+    # binary) reach 0.75 s after three, and a fourth is not run
+    calls: list[int] = []
+
+    def quarter(xb):
+        calls.append(xb.shape[0])
+        clock.now += 0.25
+        return xb
+
+    clock.now = 0.0
+    tune_forward_batch(quarter, torch.zeros(3, 4, 4), 4, min_seconds=0.75, rounds=1)
+    assert calls == [4] * 4  # one warm-up, three timed
 
 
 def test_forward_batch_size_counts_activations_and_four_perturbed_copies():
@@ -887,3 +899,232 @@ def test_lean_conv_takes_the_input_only_backward_for_batches_only():
     assert (
         "ConvInputGrad" not in type(_lean_conv(conv, x3, conv.weight, conv.bias).grad_fn).__name__
     )
+
+
+def test_every_estimator_runs_on_the_inputs_device():
+    """Model and batch on another device (meta stands in for a GPU here): every estimator,
+    keyed or drawn from a CPU generator, with or without forward batches, builds its draws,
+    keys, indices and results there; nothing is left on the CPU."""
+    from curvmia.curvature import hutchinson, input_hessian
+
+    model = bn_cnn().to("meta")
+    x = torch.zeros(3, 2, 6, 6, device="meta")
+    y = torch.zeros(3, dtype=torch.long, device="meta")
+    gen = torch.Generator().manual_seed(0)
+    outs = {
+        "zo keyed": zo_curvature(model, x, y, niter=2, seed=3),
+        "zo keyed, batches": zo_curvature(model, x, y, niter=2, seed=3, max_batch=8, pad=True),
+        "zo generator": zo_curvature(model, x, y, niter=2, generator=gen),
+        "input hessian": input_hessian(model, x, y),
+    }
+    for kind, kw in (("keyed", {"seed": 3}), ("generator", {"generator": gen})):
+        tr, tr2 = hutchinson(model, x, y, nprobes=2, **kw)
+        outs[f"hutchinson {kind}"], outs[f"hutchinson² {kind}"] = tr, tr2
+    for name, out in outs.items():
+        assert out.device.type == "meta" and out.dtype == torch.float32, name
+        want = (3, 72, 72) if name == "input hessian" else (3,)
+        assert out.shape == want, name
+
+
+def test_zo_generator_draws_in_float64_are_exact():
+    """The CPU generator's ±1 draws keep x's dtype: in float64 the scores agree with the
+    independent loop to 1e-8 (measured 7e-10); ±1 draws held as integers would put
+    h·(r + 1e-7) through float32 and move them by 1e-7."""
+    from curvmia.curvature import rademacher
+
+    model = tiny_cnn()
+    torch.manual_seed(1)
+    x = torch.randn(7, 1, 6, 6, dtype=torch.float64)
+    y = torch.randint(0, 5, (7,))
+    got = zo_curvature(model, x, y, h=1e-3, niter=5, generator=torch.Generator().manual_seed(42))
+    want = reference_zo(model, x, y, 1e-3, 5, 42)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-8, atol=0)
+    for dtype in (torch.float64, torch.bfloat16):
+        r = rademacher((5, 3), torch.Generator().manual_seed(4), dtype)
+        ref = torch.randint(0, 2, (5, 3), generator=torch.Generator().manual_seed(4)) * 2 - 1
+        assert r.dtype == dtype and torch.equal(r.long(), ref)
+
+
+def test_zo_defaults_are_the_papers_h_and_niter():
+    """h = 1e-3 and niter = 10 unless given (the paper's settings)."""
+    model = mlp()
+    torch.manual_seed(5)
+    x = torch.randn(4, 1, 4, 4, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 3])
+    got = zo_curvature(model, x, y, seed=11)
+    assert torch.equal(got, zo_curvature(model, x, y, h=1e-3, niter=10, seed=11))
+    assert not torch.equal(got, zo_curvature(model, x, y, h=1e-3, niter=11, seed=11))
+
+
+def test_hutchinson_trace_default_probe_count_is_ten():
+    from curvmia.curvature import hutchinson, hutchinson_trace
+
+    model = mlp()
+    torch.manual_seed(6)
+    x = torch.randn(3, 1, 4, 4, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2])
+    want = hutchinson(model, x, y, seed=5, nprobes=10)
+    assert torch.equal(hutchinson_trace(model, x, y, seed=5), want[0])
+    assert torch.equal(hutchinson_trace(model, x, y, seed=5, square=True), want[1])
+
+
+def test_estimators_refuse_no_iterations_or_probes_with_a_clear_message():
+    from curvmia.curvature import hutchinson
+
+    model, x, y = mlp(), torch.zeros(2, 1, 4, 4, dtype=torch.float64), torch.zeros(2).long()
+    with pytest.raises(ValueError, match=r"^niter must be >= 1, got 0$"):
+        zo_curvature(model, x, y, niter=0, seed=1)
+    with pytest.raises(ValueError, match=r"^nprobes must be >= 1, got -2$"):
+        hutchinson(model, x, y, nprobes=-2, seed=1)
+
+
+def test_keys_of_any_integer_index_type_and_the_byte_order_check(monkeypatch):
+    """int32 sample indices give the int64 indices' keys; a big-endian machine is refused
+    by name (the sign table reads bytes little-endian first)."""
+    import sys
+
+    from curvmia import curvature
+    from curvmia.curvature import keyed_rademacher, sample_keys
+
+    idx = torch.tensor([0, 5, 2**20 + 3])
+    want = sample_keys([4, 2], idx)
+    assert torch.equal(sample_keys([4, 2], idx.to(torch.int32)), want)
+    monkeypatch.setattr(curvature.sys, "byteorder", "big")
+    assert sys.byteorder == "big"
+    with pytest.raises(RuntimeError, match="^keyed_rademacher needs a little-endian machine$"):
+        keyed_rademacher(want, 0, (4,), torch.float32)
+
+
+def test_hvp_products_take_the_documented_backward_passes(monkeypatch):
+    """hvp runs one backward per product (the default), one vectorised backward for
+    ``batched`` stacks of two or more, and frees the graph in the last product with
+    ``last``; hutchinson uses the loop with ``last``, input_hessian the vectorised one."""
+    from curvmia.curvature import _hvp_fn, hutchinson, input_hessian
+
+    model = mlp()
+    torch.manual_seed(7)
+    x = torch.randn(4, 1, 4, 4, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 3])
+    rs = torch.randn(3, 4, 1, 4, 4, dtype=torch.float64)
+    calls: list[tuple[bool, bool]] = []  # (is_grads_batched, retain_graph) per product
+    real = torch.autograd.grad
+
+    def spy(outputs, inputs, grad_outputs=None, **kw):
+        if grad_outputs is not None:
+            calls.append((kw.get("is_grads_batched", False), kw.get("retain_graph", False)))
+        return real(outputs, inputs, grad_outputs=grad_outputs, **kw)
+
+    monkeypatch.setattr(torch.autograd, "grad", spy)
+    _, hvp = _hvp_fn(model, x, y)
+    plain = hvp(rs)
+    assert calls == [(False, True)] * 3
+    calls.clear()
+    torch.testing.assert_close(hvp(rs, batched=True), plain, rtol=1e-12, atol=1e-14)
+    assert calls == [(True, True)]
+    calls.clear()
+    torch.testing.assert_close(hvp(rs[:2], batched=True), plain[:2], rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(hvp(rs[:1], batched=True), plain[:1], rtol=1e-12, atol=1e-14)
+    assert calls == [(True, True), (False, True)]
+    calls.clear()
+    torch.testing.assert_close(hvp(rs, last=True), plain, rtol=0, atol=0)
+    assert calls == [(False, True), (False, True), (False, False)]
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        hvp(rs[:1])
+    calls.clear()
+    hutchinson(model, x, y, nprobes=3, seed=1)
+    assert calls == [(False, True), (False, True), (False, False)]
+    calls.clear()
+    input_hessian(model, x, y)
+    assert calls == [(True, True)]
+
+
+def test_tune_forward_batch_without_tolerance_takes_the_fastest(monkeypatch):
+    from curvmia import curvature
+    from curvmia.curvature import tune_forward_batch
+
+    clock = FakeClock()
+    monkeypatch.setattr(curvature, "time", clock)
+    model = SleepyForward(clock)
+    assert tune_forward_batch(model, torch.zeros(1, 4, 4), 64, tolerance=0.0) == 16
+
+
+def test_candidate_batches_double_from_four_and_end_at_the_cap():
+    from curvmia.curvature import candidate_batches
+
+    assert candidate_batches(36) == [4, 8, 16, 32, 36]
+    assert candidate_batches(9) == [4, 8, 9]
+    assert candidate_batches(4) == [4]
+    assert candidate_batches(64) == [4, 8, 16, 32, 64]
+
+
+def test_forward_batch_chooser_remembers_four_timings_per_size_by_default():
+    from curvmia.curvature import ForwardBatchChooser
+
+    ch = ForwardBatchChooser([4, 8], 8)
+    for _ in range(6):
+        ch.record(8, 8, 8 / 400.0)
+    ch.record(4, 4, 4 / 300.0)
+    for _ in range(3):
+        ch.record(8, 8, 8 / 50.0)
+    assert ch.best == 8  # one fast timing of 8 is still among its last four
+    ch.record(8, 8, 8 / 50.0)
+    assert ch.best == 4 and list(ch.rates[8]) == [50.0] * 4
+
+
+def test_activation_bytes_are_at_least_the_input():
+    """A model whose activations are smaller than its input counts the input (its four
+    perturbed copies are in memory anyway), in bytes."""
+    from curvmia.curvature import activation_bytes, forward_batch_size
+
+    model = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2)).eval()
+    sample = torch.zeros(3, 8, 8)
+    got = activation_bytes(model, sample)
+    assert got == 3 * 8 * 8 * 4 and type(got) is int
+    per = got + 4 * 3 * 8 * 8 * 4
+    assert forward_batch_size(model, sample, 8 * per / 2**20, cap=64) == 8
+    assert forward_batch_size(model, sample, np.nextafter(8 * per / 2**20, 0), cap=64) == 4
+
+
+def test_lean_batchnorm_keeps_the_plain_layers_dtype_for_mixed_precision():
+    """A bfloat16 batch through a float32 BatchNorm: the lean affine map gives bfloat16 as
+    torch's own batch norm does (statistics and affine parameters cast to the input's dtype)."""
+    from curvmia.curvature import lean_second_order
+
+    torch.manual_seed(3)
+    bn = nn.BatchNorm2d(3).eval()
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.uniform_(0.5, 2)
+        bn.bias.uniform_(-1, 1)
+    x = torch.randn(2, 3, 4, 4).bfloat16()
+    plain = bn(x)
+    with lean_second_order(bn):
+        lean = bn(x)
+    assert plain.dtype == lean.dtype == torch.bfloat16
+    torch.testing.assert_close(lean.float(), plain.float(), rtol=0.02, atol=0.03)
+
+
+def test_fold_batchnorm_counts_only_folded_pairs_and_leaves_the_original_trainable():
+    """A BatchNorm after a pooling layer is no pair: it stays, and the count is the pairs
+    folded; the copy's parameters are frozen, the original's are not (it shares no module
+    with the copy); a model whose only BatchNorm follows no convolution comes back as is."""
+    from curvmia.curvature import fold_batchnorm
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3)),
+        nn.AvgPool2d(2),
+        nn.BatchNorm2d(3),
+        nn.Flatten(),
+        nn.Linear(12, 2),
+    ).eval()
+    folded, pairs = fold_batchnorm(model)
+    assert pairs == 1
+    assert sum(type(m) is nn.BatchNorm2d for m in folded.modules()) == 1
+    assert not any(p.requires_grad for p in folded.parameters())
+    assert all(p.requires_grad for p in model.parameters())
+    x = torch.randn(2, 1, 4, 4)
+    torch.testing.assert_close(folded(x), model(x), rtol=1e-5, atol=1e-6)
+    lone = nn.Sequential(nn.AvgPool2d(2), nn.BatchNorm2d(1), nn.Flatten()).eval()
+    assert fold_batchnorm(lone) == (lone, 0)
