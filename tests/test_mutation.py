@@ -26,3 +26,20 @@ def test_sampled_mutants_of_the_core_modules_are_killed():
     report = [line for line in proc.stdout.splitlines() if not line.startswith(("⠋", "⠙"))]
     assert proc.returncode == 0, "\n".join(report[-60:]) + proc.stderr[-3000:]
     assert "mutation score 100.0%" in proc.stdout
+
+
+def test_every_equivalent_mutant_is_argued_in_the_docs():
+    """Each mutant excluded as equivalent has its one-line argument in EQUIVALENT (the
+    function, then why) and its row in docs/testing.md, where a reader looks for it."""
+    sys.path.insert(0, str(REPO / "tests"))
+    try:
+        import _mutation
+    finally:
+        sys.path.pop(0)
+    doc = (REPO / "docs" / "testing.md").read_text()
+    assert len(_mutation.EQUIVALENT) > 300
+    for digest, why in _mutation.EQUIVALENT.items():
+        assert len(digest) == 12 and set(digest) <= set("0123456789abcdef"), digest
+        func, _, reason = why.partition(": ")
+        assert func and " " not in func and len(reason) > 10, (digest, why)
+        assert f"`{digest}`" in doc, f"{digest} ({why}) is not in docs/testing.md"
