@@ -50,11 +50,8 @@ STATUS.update({36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255
 MUTANT = re.compile(r"^(x.*)__mutmut_(\d+)$")
 # sample hash prefix -> the one-line argument (docs/testing.md repeats them with the diff)
 EQUIVALENT: dict[str, str] = {
-    "02ef3f44ace2": "tune_forward_batch: one more timing round; scores never depend on the size",
-    "03bf0f7f3590": "tune_forward_batch: layout of the timed batch only (a timing, not a score)",
     "0498f9e2cb76": "keyed_rademacher: torch.arange of Python ints is int64 by default",
     "06c16fef42b1": "rademacher: torch.randint(2, …) is randint(0, 2, …)",
-    "08672add4f8d": "_lean_batchnorm: .to(None) keeps the buffer's dtype, the model's = x's",
     "0394c73913f4": "score_model: memory layout of the folded weights only (speed)",
     "0c5b7e84671f": "score_split: clean forward batch size; results identical for any size",
     "090ecc1e39d2": "_masked_mean_var: errstate over=None only leaves the warning mode alone",
@@ -68,9 +65,6 @@ EQUIVALENT: dict[str, str] = {
     "22ffbedfc208": "random_crop_flip: torch.randint(n, …) is randint(0, n, …)",
     "3ac0e15c26a3": "normalize: a (C, 1, 1) mean broadcasts like (1, C, 1, 1) on (B, C, H, W)",
     # the second slice (sample places 40–59), triaged after it was measured
-    "0a1f8270b19b": "keyed_rademacher: the big-endian refusal is unreachable on this machine",
-    "0ca849601a62": "tune_forward_batch: one more timed forward per size (a timing, not a score)",
-    "0cc5b40c9133": "hutchinson: last=None keeps the graph to the end; same values, more memory",
     "0e0a4fbf9051": "score_split: pad applies to a compiled forward only (CUDA), never here",
     "10117073805b": "curv_lr: errstate invalid left alone changes warnings only",
     "0b8952b22509": "summarize: float('NAN') is NaN",
@@ -98,7 +92,6 @@ EQUIVALENT: dict[str, str] = {
     "1749a6e3d948": "score_model: torch.compile without the model is reached on CUDA only",
     "14ffc55239be": "_masked_mean_var: no nonzero/0 can occur (n = 0 only over all-zero sums)",
     # mutA: curvature sample places 100-119
-    "1acd9141f2e9": "zo_curvature: device of the result buffer; only a CUDA run could differ",
     # mutA: scores sample places 100-119
     "1b24eab2847b": "score_split: Hutchinson one sample at a time; keyed, same values (tested)",
     "1c9a86880f98": "score_split: clean forward batch size; results identical for any size",
@@ -124,10 +117,7 @@ EQUIVALENT: dict[str, str] = {
     # mutC: sample places 220-339 of curvature, scores and attacks
     "35d03fcda084": "fold_batchnorm: fuse()'s default is inplace=False",
     "415934134de3": "fold_batchnorm: fuse(inplace=None); None is falsy, as False",
-    "375bd71b7097": "_hvp_fn: unbatched grad raises on the stacked probes; the loop takes over",
-    "4cc0cded8273": "_hvp_fn: is_grads_batched=None is False; the loop takes over, same values",
     "3975d20f7ca4": "hutchinson: probes in their own dtype; autograd casts them, ±1 exactly",
-    "3b5440d6d57b": "keyed_rademacher: the big-endian refusal is unreachable on this machine",
     "46458b4aa41b": "zo_curvature: pair indices on the CPU; indexing and the draws accept them",
     "47ece2a61f09": "_hvp_fn: a batch of exactly 4 repeated up to 4 is the same batch",
     "38d35a9c766a": "logit_features: a float32 -inf fill; torch.where keeps z's float64",
@@ -150,9 +140,6 @@ EQUIVALENT: dict[str, str] = {
     "41e2d43bb4e9": "_masked_mean_var: errstate without over: warnings only, same values",
     "433e4441d153": "rmia_online: a=None; the online form never reads a",
     # mutC: sample places 340-459 of curvature, scores and attacks
-    "56694e4f4b8a": "_hvp_fn: batched grad without grad_outputs raises; the loop takes over",
-    "6517f0a0c464": "_hvp_fn: batched grad without grad_outputs raises; the loop takes over",
-    "5874d4e9315c": "_hvp_fn: rs.shape[1] is the batch, >= 4 after repetition: reads `batched`",
     "5a9ba3847ab8": "candidate_batches: `< cap` drops cap, which `| {cap}` adds back",
     "5f1ac6bad347": "tune_forward_batch: no CUDA sync; only a CUDA run could differ",
     "6702488aa314": "input_hessian: a float32 identity; 0 and 1 exact, autograd casts them",
