@@ -253,12 +253,14 @@ def carlini_paper(
 
 
 def _lira_inputs(target: dict, shadow: dict, shadow_in, variant: str, center: str | None):
+    """LiRA's feature name, target observations, boolean IN mask (0/1 numbers too) and
+    in_out_stats for ``variant``."""
     _check_variant(variant)
     feature = "phi_max" if variant == "paper" else "phi"
     center = center or ("mean" if variant == "paper" else "median")
-    obs = target[feature]
+    shadow_in = np.asarray(shadow_in, dtype=bool)
     stats = in_out_stats(shadow[feature], shadow_in, center)
-    return feature, obs, stats
+    return feature, target[feature], shadow_in, stats
 
 
 def _std(var: np.ndarray, x: np.ndarray, mask: np.ndarray, fix_variance: bool) -> np.ndarray:
@@ -284,8 +286,7 @@ def lira_online(
     (true class) with median centres (LiRA's code).  ``fix_variance``: one
     global std per side instead of per-example stds.  Mean over queries.
     """
-    shadow_in = np.asarray(shadow_in, dtype=bool)  # 0/1 numbers too (as in_out_stats)
-    feature, obs, (mu_in, var_in, mu_out, var_out) = _lira_inputs(
+    feature, obs, shadow_in, (mu_in, var_in, mu_out, var_out) = _lira_inputs(
         target, shadow, shadow_in, variant, center
     )
     x = shadow[feature]
@@ -311,8 +312,9 @@ def lira_offline(
     released code.  clean: mean_a log Φ((obs − μ_out)/σ_out), the one-sided
     test of the LiRA paper (a member's confidence is higher than OUT).
     """
-    shadow_in = np.asarray(shadow_in, dtype=bool)  # 0/1 numbers too (as in_out_stats)
-    feature, obs, (_, _, mu_out, var_out) = _lira_inputs(target, shadow, shadow_in, variant, center)
+    feature, obs, shadow_in, (_, _, mu_out, var_out) = _lira_inputs(
+        target, shadow, shadow_in, variant, center
+    )
     sd_out = _std(var_out, shadow[feature], ~shadow_in, fix_variance) + 1e-30
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if variant == "paper":
