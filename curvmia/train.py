@@ -19,6 +19,8 @@ checkpoint stores weights only, plus plain metadata, and is read back with
 from __future__ import annotations
 
 import contextlib
+import importlib
+import logging
 import math
 import os
 import pickle
@@ -406,9 +408,27 @@ def load_checkpoint(
 # ---------------------------------------------------------------- differential privacy
 
 
+def import_opacus(name: str = "opacus"):
+    """Import an Opacus module without the root-logger handler its import installs.
+
+    ``opacus.utils.module_utils`` calls ``logging.basicConfig`` at import time; in Snakemake's
+    process (the model checks import it while the Snakefile is parsed) that handler printed
+    every console and ``.snakemake/log`` line a second time, with a timestamp prefix.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        return importlib.import_module(name)
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+        root.setLevel(level)
+
+
 def dp_compatible(model: nn.Module) -> nn.Module:
     """Replace layers DP-SGD cannot train per sample (BatchNorm → GroupNorm), as Opacus does."""
-    from opacus.validators import ModuleValidator
+    ModuleValidator = import_opacus("opacus.validators").ModuleValidator
 
     fixed = ModuleValidator.fix(model)
     errors = ModuleValidator.validate(fixed, strict=False)
@@ -442,7 +462,7 @@ def train_dp_model(
     ``step_hook(optimizer)`` runs after each step, before the gradients are cleared (tests
     read the per-sample, clipped and noised gradients there).
     """
-    from opacus import PrivacyEngine
+    PrivacyEngine = import_opacus().PrivacyEngine
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
