@@ -25,13 +25,19 @@ def assert_each_line_once(text: str, where: str) -> None:
         assert text.count(line) == 1, f"{where}: {line!r} appears {text.count(line)} times"
 
 
-def test_dry_run_prints_every_line_once(tmp_path):
-    """The default experiment's dry run from a fresh clone's root, as a user types it."""
-    clone = fresh_clone(tmp_path / "curvmia")
-    cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "1"]
+def run_in(clone, *args: str) -> str:
+    cmd = [sys.executable, "-m", "snakemake", *args]
     proc = subprocess.run(cmd, cwd=clone, capture_output=True, text=True, env=subprocess_env())
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    assert_each_line_once(proc.stdout + proc.stderr, "console")
+    return proc.stdout + proc.stderr
+
+
+def test_console_and_log_file_print_every_line_once(tmp_path):
+    """From a fresh clone's root, as a user types it: the default experiment's dry run, then
+    a real run of its first step (a dry run writes no .snakemake/log file)."""
+    clone = fresh_clone(tmp_path / "curvmia")
+    assert_each_line_once(run_in(clone, "-n", "--cores", "1"), "dry-run console")
+    assert_each_line_once(run_in(clone, "--cores", "1", "prepare_data"), "console")
     (log,) = (clone / ".snakemake" / "log").glob("*.snakemake.log")
     assert_each_line_once(log.read_text(), str(log))
 
