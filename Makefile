@@ -59,6 +59,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/snakemake --lint
+	PYTHONPATH=. $(BIN)/python scripts/conda_env.py --check
 
 # Regenerate the hash-locked requirement files from envs/requirements*.txt (needs PyPI),
 # then the conda environment files generated from them.
