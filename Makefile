@@ -7,7 +7,7 @@ EXPERIMENT ?= digits
 # Rules call `python`: make it the virtual environment's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup run report test lint clean lock archive mutate tf-env lock-tf docs
+.PHONY: setup run report test lint clean lock archive mutate tf-env lock-tf docs conda-envs
 
 setup: $(STAMP)
 
@@ -59,19 +59,28 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/snakemake --lint
+	PYTHONPATH=. $(BIN)/python scripts/conda_env.py --check
 
-# Regenerate the hash-locked requirement files from envs/requirements*.txt (needs PyPI).
+# Regenerate the hash-locked requirement files from envs/requirements*.txt (needs PyPI),
+# then the conda environment files generated from them.
 LOCK = $(abspath $(BIN))/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links
 lock: setup
 	$(BIN)/python -m pip install --quiet -r envs/requirements-dev.txt
 	cd envs && $(LOCK) --allow-unsafe -o requirements.lock requirements.txt
 	cd envs && $(LOCK) --allow-unsafe -o gpu.lock requirements-gpu.txt
 	cd envs && $(LOCK) --allow-unsafe -o tf.lock requirements-tf.txt
+	PYTHONPATH=. $(BIN)/python scripts/conda_env.py
 
-# Only the TensorFlow conversion environment's lock.
+# Only the TensorFlow conversion environment's lock (and its conda environment file).
 lock-tf: setup
 	$(BIN)/python -m pip install --quiet -r envs/requirements-dev.txt
 	cd envs && $(LOCK) --allow-unsafe -o tf.lock requirements-tf.txt
+	PYTHONPATH=. $(BIN)/python scripts/conda_env.py
+
+# The conda environment files of `--sdm conda` (envs/curvmia.yaml, envs/tf.yaml) from the
+# locks, without locking again (tests/test_conda_env.py fails when they are stale).
+conda-envs: setup
+	PYTHONPATH=. $(BIN)/python scripts/conda_env.py
 
 # Archive the finished default run: workflow, locks, config, provenance (images referenced).
 archive: setup
