@@ -8,6 +8,7 @@ import sys
 sys.path.insert(0, workflow.basedir)
 
 from curvmia.attacks import check_attack_spec, needed_f32_features
+from curvmia.cluster import RetryResource, partition_caps, read_partition_limits
 from curvmia.data import prepared_dir_name
 from curvmia.identity import data_hash, members_hash, members_of
 from curvmia.imported import check_section, import_hash
@@ -66,7 +67,8 @@ DATASET_SHAPES = {
 
 # What each job requests from a cluster (docs/cluster.md: resources), from the experiment's
 # config so that any profile (a site's own, the bundled profiles/slurm) requests it: threads
-# (--cpus-per-task), mem_mb and runtime (times the attempt number), the GPUs of training and
+# (--cpus-per-task), mem_mb and runtime (raised on a retry only after an attempt that ran out
+# of memory or time, capped by the partition limits: curvmia/cluster.py), the GPUs of training and
 # scoring (`gpu`: sbatch --gpus), and one `cpu_steps` slot per CPU step: the workflow profile
 # (profiles/default) caps the slots, so a group job of many CPU steps (`post`) requests a few
 # steps side by side, not the sum of them all.
@@ -80,12 +82,40 @@ def job_threads(kind):
     return config["data"]["workers"] if kind == "prepare" else 1
 
 
+def _rule_partition(rulename):
+    """The slurm_partition the profile names for a rule (set-resources, else
+    default-resources), or None."""
+    rs = workflow.resource_settings
+    for source in ((rs.overwrite_resources or {}).get(rulename), rs.default_resources):
+        try:
+            value = source["slurm_partition"] if source is not None else None
+        except (KeyError, TypeError):
+            continue
+        value = getattr(value, "value", value)
+        if isinstance(value, str) and value:
+            return value.strip("'\"")
+    return None
+
+
+def _partition_caps(rulename):
+    """The largest runtime and mem_mb of a rule's jobs: the limits of the partitions in the
+    SLURM plugin's `slurm-partition-config` (or SNAKEMAKE_SLURM_PARTITIONS); none without."""
+    path = getattr(getattr(workflow, "executor_settings", None), "partition_config", None)
+    path = path or os.environ.get("SNAKEMAKE_SLURM_PARTITIONS")
+    return partition_caps(_partition_limits(str(path) if path else None), _rule_partition(rulename))
+
+
+@functools.lru_cache
+def _partition_limits(path):
+    return read_partition_limits(path)
+
+
 def job_resources(kind):
     """Resources of a job of `kind` (compute.jobs.<kind>, compute.gpus)."""
     spec = config["compute"]["jobs"][kind]
+    main = workflow.is_main_process
     res = {
-        "mem_mb": lambda wildcards, attempt: spec["mem_mb"] * attempt,
-        "runtime": lambda wildcards, attempt: spec["runtime"] * attempt,
+        r: RetryResource(r, spec[r], main, caps=_partition_caps) for r in ("mem_mb", "runtime")
     }
     if kind in GPU_KINDS:
         res["gpu"] = config["compute"]["gpus"]
@@ -375,3 +405,50 @@ def sweep_ids(sweep, value):
 def _sweep_value(name):
     """The epsilon or m of a sweep target id (model_id: eps1.0_seed0, m500_seed1)."""
     return name.split("_seed")[0].removeprefix("eps").removeprefix("m")
+
+
+# ---------------------------------------------------------------- cluster start (SLURM)
+# Before the first sbatch (onstart runs after planning, never in a dry run, in the
+# submitting process): `sbatch --test-only` for one job of each kind, so that a placeholder
+# account or partition stops here with the profile line to edit, not in the first sbatch;
+# and PREEMPTED jobs that SLURM does not requeue count as failed (curvmia/cluster.py).
+
+
+def _slurm_requests():
+    """One request per rule of the jobs to run (the preflight dedups equal ones)."""
+    no_account = getattr(workflow.executor_settings, "no_account", False)
+    out = {}
+    for job in workflow.dag.needrun_jobs():
+        if job.is_local or job.rule.name in out:
+            continue
+        res = job.resources
+        out[job.rule.name] = {
+            "slurm_account": None if no_account else res.get("slurm_account"),
+            "slurm_partition": res.get("slurm_partition"),
+            "qos": getattr(workflow.executor_settings, "qos", None),
+            "cpus": job.threads,
+            "mem_mb": res.get("mem_mb"),
+            "runtime": res.get("runtime"),
+            "gpu": res.get("gpu"),
+            "gres": res.get("gres"),
+            "constraint": res.get("constraint"),
+        }
+    return out
+
+
+onstart:
+    plugin = workflow.executor_plugin
+    if workflow.is_main_process and plugin is not None and plugin.cli_prefix == "slurm":
+        import snakemake_executor_plugin_slurm as _slurm_plugin
+        from snakemake.logging import logger as _logger
+
+        from curvmia.cluster import fail_cancelled_preemptions, preflight, profile_file
+
+        try:
+            preflight(_slurm_requests(), profile_file(sys.argv))
+        except ValueError as e:
+            raise WorkflowError(str(e)) from None
+        if not getattr(_slurm_plugin.query_job_status, "curvmia_wrapped", False):
+            _slurm_plugin.query_job_status = fail_cancelled_preemptions(
+                _slurm_plugin.query_job_status, _logger.warning
+            )
