@@ -264,17 +264,38 @@ def profile_file(argv: Sequence[str], env: Mapping[str, str] = os.environ) -> st
 # ---------------------------------------------------------------- preemption
 
 
+def squeue_state(job_id: str, run: Callable = subprocess.run) -> str | None:
+    """The controller's state of a job (squeue): "" once it has forgotten the job
+    (MinJobAge after its end), None when squeue cannot answer."""
+    cmd = ["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"]
+    try:
+        proc = run(cmd, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0:
+        return "" if "invalid job id" in proc.stderr.lower() else None
+    return proc.stdout.strip().splitlines()[0].strip() if proc.stdout.strip() else ""
+
+
 def fail_cancelled_preemptions(
-    query: Callable, warn: Callable[[str], None], grace_s: float = 90.0, clock=time.monotonic
+    query: Callable,
+    warn: Callable[[str], None],
+    live: Callable[[str], str | None] = squeue_state,
+    grace_s: float = 30.0,
+    blind_s: float = 600.0,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Callable:
     """Wrap the SLURM plugin's status query (query_job_status(command, logger) ->
-    ({job id: state}, seconds)) so that a job PREEMPTED for longer than `grace_s` reads as
+    ({job id: state}, seconds)) so that a job preempted and not requeued reads as
     CANCELLED, which the plugin reports as a failure.
 
-    Plugin 2.8.0 treats PREEMPTED as running (its check_active_jobs warns once, then yields
-    the job on every poll), which is right while SLURM requeues the job (PreemptMode=REQUEUE:
-    sacct shows PREEMPTED briefly, then PENDING and RUNNING again), but under
-    PreemptMode=CANCEL the state is final and the workflow would poll it forever."""
+    Plugin 2.8.0 treats PREEMPTED as running (check_active_jobs warns once, then yields the
+    job on every poll). Under PreemptMode=REQUEUE that is right: the job waits in the queue
+    (squeue: PENDING, reason BeginTime, for about 2 minutes) while sacct still shows its
+    preempted run. Under PreemptMode=CANCEL the state is final and the workflow would poll
+    it forever. So a job sacct calls PREEMPTED is failed once the controller (squeue) has
+    shown it PREEMPTED or forgotten it for `grace_s`; when squeue cannot answer, after
+    `blind_s`."""
     first_seen: dict[str, float] = {}
 
     async def query_job_status(*args, **kwargs):
@@ -282,19 +303,67 @@ def fail_cancelled_preemptions(
         if states is None:
             return states, seconds
         now = clock()
+        for job in [j for j in first_seen if states.get(j) != "PREEMPTED"]:
+            del first_seen[job]
         for job, state in list(states.items()):
             if state != "PREEMPTED":
+                continue
+            current = live(job)
+            if current not in (None, "", "PREEMPTED"):  # requeued: pending or running again
                 first_seen.pop(job, None)
                 continue
             since = first_seen.setdefault(job, now)
-            if now - since >= grace_s:
+            if now - since >= (blind_s if current is None else grace_s):
                 warn(
-                    f"SLURM job {job} was preempted and not requeued (PREEMPTED for "
-                    f"{now - since:.0f} s): reported as failed (CANCELLED); Snakemake "
-                    "retries it as a new attempt"
+                    f"SLURM job {job} was preempted and not requeued (PREEMPTED, "
+                    f"squeue: {current or 'gone'}): reported as failed (CANCELLED); "
+                    "Snakemake retries it as a new attempt"
                 )
                 states[job] = "CANCELLED"
         return states, seconds
 
     query_job_status.curvmia_wrapped = True
     return query_job_status
+
+
+# ---------------------------------------------------------------- onstart
+
+
+def slurm_requests(workflow) -> dict[str, dict[str, object]]:
+    """What the first job of each rule to run asks SLURM for (local rules aside)."""
+    settings = workflow.executor_settings
+    no_account = getattr(settings, "no_account", False)
+    out: dict[str, dict[str, object]] = {}
+    for job in workflow.dag.needrun_jobs():
+        if job.is_local or job.rule.name in out:
+            continue
+        res = job.resources
+        out[job.rule.name] = {
+            "slurm_account": None if no_account else res.get("slurm_account"),
+            "slurm_partition": res.get("slurm_partition"),
+            "qos": getattr(settings, "qos", None),
+            "cpus": job.threads,
+            "mem_mb": res.get("mem_mb"),
+            "runtime": res.get("runtime"),
+            "gpu": res.get("gpu"),
+            "gres": res.get("gres"),
+            "constraint": res.get("constraint"),
+        }
+    return out
+
+
+def slurm_onstart(workflow, argv: Sequence[str]) -> None:
+    """In the submitting process of a SLURM run (Snakemake's onstart: after planning, before
+    the first job; never in a dry run): the preflight (raises ValueError), then the
+    PREEMPTED guard around the plugin's status query."""
+    plugin = workflow.executor_plugin
+    if not workflow.is_main_process or plugin is None or plugin.cli_prefix != "slurm":
+        return
+    import snakemake_executor_plugin_slurm as slurm_plugin
+    from snakemake.logging import logger
+
+    preflight(slurm_requests(workflow), profile_file(argv))
+    if not getattr(slurm_plugin.query_job_status, "curvmia_wrapped", False):
+        slurm_plugin.query_job_status = fail_cancelled_preemptions(
+            slurm_plugin.query_job_status, logger.warning
+        )

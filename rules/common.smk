@@ -8,7 +8,7 @@ import sys
 sys.path.insert(0, workflow.basedir)
 
 from curvmia.attacks import check_attack_spec, needed_f32_features
-from curvmia.cluster import RetryResource, partition_caps, read_partition_limits
+from curvmia.cluster import RetryResource, partition_caps, read_partition_limits, slurm_onstart
 from curvmia.data import prepared_dir_name
 from curvmia.identity import data_hash, members_hash, members_of
 from curvmia.imported import check_section, import_hash
@@ -407,48 +407,12 @@ def _sweep_value(name):
     return name.split("_seed")[0].removeprefix("eps").removeprefix("m")
 
 
-# ---------------------------------------------------------------- cluster start (SLURM)
-# Before the first sbatch (onstart runs after planning, never in a dry run, in the
-# submitting process): `sbatch --test-only` for one job of each kind, so that a placeholder
-# account or partition stops here with the profile line to edit, not in the first sbatch;
-# and PREEMPTED jobs that SLURM does not requeue count as failed (curvmia/cluster.py).
 
-
-def _slurm_requests():
-    """One request per rule of the jobs to run (the preflight dedups equal ones)."""
-    no_account = getattr(workflow.executor_settings, "no_account", False)
-    out = {}
-    for job in workflow.dag.needrun_jobs():
-        if job.is_local or job.rule.name in out:
-            continue
-        res = job.resources
-        out[job.rule.name] = {
-            "slurm_account": None if no_account else res.get("slurm_account"),
-            "slurm_partition": res.get("slurm_partition"),
-            "qos": getattr(workflow.executor_settings, "qos", None),
-            "cpus": job.threads,
-            "mem_mb": res.get("mem_mb"),
-            "runtime": res.get("runtime"),
-            "gpu": res.get("gpu"),
-            "gres": res.get("gres"),
-            "constraint": res.get("constraint"),
-        }
-    return out
-
-
+# Before the first sbatch (onstart runs after planning, never in a dry run): on SLURM,
+# `sbatch --test-only` for one job of each kind, and PREEMPTED jobs that SLURM does not
+# requeue count as failed (curvmia/cluster.py: slurm_onstart).
 onstart:
-    plugin = workflow.executor_plugin
-    if workflow.is_main_process and plugin is not None and plugin.cli_prefix == "slurm":
-        import snakemake_executor_plugin_slurm as _slurm_plugin
-        from snakemake.logging import logger as _logger
-
-        from curvmia.cluster import fail_cancelled_preemptions, preflight, profile_file
-
-        try:
-            preflight(_slurm_requests(), profile_file(sys.argv))
-        except ValueError as e:
-            raise WorkflowError(str(e)) from None
-        if not getattr(_slurm_plugin.query_job_status, "curvmia_wrapped", False):
-            _slurm_plugin.query_job_status = fail_cancelled_preemptions(
-                _slurm_plugin.query_job_status, _logger.warning
-            )
+    try:
+        slurm_onstart(workflow, sys.argv)
+    except ValueError as e:
+        raise WorkflowError(str(e)) from None

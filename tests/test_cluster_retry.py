@@ -19,6 +19,7 @@ from curvmia.cluster import (
     retry_request,
     sacct_states,
     slurm_job_id,
+    squeue_state,
 )
 
 WC = {"row": "3"}
@@ -159,32 +160,43 @@ def test_profile_file_is_the_one_typed():
 
 
 def test_preempted_and_not_requeued_ends_as_a_failure():
-    """Plugin 2.8.0 polls a PREEMPTED job as running forever; wrapped, a job PREEMPTED past
-    the grace time reads CANCELLED (a failure), a requeued one (back to PENDING) never."""
+    """Plugin 2.8.0 polls a PREEMPTED job as running forever. Wrapped: a job that sacct calls
+    PREEMPTED and the controller shows PREEMPTED (or has forgotten) for the grace time reads
+    CANCELLED (a failure); one the controller has requeued (PENDING) never does."""
     now = [0.0]
     answers = iter(
         [
-            {"1": "PREEMPTED", "2": "PREEMPTED", "3": "RUNNING"},
-            {"1": "PREEMPTED", "2": "PENDING", "3": "RUNNING"},
-            {"1": "PREEMPTED", "2": "RUNNING", "3": "COMPLETED"},
+            {"1": "PREEMPTED", "2": "PREEMPTED", "3": "RUNNING", "4": "PREEMPTED"},
+            {"1": "PREEMPTED", "2": "PREEMPTED", "3": "RUNNING", "4": "PREEMPTED"},
+            {"1": "PREEMPTED", "2": "PREEMPTED", "3": "COMPLETED", "4": "PREEMPTED"},
+            {"1": "PREEMPTED", "2": "PREEMPTED", "3": "COMPLETED", "4": "PREEMPTED"},
         ]
     )
+    # squeue: 1 cancelled (PREEMPTED, then forgotten), 2 requeued (waits on its BeginTime),
+    # 4 unknown because squeue does not answer
+    squeue = {"1": ["PREEMPTED", "PREEMPTED", "", ""], "2": ["PENDING"] * 4, "4": [None] * 4}
 
     async def query(command, logger):
         return dict(next(answers)), 0.01
 
     warnings = []
-    wrapped = fail_cancelled_preemptions(query, warnings.append, grace_s=90, clock=lambda: now[0])
+    step = [0]
+    wrapped = fail_cancelled_preemptions(
+        query,
+        warnings.append,
+        live=lambda job: squeue[job][step[0]],
+        grace_s=30,
+        blind_s=600,
+        clock=lambda: now[0],
+    )
     seen = []
-    for t in (0, 60, 100):
-        now[0] = t
+    for i, t in enumerate((0, 20, 40, 700)):
+        now[0], step[0] = t, i
         seen.append(asyncio.run(wrapped("sacct ...", SimpleNamespace()))[0])
-    assert seen == [
-        {"1": "PREEMPTED", "2": "PREEMPTED", "3": "RUNNING"},
-        {"1": "PREEMPTED", "2": "PENDING", "3": "RUNNING"},
-        {"1": "CANCELLED", "2": "RUNNING", "3": "COMPLETED"},
-    ]
-    assert len(warnings) == 1 and "SLURM job 1 was preempted and not requeued" in warnings[0]
+    assert [s["1"] for s in seen] == ["PREEMPTED", "PREEMPTED", "CANCELLED", "CANCELLED"]
+    assert [s["2"] for s in seen] == ["PREEMPTED"] * 4  # requeued: polled as before
+    assert [s["4"] for s in seen] == ["PREEMPTED"] * 3 + ["CANCELLED"]  # squeue silent
+    assert "SLURM job 1 was preempted and not requeued" in warnings[0]
 
 
 def test_the_plugin_still_polls_preempted_as_running():
@@ -199,3 +211,15 @@ def test_the_plugin_still_polls_preempted_as_running():
     assert "PREEMPTED" not in fail_stati
     assert 'status == "PREEMPTED" and not self._preemption_warning' in src
     assert "await query_job_status(" in src  # the name the wrapper replaces
+
+
+def test_squeue_state():
+    def answer(rc, out, err=""):
+        return lambda cmd, **kw: subprocess.CompletedProcess(cmd, rc, out, err)
+
+    assert squeue_state("7", run=answer(0, "PENDING\n")) == "PENDING"
+    assert (
+        squeue_state("7", run=answer(1, "", "slurm_load_jobs error: Invalid job id specified"))
+        == ""
+    )
+    assert squeue_state("7", run=answer(1, "", "Unable to contact slurm controller")) is None
