@@ -28,7 +28,7 @@ ACCOUNT = "curvmia"
 NODE = "localhost"
 PARTITION = "debug"
 # A second partition on the same node whose jobs preempt the default partition's (SLURM
-# requeues the preempted job: PreemptMode=REQUEUE).
+# requeues a preempted job submitted with --requeue: PreemptMode=REQUEUE, JobRequeue=0).
 HIGH_PARTITION = "high"
 
 
@@ -157,6 +157,7 @@ GresTypes=gpu
 AccountingStorageTRES=gres/gpu
 PreemptType=preempt/partition_prio
 PreemptMode=REQUEUE
+JobRequeue=0
 KillWait=5
 NodeName={NODE} NodeAddr=127.0.0.1 CPUs=32 RealMemory=128000 Gres=gpu:4 State=UNKNOWN
 PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
