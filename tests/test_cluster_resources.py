@@ -151,6 +151,7 @@ def test_post_group_requests_four_steps_side_by_side_not_the_sum(tmp_path):
     proc = subprocess.Popen(
         cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+
     # (the preflight's `sbatch --test-only` calls come first: curvmia/cluster.py)
     def submitted() -> list[str]:
         lines = log.read_text().splitlines() if log.exists() else []
