@@ -14,6 +14,7 @@ by the partition limits the SLURM plugin reads (``slurm-partition-config``).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
@@ -128,6 +129,36 @@ def read_partition_limits(path: str | os.PathLike | None) -> dict[str, dict[str,
         p.name: {"max_runtime": p.limits.max_runtime, "max_mem_mb": p.limits.max_mem_mb}
         for p in read_partition_file(Path(path))
     }
+
+
+def rule_partition(resource_settings, rule: str) -> str | None:
+    """The slurm_partition the profile names for `rule` (set-resources, else
+    default-resources) as typed, or None."""
+    rs = resource_settings
+    for source in ((rs.overwrite_resources or {}).get(rule), rs.default_resources):
+        try:
+            value = source["slurm_partition"] if source is not None else None
+        except (KeyError, TypeError):
+            continue
+        value = getattr(value, "raw", value)  # a Snakemake Resource: the text as given
+        if isinstance(value, str) and value.strip("'\" "):
+            return value.strip("'\" ")
+    return None
+
+
+@functools.lru_cache
+def _limits(path: str | None) -> dict[str, dict[str, float]]:
+    return read_partition_limits(path)
+
+
+def workflow_caps(workflow, rule: str) -> dict[str, float]:
+    """The largest runtime and mem_mb of `rule`'s jobs in this run: the limits of the
+    partitions in the SLURM plugin's `slurm-partition-config` (or the file that
+    SNAKEMAKE_SLURM_PARTITIONS names); no limit without one."""
+    path = getattr(getattr(workflow, "executor_settings", None), "partition_config", None)
+    path = path or os.environ.get("SNAKEMAKE_SLURM_PARTITIONS")
+    limits = _limits(str(path) if path else None)
+    return partition_caps(limits, rule_partition(workflow.resource_settings, rule))
 
 
 class RetryResource:

@@ -8,7 +8,7 @@ import sys
 sys.path.insert(0, workflow.basedir)
 
 from curvmia.attacks import check_attack_spec, needed_f32_features
-from curvmia.cluster import RetryResource, partition_caps, read_partition_limits, slurm_onstart
+from curvmia.cluster import RetryResource, slurm_onstart, workflow_caps
 from curvmia.data import prepared_dir_name
 from curvmia.identity import data_hash, members_hash, members_of
 from curvmia.imported import check_section, import_hash
@@ -82,32 +82,8 @@ def job_threads(kind):
     return config["data"]["workers"] if kind == "prepare" else 1
 
 
-def _rule_partition(rulename):
-    """The slurm_partition the profile names for a rule (set-resources, else
-    default-resources), or None."""
-    rs = workflow.resource_settings
-    for source in ((rs.overwrite_resources or {}).get(rulename), rs.default_resources):
-        try:
-            value = source["slurm_partition"] if source is not None else None
-        except (KeyError, TypeError):
-            continue
-        value = getattr(value, "value", value)
-        if isinstance(value, str) and value:
-            return value.strip("'\"")
-    return None
-
-
 def _partition_caps(rulename):
-    """The largest runtime and mem_mb of a rule's jobs: the limits of the partitions in the
-    SLURM plugin's `slurm-partition-config` (or SNAKEMAKE_SLURM_PARTITIONS); none without."""
-    path = getattr(getattr(workflow, "executor_settings", None), "partition_config", None)
-    path = path or os.environ.get("SNAKEMAKE_SLURM_PARTITIONS")
-    return partition_caps(_partition_limits(str(path) if path else None), _rule_partition(rulename))
-
-
-@functools.lru_cache
-def _partition_limits(path):
-    return read_partition_limits(path)
+    return workflow_caps(workflow, rulename)
 
 
 def job_resources(kind):

@@ -223,3 +223,30 @@ def test_squeue_state():
         == ""
     )
     assert squeue_state("7", run=answer(1, "", "Unable to contact slurm controller")) is None
+
+
+def test_workflow_caps_read_the_profiles_partition_and_the_plugins_file(tmp_path, monkeypatch):
+    from snakemake.resources import Resources
+
+    from curvmia.cluster import workflow_caps
+
+    f = tmp_path / "partitions.yaml"
+    f.write_text(
+        "partitions:\n  cpu: {max_runtime: 600, max_mem_mb: 8000}\n"
+        "  gpu: {max_runtime: '2-00:00:00', max_mem_mb: 64000}\n"
+    )
+    monkeypatch.delenv("SNAKEMAKE_SLURM_PARTITIONS", raising=False)
+    wf = SimpleNamespace(
+        executor_settings=SimpleNamespace(partition_config=f),
+        resource_settings=SimpleNamespace(
+            # as Snakemake holds --set-resources / --default-resources (profile keys)
+            overwrite_resources={"train": Resources.from_mapping({"slurm_partition": "gpu"})},
+            default_resources=Resources.from_mapping({"slurm_partition": "'cpu'"}),
+        ),
+    )
+    assert workflow_caps(wf, "train") == {"runtime": 2880, "mem_mb": 64000}
+    assert workflow_caps(wf, "metrics") == {"runtime": 600, "mem_mb": 8000}
+    wf.resource_settings.default_resources = None  # no partition named: the largest
+    assert workflow_caps(wf, "metrics") == {"runtime": 2880, "mem_mb": 64000}
+    wf.executor_settings = None  # a local run: no limits
+    assert workflow_caps(wf, "train") == {"runtime": float("inf"), "mem_mb": float("inf")}
