@@ -61,7 +61,9 @@ def record_attempt(
         tmp.replace(path)
 
 
-def recorded_jobs(root: Path, rule: str, wildcards: Mapping[str, object], attempt: int) -> list:
+def recorded_jobs(
+    root: Path, rule: str, wildcards: Mapping[str, object], attempt: int
+) -> list[str]:
     """The SLURM job ids recorded for attempts 1 .. attempt-1 (the ones recorded)."""
     d = Path(root) / _key(rule, wildcards)
     out = []
@@ -98,9 +100,10 @@ def sacct_states(job_ids: Sequence[str], run: Callable = subprocess.run) -> dict
 
 def retry_request(base: float, resource: str, endings: Iterable[set[str]], cap: float) -> int:
     """The request of `resource` (runtime or mem_mb) after attempts that ended in `endings`
-    (their sacct states): base x (1 + the attempts that ran out of it), at most `cap`."""
+    (their sacct states): base x (1 + the attempts that ran out of it), at most `cap` but
+    never below the rule's own request."""
     ran_out = sum(1 for states in endings if RAISED_BY[resource] in states)
-    return int(min(base * (1 + ran_out), cap)) if ran_out else int(base)
+    return int(max(base, min(base * (1 + ran_out), cap)))
 
 
 def partition_caps(

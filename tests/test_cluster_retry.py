@@ -35,7 +35,7 @@ def test_retry_raises_only_the_resource_that_ran_out():
     assert retry_request(16000, "mem_mb", [{"TIMEOUT"}], inf) == 16000
     assert retry_request(16000, "mem_mb", [{"FAILED", "OUT_OF_MEMORY"}], inf) == 32000
     assert retry_request(360, "runtime", [{"TIMEOUT"}, {"TIMEOUT"}], 600) == 600  # the cap
-    assert retry_request(360, "runtime", [{"TIMEOUT"}], 300) == 300
+    assert retry_request(360, "runtime", [{"TIMEOUT"}], 300) == 360  # never below its own
 
 
 def test_partition_caps_are_the_plugins_limits():
