@@ -68,8 +68,8 @@ DATASET_SHAPES = {
 # What each job requests from a cluster (docs/cluster.md: resources), from the experiment's
 # config so that any profile (a site's own, the bundled profiles/slurm) requests it: threads
 # (--cpus-per-task), mem_mb and runtime (raised on a retry only after an attempt that ran out
-# of memory or time, capped by the partition limits: curvmia/cluster.py), the GPUs of training and
-# scoring (`gpu`: sbatch --gpus), and one `cpu_steps` slot per CPU step: the workflow profile
+# of memory or time, capped by the partition limits: curvmia/cluster.py), the GPUs of
+# training and scoring (`gpu`: sbatch --gpus), and one `cpu_steps` slot per CPU step: the workflow profile
 # (profiles/default) caps the slots, so a group job of many CPU steps (`post`) requests a few
 # steps side by side, not the sum of them all.
 GPU_KINDS = ("train", "score")
@@ -381,7 +381,6 @@ def sweep_ids(sweep, value):
 def _sweep_value(name):
     """The epsilon or m of a sweep target id (model_id: eps1.0_seed0, m500_seed1)."""
     return name.split("_seed")[0].removeprefix("eps").removeprefix("m")
-
 
 
 # Before the first sbatch (onstart runs after planning, never in a dry run): on SLURM,
