@@ -69,9 +69,9 @@ DATASET_SHAPES = {
 # config so that any profile (a site's own, the bundled profiles/slurm) requests it: threads
 # (--cpus-per-task), mem_mb and runtime (raised on a retry only after an attempt that ran out
 # of memory or time, capped by the partition limits: curvmia/cluster.py), the GPUs of
-# training and scoring (`gpu`: sbatch --gpus), and one `cpu_steps` slot per CPU step: the workflow profile
-# (profiles/default) caps the slots, so a group job of many CPU steps (`post`) requests a few
-# steps side by side, not the sum of them all.
+# training and scoring (`gpu`: sbatch --gpus), and one `cpu_steps` slot per CPU step: the
+# workflow profile (profiles/default) caps the slots, so a group job of many CPU steps
+# (`post`) requests a few steps side by side, not the sum of them all.
 GPU_KINDS = ("train", "score")
 
 
