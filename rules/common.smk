@@ -8,6 +8,7 @@ import sys
 sys.path.insert(0, workflow.basedir)
 
 from curvmia.attacks import check_attack_spec, needed_f32_features
+from curvmia.cluster import RetryResource, slurm_onstart, workflow_caps
 from curvmia.data import prepared_dir_name
 from curvmia.identity import data_hash, members_hash, members_of
 from curvmia.imported import check_section, import_hash
@@ -66,10 +67,11 @@ DATASET_SHAPES = {
 
 # What each job requests from a cluster (docs/cluster.md: resources), from the experiment's
 # config so that any profile (a site's own, the bundled profiles/slurm) requests it: threads
-# (--cpus-per-task), mem_mb and runtime (times the attempt number), the GPUs of training and
-# scoring (`gpu`: sbatch --gpus), and one `cpu_steps` slot per CPU step: the workflow profile
-# (profiles/default) caps the slots, so a group job of many CPU steps (`post`) requests a few
-# steps side by side, not the sum of them all.
+# (--cpus-per-task), mem_mb and runtime (raised on a retry only after an attempt that ran out
+# of memory or time, capped by the partition limits: curvmia/cluster.py), the GPUs of
+# training and scoring (`gpu`: sbatch --gpus), and one `cpu_steps` slot per CPU step: the
+# workflow profile (profiles/default) caps the slots, so a group job of many CPU steps
+# (`post`) requests a few steps side by side, not the sum of them all.
 GPU_KINDS = ("train", "score")
 
 
@@ -80,12 +82,16 @@ def job_threads(kind):
     return config["data"]["workers"] if kind == "prepare" else 1
 
 
+def _partition_caps(rulename):
+    return workflow_caps(workflow, rulename)
+
+
 def job_resources(kind):
     """Resources of a job of `kind` (compute.jobs.<kind>, compute.gpus)."""
     spec = config["compute"]["jobs"][kind]
+    main = workflow.is_main_process
     res = {
-        "mem_mb": lambda wildcards, attempt: spec["mem_mb"] * attempt,
-        "runtime": lambda wildcards, attempt: spec["runtime"] * attempt,
+        r: RetryResource(r, spec[r], main, caps=_partition_caps) for r in ("mem_mb", "runtime")
     }
     if kind in GPU_KINDS:
         res["gpu"] = config["compute"]["gpus"]
@@ -375,3 +381,13 @@ def sweep_ids(sweep, value):
 def _sweep_value(name):
     """The epsilon or m of a sweep target id (model_id: eps1.0_seed0, m500_seed1)."""
     return name.split("_seed")[0].removeprefix("eps").removeprefix("m")
+
+
+# Before the first sbatch (onstart runs after planning, never in a dry run): on SLURM,
+# `sbatch --test-only` for one job of each kind, and PREEMPTED jobs that SLURM does not
+# requeue count as failed (curvmia/cluster.py: slurm_onstart).
+onstart:
+    try:
+        slurm_onstart(workflow, sys.argv)
+    except ValueError as e:
+        raise WorkflowError(str(e)) from None

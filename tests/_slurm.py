@@ -27,6 +27,9 @@ CLUSTER = "curvmia"
 ACCOUNT = "curvmia"
 NODE = "localhost"
 PARTITION = "debug"
+# A second partition on the same node whose jobs preempt the default partition's (SLURM
+# requeues a preempted job submitted with --requeue: PreemptMode=REQUEUE, JobRequeue=0).
+HIGH_PARTITION = "high"
 
 
 class SlurmUnavailable(RuntimeError):
@@ -152,8 +155,13 @@ JobCompType=jobcomp/none
 AccountingStoreFlags=job_comment
 GresTypes=gpu
 AccountingStorageTRES=gres/gpu
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
+JobRequeue=0
+KillWait=5
 NodeName={NODE} NodeAddr=127.0.0.1 CPUs=32 RealMemory=128000 Gres=gpu:4 State=UNKNOWN
 PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
+PartitionName={HIGH_PARTITION} Nodes={NODE} PriorityTier=10 MaxTime=INFINITE State=UP
 """
         )
         # slurmd 22.05 drops file-less GPUs ("Removing file-less GPU"): each GPU is an empty

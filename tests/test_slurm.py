@@ -32,7 +32,14 @@ import pytest
 import torch
 import yaml
 from _cifar import write_cifar_archive
-from _slurm import ACCOUNT, Cluster, SlurmUnavailable, ensure_installed, running_cluster
+from _slurm import (
+    ACCOUNT,
+    HIGH_PARTITION,
+    Cluster,
+    SlurmUnavailable,
+    ensure_installed,
+    running_cluster,
+)
 from _util import fresh_clone, planned_jobs, snakemake_cmd, subprocess_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -286,3 +293,141 @@ def test_bundled_profile_by_its_path_from_repo_root(tmp_path):
         # the profile's software-deployment-method took effect: it stops before any job
         assert proc.returncode != 0
         assert "apptainer or singularity command has to be available" in out, out[-3000:]
+
+
+# ---------------------------------------------------------------- retries, preemption, preflight
+RETRY_WORKFLOW = REPO / "tests" / "workflows" / "cluster_retry" / "Snakefile"
+
+
+def shipped_profile(directory: Path, top: dict) -> Path:
+    """profiles/slurm under the test layer and `top` (layered the same way)."""
+    merged = layered(yaml.safe_load(SHIPPED.read_text()), yaml.safe_load(TEST_LAYER.read_text()))
+    directory.mkdir(parents=True)
+    (directory / "config.yaml").write_text(yaml.safe_dump(layered(merged, top)))
+    return directory
+
+
+def sacct_runs(cluster: Cluster, name: str) -> list[dict[str, str]]:
+    """Every run of every job of one workflow run (sacct -D: a requeued job's earlier runs
+    too), in submission order."""
+    fields = ["JobID", "State", "TimelimitRaw", "Comment", "Partition"]
+    out = subprocess.run(
+        ["sacct", "-a", "-X", "-D", "-n", "-P", f"--format={','.join(fields)}", "--name", name]
+        + ["-S", "now-1hours"],
+        capture_output=True,
+        text=True,
+        env=cluster.env,
+        check=True,
+    ).stdout
+    return [dict(zip(fields, line.split("|"), strict=True)) for line in out.splitlines()]
+
+
+def test_retries_and_preemption_through_the_shipped_profile(cluster, tmp_path):
+    """A preempted job comes back under its job id and time limit and is no new attempt;
+    a time-limit kill is retried with twice the time, a Python error with the same time.
+    The account is left unset (slurm-no-account: true): the preflight lets it pass."""
+    deadline = time.monotonic() + 420
+    profile = shipped_profile(
+        tmp_path / "profile", {"default-resources": None, "slurm-no-account": True}
+    )
+    workdir = tmp_path / "work"
+    env = {**subprocess_env(), "SLURM_CONF": cluster.env["SLURM_CONF"]}
+    cmd = snakemake_in("-s", str(RETRY_WORKFLOW), "-d", str(workdir), "--profile", str(profile))
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        # once the `preempted` job runs, a job in the high-priority partition takes the
+        # whole node: SLURM preempts it (PreemptMode=REQUEUE)
+        while time.monotonic() < deadline:
+            q = subprocess.run(
+                ["squeue", "-h", "-o", "%i|%T|%k"], capture_output=True, text=True,
+                env=cluster.env,
+            ).stdout  # fmt: skip
+            running = [ln.split("|")[0] for ln in q.splitlines() if ln.endswith("|rule_preempted")]
+            if running and "RUNNING" in q:
+                break
+            assert proc.poll() is None, proc.stdout.read()[-5000:]
+            time.sleep(0.5)
+        time.sleep(3)
+        subprocess.run(
+            ["sbatch", "-p", HIGH_PARTITION, "-A", ACCOUNT, "--exclusive", "-J", "preemptor"]
+            + ["-o", "/dev/null", "--wrap", "sleep 2"],
+            env=cluster.env, check=True, capture_output=True,
+        )  # fmt: skip
+        # SLURM holds a requeued job for about 2 minutes (reason BeginTime): release it
+        # now (scontrol update StartTime; the requeue itself is SLURM's own)
+        while time.monotonic() < deadline:
+            q = subprocess.run(
+                ["squeue", "-h", "-j", running[0], "-o", "%T|%r"], capture_output=True,
+                text=True, env=cluster.env,
+            ).stdout.strip()  # fmt: skip
+            if q == "PENDING|BeginTime":
+                subprocess.run(
+                    ["scontrol", "update", f"JobId={running[0]}", "StartTime=now"],
+                    env=cluster.env, check=True, capture_output=True,
+                )  # fmt: skip
+                break
+            time.sleep(0.5)
+        out, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        subprocess.run(["scancel", "--user", "root"], env=cluster.env, capture_output=True)
+        pytest.fail(f"retry workflow did not finish in time:\n{out[-5000:]}")
+    print(f"retry workflow: {time.monotonic() - t0:.0f} s")
+    assert proc.returncode == 0, out[-8000:]
+    run_id = re.search(r"SLURM run ID: (\S+)", out).group(1)
+    runs = sacct_runs(cluster, run_id)
+    by_rule: dict[str, list[tuple[str, str, str]]] = {}
+    for r in runs:
+        by_rule.setdefault(r["Comment"], []).append((r["JobID"], r["State"], r["TimelimitRaw"]))
+    # one sbatch for `preempted` (no new attempt), run twice under its id, both times with
+    # its own 5-minute limit (the cluster requeues only jobs submitted with --requeue:
+    # JobRequeue=0); only the second run got to its end
+    (job, _, _), (job2, state2, limit2) = by_rule["rule_preempted"]
+    assert job == job2 and (state2, limit2) == ("COMPLETED", "5"), runs
+    assert by_rule["rule_preempted"][0][1:] in {("PREEMPTED", "5"), ("REQUEUED", "5")}, runs
+    assert (workdir / "preempted.done").read_text() == f"job={job}\n"
+    # a time-limit kill: two jobs, the second with twice the limit
+    assert [(s, t) for _, s, t in by_rule["rule_timeout"]] == [
+        ("TIMEOUT", "1"),
+        ("COMPLETED", "2"),
+    ], runs
+    # a Python error: two jobs with the same limit
+    assert [(s, t) for _, s, t in by_rule["rule_pyerror"]] == [
+        ("FAILED", "3"),
+        ("COMPLETED", "3"),
+    ], runs
+    assert "the first attempt fails" in out
+
+
+def test_preflight_refuses_a_placeholder_account_before_any_job(mirror_overlay, cluster, tmp_path):
+    """The bundled profile with its EDIT line filled in with the placeholder: the run stops
+    before the first sbatch, naming the profile file and the line."""
+    profile = shipped_profile(
+        tmp_path / "profile", {"default-resources": {"slurm_account": "myproject"}}
+    )
+    clone = fresh_clone(tmp_path / "curvmia")
+    env = {**subprocess_env(), "SLURM_CONF": cluster.env["SLURM_CONF"]}
+    cmd = snakemake_in(
+        "--profile", str(profile), "--configfile", *REHEARSAL, str(mirror_overlay[0])
+    )
+    proc = subprocess.run(cmd, cwd=clone, env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-5000:]
+    assert "SLURM refuses the jobs of rule" in out, out[-5000:]
+    assert "Invalid account" in out, out[-5000:]
+    assert (
+        f"Edit {profile}/config.yaml: default-resources: slurm_account (the line marked EDIT)"
+        in out
+    ), out[-5000:]
+    # nothing was submitted: no sbatch of this run reached SLURM, and the job that runs
+    # locally (the download) did not start either
+    run_id = re.search(r"SLURM run ID: (\S+)", out)
+    if run_id:
+        assert sacct_runs(cluster, run_id.group(1)) == []
+    assert "localrule download_data" not in out, out[-5000:]
+    assert not (clone / "data" / "raw").exists()
