@@ -89,6 +89,9 @@ archive: setup
 clean:
 	rm -rf results data .snakemake mutants
 
-# docs/configuration.md from config/schema.yaml (tests/test_docs.py fails when it is stale).
+# docs/configuration.md from config/schema.yaml (tests/test_docs.py fails when it is stale);
+# the table of what each job requests in docs/cluster.md from the shipped configs' plans
+# (tests/test_cluster_resources.py fails when it is stale).
 docs: setup
 	PYTHONPATH=. $(BIN)/python scripts/schema_doc.py
+	PYTHONPATH=. $(BIN)/python scripts/cluster_requests.py

@@ -1,81 +1,81 @@
 """What each job requests from a cluster: the rules' own resources, from the experiment's config.
 
-docs/cluster.md tabulates them for digits, cifar10 and imagenet; this test reads the same
-numbers from dry runs of the shipped configs (repository root, every target) and compares.
+docs/cluster.md tabulates them for the shipped configs, with the group jobs' requests, as
+scripts/cluster_requests.py computes them (curvmia/cluster_requests.py plans each config
+through Snakemake's API); this test fails when the page differs from the script's output.
 The profiles must not set resources of their own: the cluster profile holds cluster settings.
 """
 
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 from _util import REPO, subprocess_env
 
 DOC = REPO / "docs" / "cluster.md"
-CONFIGS = {"digits": "config.yaml", "cifar10": "cifar10.yaml", "imagenet": "imagenet.yaml"}
-TARGETS = ["all", "dp_sweep", "size_sweep"]
 BEGIN, END = "<!-- resources:begin -->", "<!-- resources:end -->"
 
 
-def requests(workdir: Path, name: str) -> dict[str, str]:
-    """rule -> 'CPUs · mem MB · minutes · GPUs' of every job a dry run of config `name` plans."""
-    extra = []
-    if name == "imagenet":  # a fake ImageFolder tree passes the layout check before any job
-        img = workdir / "ILSVRC2012" / "train" / "n01440764"
-        img.mkdir(parents=True)
-        (img / "a.JPEG").write_bytes(b"")
-        overlay = workdir / "data_path.yaml"
-        overlay.write_text(yaml.safe_dump({"data": {"path": str(img.parents[1])}}))
-        extra = [str(overlay)]
-    cmd = [sys.executable, "-m", "snakemake", *TARGETS, "-n", "--cores", "1024"]
-    cmd += ["-d", str(workdir), "--configfile", str(REPO / "config" / CONFIGS[name]), *extra]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=subprocess_env())
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    out: dict[str, str] = {}
-    # (jobs of a group are listed indented under "Group job ...")
-    for block in re.split(r"\n(?=\s*(?:local)?(?:rule|checkpoint) \w+:)", proc.stdout):
-        m = re.match(r"\s*(?:local)?(?:rule|checkpoint) (\w+):", block)
-        if not m or m.group(1) in TARGETS:
-            continue
-        threads = re.search(r"^\s+threads: (\d+)$", block, re.M)
-        res = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"resources: (.*)", block).group(1)))
-        cell = (
-            f"{threads.group(1) if threads else 1} · {res['mem_mb']} · {res['runtime']}"
-            f" · {res.get('gpu', 0)}"
-        )
-        assert out.setdefault(m.group(1), cell) == cell, (name, m.group(1), cell, out[m.group(1)])
-        # one slot per CPU step (profiles/default caps them); GPU steps have none
-        assert ("cpu_steps" in res) == ("gpu" not in res), (name, m.group(1), res)
-    return out
+@pytest.fixture(scope="module")
+def plans():
+    """What scripts/cluster_requests.py plans for each shipped config (from scratch)."""
+    from curvmia import cluster_requests
+
+    return cluster_requests.plan_all()
 
 
-def resource_table(tmp_path: Path) -> str:
-    """The markdown table of docs/cluster.md, from dry runs."""
-    cols = {name: requests(tmp_path / name, name) for name in CONFIGS}
-    rules = sorted(set().union(*cols.values()))
-    lines = ["| rule | " + " | ".join(CONFIGS) + " |", "|---" * (len(CONFIGS) + 1) + "|"]
-    for rule in rules:
-        cells = [cols[name].get(rule, "—") for name in CONFIGS]
-        lines.append(f"| {rule} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def test_docs_table_is_the_scripts_output(plans):
+    from curvmia.cluster_requests import render, table
 
-
-def test_docs_table_equals_what_dry_runs_request(tmp_path):
-    table = resource_table(tmp_path)
     text = DOC.read_text()
-    documented = text.split(BEGIN)[1].split(END)[0].strip()
-    assert documented == table, f"docs/cluster.md is stale; the dry runs give:\n{table}"
+    generated = table(plans)
+    assert render(text, generated) == text, (
+        f"docs/cluster.md is stale: run `make docs`; the script gives:\n{generated}"
+    )
+    documented = text.split(BEGIN)[1].split(END)[0].strip().splitlines()
+    assert documented[0] == "| rule | digits | cifar10 | cifar100 | imagenet |"
+    rows = {
+        line.split(" | ")[0].strip("| "): line.strip("| ").split(" | ")[1:]
+        for line in documented[2:]
+    }
     # the paper configs request a GPU for training and scoring, digits none
-    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()[2:]}
     for rule in ("train", "train_sweep", "score_sweep"):
-        digits, cifar10, imagenet = rows[rule].strip("| ").split(" | ")[1:]
-        assert digits.endswith("· 0") and cifar10.endswith("· 1") and imagenet.endswith("· 1")
+        digits, *paper = rows[rule]
+        assert digits.endswith("· 0") and all(c.endswith("· 1") for c in paper), rows[rule]
     # threads drive --cpus-per-task: ImageNet's 16 threads, its 16 decoding workers
-    assert rows["train"].split(" | ")[3].startswith("16 ·")
-    assert rows["prepare_data"].split(" | ")[3].startswith("16 ·")
+    assert rows["train"][3].startswith("16 ·") and rows["prepare_data"][3].startswith("16 ·")
+    # one row per group job: at most 4 CPU steps side by side (profiles/default), no GPU
+    for cells in (rows["group `post`"], rows["group `prep`"]):
+        assert all(re.fullmatch(r"\d+ · \d+ · \d+ · 0 \(\d+ steps\)", c) for c in cells), cells
+
+
+def test_every_job_of_a_rule_requests_the_same_and_cpu_steps_only_without_gpu(plans):
+    for name, plan in plans.items():
+        for rule, res in plan["rules"].items():
+            # one slot per CPU step (profiles/default caps them); GPU steps have none
+            assert ("cpu_steps" in res) == ("gpu" not in res), (name, rule, res)
+
+
+def test_post_group_asks_for_the_light_estimate_of_each_layer(plans):
+    """The `post` job of each config: 4 of its one-CPU `light` steps side by side, its time
+    the light estimate times the layers (at least steps/4 of them), not the sum of all steps."""
+    light = {
+        n: yaml.safe_load((REPO / "config" / f).read_text())["compute"]["jobs"]["light"]
+        for n, f in {
+            "digits": "config.yaml",
+            "cifar10": "cifar10.yaml",
+            "imagenet": "imagenet.yaml",
+        }.items()
+    }
+    for name, spec in light.items():
+        (post,) = plans[name]["groups"]["post"]
+        assert (post["cpus"], post["mem_mb"], post["gpu"]) == (4, 4 * spec["mem_mb"], 0), post
+        layers, rest = divmod(post["runtime"], spec["runtime"])
+        assert rest == 0 and -(-post["steps"] // 4) <= layers < post["steps"], (name, post)
+    # ImageNet: 84 steps of 60 minutes, 23 layers (the request docs/cluster.md explains)
+    assert plans["imagenet"]["groups"]["post"][0]["runtime"] == 23 * 60
 
 
 @pytest.mark.parametrize("profile", ["slurm", "local", "default"])
@@ -178,3 +178,12 @@ def test_post_group_requests_four_steps_side_by_side_not_the_sum(tmp_path):
     n = len(re.search(r"--target-jobs ((?:'[^']*' )+)", call).group(1).split())
     t = int(re.search(r" -t (\d+) ", call).group(1))
     assert n == len(steps) and t % runtime == 0 and -(-n // 4) <= t // runtime < n, (n, t)
+    # the request scripts/cluster_requests.py plans for this config (docs/cluster.md's group
+    # rows) is the one submitted
+    from curvmia.cluster_requests import plan
+
+    (tmp_path / "fresh").mkdir()
+    (post,) = plan([config], tmp_path / "fresh", REPO)["groups"]["post"]
+    assert post["steps"] == n, (post, n)
+    assert f" --mem {post['mem_mb']} " in call and f"--cpus-per-task={post['cpus']} " in call
+    assert t == post["runtime"] and post["gpu"] == 0 and "--gpu" not in call, (post, call)
