@@ -2,6 +2,8 @@
 steps: steps of a toposort level side by side up to the `cpu_steps` cap, the layers' run
 times added up, CPUs and memory of the widest layer."""
 
+import pytest
+
 from curvmia.cluster_requests import group_request
 
 
@@ -34,3 +36,13 @@ def test_nine_steps_capped_at_four_take_three_layers_whatever_the_core_limit():
     # one core (what a plain dry run plans with): one step at a time
     got = group_request(levels, {"cpu_steps": 4, "_cores": 1})
     assert got == {"cpus": 1, "mem_mb": 16000, "runtime": 540, "gpu": 0}
+
+
+def test_render_replaces_only_the_table_between_the_markers():
+    from curvmia.cluster_requests import BEGIN, END, render
+
+    page = f"intro\n{BEGIN}\n| stale |\n{END}\n\nmore text\n"
+    assert render(page, "| new |") == f"intro\n{BEGIN}\n| new |\n{END}\n\nmore text\n"
+    assert render(render(page, "| new |"), "| new |") == render(page, "| new |")
+    with pytest.raises(ValueError, match="docs/cluster.md: expected one"):
+        render("no markers", "| new |")
