@@ -15,6 +15,7 @@ memory and GPUs within a layer, takes the largest layer, and adds the layers' ru
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -64,6 +65,8 @@ def group_request(
 
 
 _COLUMNS = {"cpus": "_cores", "mem_mb": "mem_mb", "runtime": "runtime", "gpu": "gpu"}
+# what a rule's jobs declare (rules/common.smk: job_resources) and the table shows
+_DECLARED = {"mem_mb", "runtime", "gpu", "cpu_steps"}
 
 
 def profile_settings(repo: Path = REPO) -> dict:
@@ -88,8 +91,6 @@ def plan(configfiles: Sequence[Path], workdir: Path, repo: Path = REPO) -> dict:
 
     Returns {"rules": {rule: resources of its jobs}, "groups": {group: [request of each
     group job]}}; a rule whose jobs declare different resources is an error."""
-    import logging
-
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import (
         ConfigSettings,
@@ -139,7 +140,7 @@ def _requests(dag, constraints: Mapping[str, int | None]) -> dict:
     for job in dag.jobs:  # (after the dry run: every job is finished, none needs to run)
         if job.rule.name in TARGETS:
             continue
-        res = {k: v for k, v in job.resources.items() if isinstance(v, int)}
+        res = {k: v for k, v in job.resources.items() if k in _DECLARED}
         res["_cores"] = job.threads
         seen = rules.setdefault(job.rule.name, res)
         if seen != res:
@@ -149,6 +150,8 @@ def _requests(dag, constraints: Mapping[str, int | None]) -> dict:
         levels = [[_step(j) for j in level] for level in group.toposorted]
         req = group_request(levels, constraints)
         groups.setdefault(group.groupid, []).append({**req, "steps": len(group.jobs)})
+    for jobs in groups.values():
+        jobs.sort(key=lambda g: (-g["steps"], -g["runtime"]))
     return {"rules": rules, "groups": groups}
 
 
