@@ -37,9 +37,7 @@ class GroupCycle:
         )
 
 
-def group_cycles(
-    deps: Mapping[str, Iterable[str]], groups: Mapping[str, str]
-) -> list[GroupCycle]:
+def group_cycles(deps: Mapping[str, Iterable[str]], groups: Mapping[str, str]) -> list[GroupCycle]:
     """Every (group, entry member) whose member reaches another member of its group only
     through a rule outside the group; one shortest path each, sorted.
 

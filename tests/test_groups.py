@@ -103,7 +103,15 @@ def test_bad_groups_stop_at_parse_time_for_any_target(tmp_path):
     bad = dict(shipped, groups={r: g for r, g in shipped["groups"].items() if r != "fz_membership"})
     profile.write_text(yaml.safe_dump(bad))
     target = "results/imagenet-fz/fz/export/model_0.npz"
-    cmd = [sys.executable, "-m", "snakemake", "-n", target, "--configfile", "config/imagenet-fz.yaml"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-n",
+        target,
+        "--configfile",
+        "config/imagenet-fz.yaml",
+    ]
     env = {**subprocess_env(), "PYTHONPATH": str(clone)}
     proc = subprocess.run(cmd, cwd=clone, capture_output=True, text=True, env=env)
     out = proc.stdout + proc.stderr
