@@ -18,7 +18,7 @@ import yaml
 
 @dataclass(frozen=True)
 class GroupCycle:
-    """Member `needs` of `group` depends on a member through `path` (outside the group).
+    """A member of `group` that depends on another member through rules outside it.
 
     `path` runs downstream: `path[0]` and `path[-1]` are members of the group, the rules
     between them are not.
@@ -28,7 +28,7 @@ class GroupCycle:
     path: tuple[str, ...]
 
     def message(self) -> str:
-        outside = [r for r in self.path[1:-1]]
+        outside = self.path[1:-1]
         return (
             f"group {self.group!r}: rule {self.path[-1]} depends on rule(s) "
             f"{', '.join(outside)} outside the group, which depend(s) on rule {self.path[0]} "
@@ -137,7 +137,8 @@ def check_workflow_groups(workflow, profile: str | Path) -> None:
 
     Snakemake hands the profiles' groups to the workflow only after parsing, so the check
     reads the workflow profile's file itself: the assignment the workflow ships and every
-    run reads.
+    run reads (also under `--workflow-profile none`). Groups given on the command line
+    (`--groups`) are not seen here; Snakemake still refuses them when it plans.
     """
     groups = {r.name: r._group for r in workflow.rules if getattr(r, "_group", None)}
     groups.update(profile_groups(profile))
