@@ -376,6 +376,9 @@ FROM_SCRATCH["imagenet-fz.yaml"]["fz_membership"] = 1
 def test_config_plans_from_scratch(planned, name, profile):
     rc, out = planned["scratch"][matrix_cmd(name, profile)]
     assert rc == 0, out[-4000:]
+    # the workflow profile, with its job groups, is read in every case
+    used = f"Using profiles {profile} and workflow" if profile else "Using workflow"
+    assert f"{used} specific profile profiles/default" in out, out[:2000]
     assert planned_jobs(out) == FROM_SCRATCH[name]
 
 
