@@ -8,6 +8,7 @@ min_version("9.0")
 sys.path.insert(0, workflow.basedir)
 
 from curvmia.configfile import ConfigFileError, load_strict
+from curvmia.groups import check_workflow_groups
 
 # The effective config is one file's own: config/config.yaml (the digits default) only when
 # no --configfile is given; otherwise the given files, later ones overlaid on earlier ones,
@@ -48,3 +49,11 @@ rule all:
     input:
         final_outputs(),
     default_target: True
+
+
+# A job group whose members depend on each other through a rule outside it cannot be built:
+# check the workflow profile's groups at parse time, for any target, naming the path.
+try:
+    check_workflow_groups(workflow, f"{workflow.basedir}/profiles/default/config.yaml")
+except ValueError as e:
+    raise WorkflowError(str(e)) from None

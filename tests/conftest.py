@@ -54,12 +54,13 @@ def pytest_configure(config):
 
 
 # The longest files first (measured: the SLURM rehearsal about 13 min, the mutant sample,
-# the rerun table, imported models, the archive's rerun, the image replays): pytest-xdist
-# hands files to its workers in this order, so none of them starts last and leaves the
-# other worker idle while it runs (docs/testing.md).
+# the documented commands' 44 dry runs, the rerun table, imported models, the archive's
+# rerun, the image replays): pytest-xdist hands files to its workers in this order, so
+# none of them starts last and leaves the other worker idle while it runs (docs/testing.md).
 SLOW_FIRST = (
     "test_slurm.py",
     "test_mutation.py",
+    "test_documented_commands.py",
     "test_reruns.py",
     "test_imported.py",
     "test_archive.py",
