@@ -28,14 +28,13 @@ import shlex
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from _util import fresh_clone, planned_jobs, subprocess_env
+from _util import dry_runs_in_forks, fresh_clone, planned_jobs, subprocess_env
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -232,13 +231,6 @@ def matrix_cmd(name: str, profile: str | None) -> tuple[str, ...]:
     )
 
 
-def run_dry(words: tuple[str, ...], cwd: Path) -> tuple[int, str]:
-    argv = [sys.executable, "-m", "snakemake", *words[1:]]
-    env = {**subprocess_env(), "PYTHONPATH": str(cwd)}
-    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=env)
-    return proc.returncode, proc.stdout + proc.stderr
-
-
 @pytest.fixture(scope="module")
 def planned(tmp_path_factory):
     """Every dry run of this module, run up front in a pool of 2 processes:
@@ -270,8 +262,7 @@ def planned(tmp_path_factory):
     doc |= {snakemake_dry_run(w) for _, _, p in makes.values() for w in p}
     scratch = {matrix_cmd(n, p) for n in CONFIGS for p in PROFILES}
     jobs = [(w, clone) for w in sorted(doc | scratch)] + [(w, done) for w in sorted(scratch)]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(lambda job: run_dry(*job), jobs))
+    results = dry_runs_in_forks([(w[1:], d) for w, d in jobs], workers=2)
     runs = dict(zip(((w, d == done) for w, d in jobs), results))
     return {
         "make": makes,
