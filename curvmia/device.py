@@ -154,10 +154,15 @@ def requested_gpus(env: Mapping[str, str]) -> int:
         return 0
 
 
-def slurm_gpu_indices(scontrol_output: str) -> list[str]:
-    """The GPU indices of ``scontrol show job -d`` output (``GRES=gpu:1(IDX:0,2-3)``)."""
+def slurm_gpu_indices(scontrol_output: str, job_id: str | None = None) -> list[str]:
+    """The GPU indices of ``scontrol show job -d`` output (``GRES=gpu:1(IDX:0,2-3)``), of
+    the record of ``job_id`` only when given: asked for an array's first job id, scontrol
+    prints every task of the array (one record each, blank lines between)."""
+    records = re.split(r"\n\s*\n", scontrol_output)
+    if job_id is not None:
+        records = [r for r in records if re.match(rf"\s*JobId={re.escape(job_id)}\b", r)]
     out: list[str] = []
-    for spec in re.findall(r"GRES=\S*?gpu\S*?\(IDX:([0-9,\-]+)\)", scontrol_output):
+    for spec in re.findall(r"GRES=\S*?gpu\S*?\(IDX:([0-9,\-]+)\)", "\n".join(records)):
         for part in spec.split(","):
             lo, _, hi = part.partition("-")
             out += [str(i) for i in range(int(lo), int(hi or lo) + 1)]
@@ -178,7 +183,7 @@ def ask_slurm_for_gpus(job_id: str) -> tuple[list[str], str]:
         return [], f"scontrol show job -d {job_id} failed: {e}"
     if proc.returncode != 0:
         return [], f"scontrol show job -d {job_id} failed: {proc.stderr.strip()[-300:]}"
-    gpus = slurm_gpu_indices(proc.stdout)
+    gpus = slurm_gpu_indices(proc.stdout, job_id)
     return gpus, f"scontrol show job -d {job_id}: " + (
         f"GPU index(es) {','.join(gpus)}" if gpus else "no GPU index in the allocation"
     )

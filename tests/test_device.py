@@ -217,8 +217,25 @@ SCONTROL = """JobId=41 ArrayJobId=40 ArrayTaskId=1 JobName=job.sh
 """
 
 
+# `scontrol show job -d 2` on the test cluster when 2 is an array's id and its task 2's: every
+# task of the array, one record each (abridged)
+SCONTROL_ARRAY = """JobId=3 ArrayJobId=2 ArrayTaskId=1 JobName=x
+   TRES=cpu=8,mem=16000M,node=1,billing=8,gres/gpu=1
+     Nodes=localhost CPU_IDs=0-7 Mem=16000 GRES=gpu:1(IDX:0)
+
+JobId=2 ArrayJobId=2 ArrayTaskId=2 JobName=x
+   TRES=cpu=8,mem=16000M,node=1,billing=8,gres/gpu=1
+     Nodes=localhost CPU_IDs=8-15 Mem=16000 GRES=gpu:1(IDX:1)
+
+"""
+
+
 def test_slurm_gpu_indices_parses_scontrol():
     assert slurm_gpu_indices(SCONTROL) == ["2"]
+    assert slurm_gpu_indices(SCONTROL, "41") == ["2"]
+    assert slurm_gpu_indices(SCONTROL_ARRAY, "2") == ["1"]
+    assert slurm_gpu_indices(SCONTROL_ARRAY, "3") == ["0"]
+    assert slurm_gpu_indices(SCONTROL_ARRAY, "4") == []
     assert slurm_gpu_indices("Nodes=n1 GRES=gpu:a100:3(IDX:0,2-3)") == ["0", "2", "3"]
     assert slurm_gpu_indices("Nodes=n1 CPU_IDs=0-3 Mem=0 GRES=") == []
 
