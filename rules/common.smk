@@ -22,6 +22,9 @@ from curvmia.masks import check_layout
 _C, _S = config["compute"], config["scoring"]
 COMPUTE_ENV = {
     "CURVMIA_DEVICE": _C["device"],
+    # what the GPU rules request (job_resources): a SLURM job that requested GPUs and sees
+    # none stops instead of running on the CPU (curvmia/device.py)
+    "CURVMIA_GPUS": _C["gpus"],
     "CURVMIA_CHECKPOINT_MINUTES": _C["checkpoint_minutes"],
     "CURVMIA_RESIDENT_MAX_GIB": _C["resident_max_gib"],
     "CURVMIA_LOADER_WORKERS": _C["loader_workers"],

@@ -33,6 +33,8 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    # before any file is read: a GPU job without a usable GPU stops at once
+    device = pick_device(a.device)
     t0 = time.time()
     e = json.loads(a.entry)
     r, path = e["row"], e["path"]
@@ -54,7 +56,6 @@ def main() -> None:
             )
     except ValueError as err:
         raise SystemExit(f"Invalid imported model: {err}") from None
-    device = pick_device(a.device)
     model.to(device).eval()
     masks = load_npz(a.masks)
     known = bool(masks["known"][r]) if "known" in masks else True

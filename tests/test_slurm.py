@@ -278,6 +278,69 @@ def test_rehearsal_of_cifar10_on_slurm_equals_local_run(
     assert time.monotonic() < deadline
 
 
+def test_gpu_array_without_gpu_variables_fails_loudly(mirror_overlay, cluster, tmp_path):
+    """Issue 26: training as a job array with compute.device: auto. The plugin runs array
+    tasks without srun and drops their SLURM_* GPU variables, and this node sets no
+    CUDA_VISIBLE_DEVICES for batch jobs (its GPUs are empty files): before, each task saw no
+    GPU and trained on the CPU. Now each asks SLURM for its GPU, sets CUDA_VISIBLE_DEVICES,
+    finds CUDA unusable and stops at once with the node and the variables it saw."""
+    t0 = time.monotonic()
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    merged = layered(yaml.safe_load(SHIPPED.read_text()), yaml.safe_load(TEST_LAYER.read_text()))
+    (profile / "config.yaml").write_text(yaml.safe_dump(merged))
+    auto = tmp_path / "auto.yaml"
+    auto.write_text(yaml.safe_dump({"compute": {"device": "auto"}}))
+    clone = fresh_clone(tmp_path / "curvmia")
+    env = {**subprocess_env(), "SLURM_CONF": cluster.env["SLURM_CONF"]}
+    results = clone / "results" / "cifar10-rehearsal"
+    configs = ["--configfile", *REHEARSAL, str(mirror_overlay[0]), str(auto)]
+    # the data and masks locally (cheaper than a prep job and its status polls), then the
+    # two training jobs through SLURM: one array
+    masks = "results/cifar10-rehearsal/masks.npz"
+    cmd = snakemake_in(*configs, "--cores", "all", masks)
+    rc, out = run_until(cmd, env, clone, t0 + 600, cluster)
+    assert rc == 0, out[-5000:]
+    t1 = time.monotonic()
+    models = [f"results/cifar10-rehearsal/models/model_{r}.pt" for r in (0, 1)]
+    cmd = snakemake_in("--profile", str(profile), *configs, "--retries", "0", *models)
+    rc, out = run_until(cmd, env, clone, t0 + 600, cluster)
+    print(f"GPU array check: {t1 - t0:.0f} s to prepare, {time.monotonic() - t1:.0f} s on SLURM")
+    assert rc != 0, out[-5000:]
+    run_id = re.search(r"SLURM run ID: (\S+)", out).group(1)
+    train = [j for j in cluster.sacct_jobs() if j["JobName"] == run_id]
+    # one array of two training tasks and nothing else; each requested a GPU and failed
+    assert all(re.fullmatch(r"rule_train(_wildcards_.*)?", j["Comment"]) for j in train), train
+    assert len(train) == 2 and all("_" in j["JobID"] for j in train), train
+    assert {j["State"] for j in train} == {"FAILED"}, train
+    assert all("gres/gpu=1" in j["ReqTRES"] for j in train), train
+    tasks = set()
+    for row in (0, 1):
+        log = (results / "logs" / "train" / f"model_{row}.log").read_text()
+        got = re.search(
+            r"curvmia: set CUDA_VISIBLE_DEVICES=([0-3]) on node localhost: the GPU\(s\) SLURM"
+            r" allocated to job (\d+) \(scontrol show job -d \2: GPU index\(es\) \1\)",
+            log,
+        )
+        assert got, log
+        gpu = got.group(1)
+        assert f"this job was allocated GPU(s) {gpu} but torch cannot use CUDA" in log, log
+        seen = re.search(r"Node localhost; variables the job saw: (.*)\.$", log, re.M)
+        assert seen, log
+        seen = dict(
+            v.split("=", 1) if "=" in v else (v[:-6], None) for v in seen.group(1).split(", ")
+        )
+        tasks.add(f"{seen['SLURM_ARRAY_JOB_ID']}_{seen['SLURM_ARRAY_TASK_ID']}")
+        assert seen["SLURM_JOB_ID"] == got.group(2)
+        for var in ("SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS"):
+            assert seen[var] is None, (var, seen)  # dropped by the plugin's job step
+        assert seen["CUDA_VISIBLE_DEVICES"] is None and seen["CURVMIA_GPUS"] == "1", seen
+        # it stopped before reading data or building the model: nothing trained on the CPU
+        assert "parameters" not in log and "epoch" not in log.lower(), log
+    assert tasks == {j["JobID"] for j in train}
+    assert not (results / "models").exists() or not any((results / "models").iterdir())
+
+
 def test_bundled_profile_by_its_path_from_repo_root(tmp_path):
     """`snakemake --profile profiles/slurm` typed in the repository root, with the workflow
     profile profiles/default beside it."""
