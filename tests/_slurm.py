@@ -165,7 +165,8 @@ PartitionName={HIGH_PARTITION} Nodes={NODE} PriorityTier=10 MaxTime=INFINITE Sta
 """
         )
         # slurmd 22.05 drops file-less GPUs ("Removing file-less GPU"): each GPU is an empty
-        # regular file here, no device. Jobs see CUDA_VISIBLE_DEVICES, CUDA is unusable.
+        # regular file here, no device, so CUDA is unusable. Batch steps of --gpus jobs see no
+        # GPU variable (22.05): curvmia.device reads the job's GPU from scontrol.
         for i in range(4):
             (r / f"gpu{i}").touch()
         (r / "gres.conf").write_text(f"Name=gpu File={r}/gpu[0-3]\n")
