@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .io import sha256_file
 from .models import build_model
 
 ARCH = "sonnet_resnet50"
@@ -311,17 +312,6 @@ def check_sample(n: int, k: int, seed: int) -> np.ndarray:
 def run_dir(root: str | os.PathLike, run: int) -> Path:
     """A run's folder in the release layout: <root>/<run>/{aux_arrays.npz, checkpoints/}."""
     return Path(root) / str(run)
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    """sha256 hex digest of a file."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def population_order(

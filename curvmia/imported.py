@@ -16,14 +16,15 @@ from __future__ import annotations
 import io
 import os
 import pickle
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from .fz import sha256_file
-from .io import config_hash
+from .io import config_hash, sha256_file
+
+if TYPE_CHECKING:  # torch is imported by the functions that need it: the workflow's
+    import torch  # parse imports this module (rules/common.smk) and stays torch-free
+    from torch import nn
 
 FORMATS = ("state_dict", "safetensors", "torchscript")
 MEMBER_SOURCES = ("matrix", "indices", "fz_aux")
@@ -119,6 +120,8 @@ def check_file(path: str, sha256: str | None, where: str) -> None:
 
 def read_state_dict(path: str, fmt: str, where: str) -> dict[str, torch.Tensor]:
     """Tensors of a ``state_dict`` (torch, weights-only) or ``safetensors`` file."""
+    import torch
+
     if fmt == "safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -171,6 +174,8 @@ def build_from_state(
 
 def load_model(entry: dict[str, Any], where: str) -> nn.Module:
     """The imported model in eval mode, on the CPU (no sha256 check: see check_file)."""
+    import torch
+
     path, fmt = entry["path"], entry["format"]
     if fmt == "torchscript":
         if not entry.get("trust"):
@@ -191,6 +196,8 @@ def load_model(entry: dict[str, Any], where: str) -> nn.Module:
 
 def output_classes(model: nn.Module, contract: dict[str, Any]) -> int:
     """Number of logits the model gives for one input of the declared shape."""
+    import torch
+
     c, s = contract["in_chans"], contract["image_size"]
     with torch.no_grad():
         out = model(torch.zeros(1, c, s, s))
@@ -335,10 +342,14 @@ def check_section(
 
 def torchscript_bytes(path: str) -> torch.Tensor:
     """A TorchScript file as a uint8 tensor (stored inside the imported checkpoint)."""
+    import torch
+
     with open(path, "rb") as fh:
         return torch.frombuffer(bytearray(fh.read()), dtype=torch.uint8).clone()
 
 
 def torchscript_from_bytes(blob: torch.Tensor) -> nn.Module:
     """The TorchScript module stored by :func:`torchscript_bytes`."""
+    import torch
+
     return torch.jit.load(io.BytesIO(blob.numpy().tobytes()), map_location="cpu")

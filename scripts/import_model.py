@@ -8,7 +8,6 @@ import torch
 
 from curvmia.data import load_prepared
 from curvmia.device import pick_device
-from curvmia.fz import sha256_file
 from curvmia.identity import data_hash, members_hash, members_of
 from curvmia.imported import (
     check_contract,
@@ -18,7 +17,7 @@ from curvmia.imported import (
     output_classes,
     torchscript_bytes,
 )
-from curvmia.io import load_npz
+from curvmia.io import load_npz, sha256_file
 from curvmia.provenance import code_record
 from curvmia.train import accuracy_u8, save_checkpoint
 
