@@ -95,3 +95,19 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
         for block in iter(lambda: f.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def write_generated(out: Path, text: str, command: str, check: bool = False) -> None:
+    """Write a generated file atomically; with ``check``, exit 1 instead when it differs.
+
+    ``command`` is what regenerates it, named in the stale message (`make docs` targets).
+    """
+    import sys
+
+    if check:
+        if not out.exists() or out.read_text(encoding="utf-8") != text:
+            sys.exit(f"{out} is stale: run `make docs` ({command})")
+        return
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+    print(f"wrote {out}")

@@ -2,11 +2,10 @@
 (or check that it is current): curvmia/cluster_requests.py."""
 
 import argparse
-import sys
 from pathlib import Path
 
 from curvmia.cluster_requests import CONFIGS, DOC, generate, render
-from curvmia.io import atomic_path
+from curvmia.io import write_generated
 
 
 def main() -> None:
@@ -19,13 +18,7 @@ def main() -> None:
     out = Path(a.out).resolve()  # (planning changes the working directory)
     old = out.read_text(encoding="utf-8")
     text = render(old, generate(CONFIGS))
-    if a.check:
-        if old != text:
-            sys.exit(f"{out} is stale: run `make docs` (python scripts/cluster_requests.py)")
-        return
-    with atomic_path(out) as tmp:
-        Path(tmp).write_text(text, encoding="utf-8")
-    print(f"wrote {out}")
+    write_generated(out, text, "python scripts/cluster_requests.py", a.check)
 
 
 if __name__ == "__main__":

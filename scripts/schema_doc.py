@@ -1,10 +1,9 @@
 """Write docs/configuration.md from config/schema.yaml (or check that it is current)."""
 
 import argparse
-import sys
 from pathlib import Path
 
-from curvmia.io import atomic_path
+from curvmia.io import write_generated
 from curvmia.schema_doc import render_file
 
 
@@ -18,13 +17,7 @@ def main() -> None:
     a = ap.parse_args()
     text = render_file(a.schema)
     out = Path(a.out)
-    if a.check:
-        if not out.exists() or out.read_text(encoding="utf-8") != text:
-            sys.exit(f"{out} is stale: run `make docs` (python scripts/schema_doc.py)")
-        return
-    with atomic_path(out) as tmp:
-        Path(tmp).write_text(text, encoding="utf-8")
-    print(f"wrote {out}")
+    write_generated(out, text, "python scripts/schema_doc.py", a.check)
 
 
 if __name__ == "__main__":
