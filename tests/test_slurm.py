@@ -141,14 +141,21 @@ def run_until(cmd: list[str], env: dict, cwd: Path, deadline: float, cluster: Cl
         text=True,
         start_new_session=True,
     )
+    out = wait_or_fail(proc, deadline, cluster, f"time limit ({TIME_LIMIT_S} s) exceeded")
+    return proc.returncode, out
+
+
+def wait_or_fail(proc: subprocess.Popen, deadline: float, cluster: Cluster, what: str) -> str:
+    """`proc`'s output once it ends; past `deadline` kill its process group, cancel the
+    cluster's jobs and fail with `what` and the output's tail."""
     try:
         out, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
         subprocess.run(["scancel", "--user", "root"], env=cluster.env, capture_output=True)
-        pytest.fail(f"time limit ({TIME_LIMIT_S} s) exceeded:\n{out[-5000:]}")
-    return proc.returncode, out
+        pytest.fail(f"{what}:\n{out[-5000:]}")
+    return out
 
 
 def test_rehearsal_of_cifar10_on_slurm_equals_local_run(
@@ -401,45 +408,39 @@ def test_retries_and_preemption_through_the_shipped_profile(cluster, tmp_path):
         cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
     )  # fmt: skip
-    try:
-        # once the `preempted` job runs, a job in the high-priority partition takes the
-        # whole node: SLURM preempts it (PreemptMode=REQUEUE)
-        while time.monotonic() < deadline:
-            q = subprocess.run(
-                ["squeue", "-h", "-o", "%i|%T|%k"], capture_output=True, text=True,
-                env=cluster.env,
-            ).stdout  # fmt: skip
-            running = [ln.split("|")[0] for ln in q.splitlines() if ln.endswith("|rule_preempted")]
-            if running and "RUNNING" in q:
-                break
-            assert proc.poll() is None, proc.stdout.read()[-5000:]
-            time.sleep(0.5)
-        time.sleep(3)
-        subprocess.run(
-            ["sbatch", "-p", HIGH_PARTITION, "-A", ACCOUNT, "--exclusive", "-J", "preemptor"]
-            + ["-o", "/dev/null", "--wrap", "sleep 2"],
-            env=cluster.env, check=True, capture_output=True,
-        )  # fmt: skip
-        # SLURM holds a requeued job for about 2 minutes (reason BeginTime): release it
-        # now (scontrol update StartTime; the requeue itself is SLURM's own)
-        while time.monotonic() < deadline:
-            q = subprocess.run(
-                ["squeue", "-h", "-j", running[0], "-o", "%T|%r"], capture_output=True,
-                text=True, env=cluster.env,
-            ).stdout.strip()  # fmt: skip
-            if q == "PENDING|BeginTime":
-                subprocess.run(
-                    ["scontrol", "update", f"JobId={running[0]}", "StartTime=now"],
-                    env=cluster.env, check=True, capture_output=True,
-                )  # fmt: skip
-                break
-            time.sleep(0.5)
-        out, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        subprocess.run(["scancel", "--user", "root"], env=cluster.env, capture_output=True)
-        pytest.fail(f"retry workflow did not finish in time:\n{out[-5000:]}")
+    # once the `preempted` job runs, a job in the high-priority partition takes the
+    # whole node: SLURM preempts it (PreemptMode=REQUEUE)
+    while time.monotonic() < deadline:
+        q = subprocess.run(
+            ["squeue", "-h", "-o", "%i|%T|%k"], capture_output=True, text=True,
+            env=cluster.env,
+        ).stdout  # fmt: skip
+        running = [ln.split("|")[0] for ln in q.splitlines() if ln.endswith("|rule_preempted")]
+        if running and "RUNNING" in q:
+            break
+        assert proc.poll() is None, proc.stdout.read()[-5000:]
+        time.sleep(0.5)
+    time.sleep(3)
+    subprocess.run(
+        ["sbatch", "-p", HIGH_PARTITION, "-A", ACCOUNT, "--exclusive", "-J", "preemptor"]
+        + ["-o", "/dev/null", "--wrap", "sleep 2"],
+        env=cluster.env, check=True, capture_output=True,
+    )  # fmt: skip
+    # SLURM holds a requeued job for about 2 minutes (reason BeginTime): release it
+    # now (scontrol update StartTime; the requeue itself is SLURM's own)
+    while time.monotonic() < deadline:
+        q = subprocess.run(
+            ["squeue", "-h", "-j", running[0], "-o", "%T|%r"], capture_output=True,
+            text=True, env=cluster.env,
+        ).stdout.strip()  # fmt: skip
+        if q == "PENDING|BeginTime":
+            subprocess.run(
+                ["scontrol", "update", f"JobId={running[0]}", "StartTime=now"],
+                env=cluster.env, check=True, capture_output=True,
+            )  # fmt: skip
+            break
+        time.sleep(0.5)
+    out = wait_or_fail(proc, deadline, cluster, "retry workflow did not finish in time")
     print(f"retry workflow: {time.monotonic() - t0:.0f} s")
     assert proc.returncode == 0, out[-8000:]
     run_id = re.search(r"SLURM run ID: (\S+)", out).group(1)
