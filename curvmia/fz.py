@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .checkpoint import checkpoint_meta, save_checkpoint
 from .io import sha256_file
 from .models import build_model
 
@@ -106,10 +107,8 @@ def convert_export(
     meta: dict | None = None,
 ) -> dict:
     """Export .npz → curvmia checkpoint ``out`` (``state_dict`` + build metadata, loadable
-    with ``weights_only=True`` by ``curvmia.train.load_checkpoint``).  Stops, writing
+    with ``weights_only=True`` by ``curvmia.checkpoint.load_checkpoint``).  Stops, writing
     nothing, when any probed output differs from TensorFlow's by more than ``rtol``."""
-    from .io import atomic_path
-
     arrays = _npz(export)
     model = model_from_export(arrays)
     errs = probe_errors(model, arrays)
@@ -125,16 +124,14 @@ def convert_export(
         "tf_epoch": int(arrays["meta/epoch"]),
         "tf_global_step": int(arrays["meta/global_step"]),
     }
-    ckpt = {
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "arch": ARCH,
-        "num_classes": int(model.num_classes),
-        "in_chans": 3,
-        "model_kwargs": {},
-        "source": {"format": "feldman-zhang-sonnet", **info, **(meta or {})},
-    }
-    with atomic_path(out, suffix=".pt") as tmp:
-        torch.save(ckpt, tmp)
+    meta = checkpoint_meta(
+        arch=ARCH,
+        model_kwargs={},
+        num_classes=model.num_classes,
+        in_chans=3,
+        source={"format": "feldman-zhang-sonnet", **info, **(meta or {})},
+    )
+    save_checkpoint(out, model, meta)
     return info
 
 

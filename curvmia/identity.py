@@ -17,8 +17,6 @@ import numpy as np
 
 from .io import config_hash, load_npz
 
-IDENTITY_KEYS = ("row", "train_hash", "members_hash", "data_hash")
-
 
 def members_hash(indices: np.ndarray) -> str:
     """Hash of a training subset: its sorted member indices (int64)."""
@@ -60,3 +58,8 @@ def check_identity(path: str | os.PathLike, meta: dict[str, Any], expected: dict
                 "file was made from another row, recipe, mask or dataset; delete it (or "
                 "rerun with --forcerun train) so that it is trained again"
             )
+
+
+def train_hash(cfg: dict) -> str:
+    """Hash of the training sub-config: attack or scoring edits never change it."""
+    return config_hash(cfg)

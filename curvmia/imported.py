@@ -13,7 +13,6 @@ hash; scoring and attacks then treat it like a trained model.
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 from typing import TYPE_CHECKING, Any
@@ -338,18 +337,3 @@ def check_section(
             mw = f"{where}.members"
             check_file(e["members"]["path"], e["members"]["sha256"], mw)
             read_members(e["members"], have["n_population"], mw)
-
-
-def torchscript_bytes(path: str) -> torch.Tensor:
-    """A TorchScript file as a uint8 tensor (stored inside the imported checkpoint)."""
-    import torch
-
-    with open(path, "rb") as fh:
-        return torch.frombuffer(bytearray(fh.read()), dtype=torch.uint8).clone()
-
-
-def torchscript_from_bytes(blob: torch.Tensor) -> nn.Module:
-    """The TorchScript module stored by :func:`torchscript_bytes`."""
-    import torch
-
-    return torch.jit.load(io.BytesIO(blob.numpy().tobytes()), map_location="cpu")

@@ -8,6 +8,9 @@ Registering that family in timm's registry lets a config name
 
 from __future__ import annotations
 
+import importlib
+import logging
+
 import timm
 import torch
 from timm.models import register_model
@@ -153,9 +156,36 @@ def check_model_kwargs(
         with torch.device("meta"):
             model = build_model(arch, num_classes, in_chans, model_kwargs)
             if dp:
-                from .train import dp_compatible
-
                 model = dp_compatible(model)
     except (TypeError, ValueError, RuntimeError, AssertionError, KeyError) as e:
         raise ValueError(f"{key}: {model_kwargs!r} does not build {arch!r}: {e}") from None
     return count_params(model)
+
+
+def import_opacus(name: str = "opacus"):
+    """Import an Opacus module without the root-logger handler its import installs.
+
+    ``opacus.utils.module_utils`` calls ``logging.basicConfig`` at import time; in Snakemake's
+    process (the model checks import it while the Snakefile is parsed) that handler printed
+    every console and ``.snakemake/log`` line a second time, with a timestamp prefix.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        return importlib.import_module(name)
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def dp_compatible(model: nn.Module) -> nn.Module:
+    """Replace layers DP-SGD cannot train per sample (BatchNorm → GroupNorm), as Opacus does."""
+    ModuleValidator = import_opacus("opacus.validators").ModuleValidator
+
+    fixed = ModuleValidator.fix(model)
+    errors = ModuleValidator.validate(fixed, strict=False)
+    if errors:
+        raise ValueError(f"dp_sweep.train.arch: not trainable with DP-SGD: {errors[:3]}")
+    return fixed

@@ -150,7 +150,7 @@ def torch_settings() -> dict[str, Any]:
 def model_records(checkpoints: list[str | Path]) -> list[dict[str, Any]]:
     """Per model: row, recipe hash, the compute knobs and the code it was trained with
     (an imported model: its source file, sha256 and format instead of a training)."""
-    from .train import load_meta
+    from .checkpoint import load_meta
 
     rows = []
     for p in checkpoints:

@@ -19,11 +19,8 @@ checkpoint stores weights only, plus plain metadata, and is read back with
 from __future__ import annotations
 
 import contextlib
-import importlib
-import logging
 import math
 import os
-import pickle
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,9 +30,9 @@ import torch
 from torch import nn
 
 from .data import normalize, random_crop_flip, to_float
-from .identity import check_identity, members_hash
+from .identity import members_hash
 from .io import atomic_path, config_hash
-from .models import build_model, count_params
+from .models import build_model, count_params, dp_compatible, import_opacus
 from .progress import Progress
 
 RESUME_SUFFIX = ".resume.pt"
@@ -350,91 +347,7 @@ def train_model(
     return model, stats
 
 
-def train_hash(cfg: dict) -> str:
-    """Hash of the training sub-config: attack or scoring edits never change it."""
-    return config_hash(cfg)
-
-
-def save_checkpoint(path: str | Path, model: nn.Module, meta: dict) -> None:
-    """Weights plus plain metadata, written atomically (loadable with weights_only=True)."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    meta = {**meta, "n_params": count_params(model)}  # identifies the architecture built
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save({"state_dict": state, **meta}, tmp)
-
-
-def load_meta(
-    path: str | Path, expect: dict | None = None, device: torch.device | str = "cpu"
-) -> dict:
-    """A checkpoint's contents (weights-only unpickler); ``expect``: identity it must have.
-
-    A truncated or foreign file is a ``ValueError`` that names it.
-    """
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise ValueError(f"{path}: not a curvmia checkpoint (no state_dict)")
-    if expect:
-        check_identity(path, ckpt, expect)
-    return ckpt
-
-
-def load_checkpoint(
-    path: str | Path, device: torch.device | str = "cpu", expect: dict | None = None
-) -> tuple[nn.Module, dict]:
-    """Rebuild the model of a checkpoint in eval mode; return it and the metadata.
-
-    ``expect``: the identity (curvmia/identity.py) the workflow expects of this file.
-    """
-    ckpt = load_meta(path, expect, device)
-    state = ckpt.pop("state_dict")
-    if "torchscript" in ckpt:  # an imported TorchScript model its entry trusted
-        from .imported import torchscript_from_bytes
-
-        model = torchscript_from_bytes(ckpt.pop("torchscript").cpu())
-    else:
-        model = build_model(
-            ckpt["arch"], ckpt["num_classes"], ckpt["in_chans"], ckpt["model_kwargs"]
-        )
-    if ckpt.get("dp_groupnorm"):
-        model = dp_compatible(model)
-    model.load_state_dict(state)
-    model.to(device).eval()
-    return model, ckpt
-
-
 # ---------------------------------------------------------------- differential privacy
-
-
-def import_opacus(name: str = "opacus"):
-    """Import an Opacus module without the root-logger handler its import installs.
-
-    ``opacus.utils.module_utils`` calls ``logging.basicConfig`` at import time; in Snakemake's
-    process (the model checks import it while the Snakefile is parsed) that handler printed
-    every console and ``.snakemake/log`` line a second time, with a timestamp prefix.
-    """
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        return importlib.import_module(name)
-    finally:
-        for handler in root.handlers[:]:
-            if handler not in handlers:
-                root.removeHandler(handler)
-        root.setLevel(level)
-
-
-def dp_compatible(model: nn.Module) -> nn.Module:
-    """Replace layers DP-SGD cannot train per sample (BatchNorm → GroupNorm), as Opacus does."""
-    ModuleValidator = import_opacus("opacus.validators").ModuleValidator
-
-    fixed = ModuleValidator.fix(model)
-    errors = ModuleValidator.validate(fixed, strict=False)
-    if errors:
-        raise ValueError(f"dp_sweep.train.arch: not trainable with DP-SGD: {errors[:3]}")
-    return fixed
 
 
 def train_dp_model(

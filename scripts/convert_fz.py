@@ -46,6 +46,7 @@ def membership(a: argparse.Namespace) -> None:
 def check(a: argparse.Namespace) -> None:
     import torch
 
+    from curvmia.checkpoint import load_checkpoint
     from curvmia.data import load_prepared
     from curvmia.device import pick_device
     from curvmia.fz import (
@@ -57,7 +58,6 @@ def check(a: argparse.Namespace) -> None:
         released_correctness,
     )
     from curvmia.io import write_json
-    from curvmia.train import load_checkpoint
 
     torch.set_num_threads(a.threads)
     device = pick_device(a.device)

@@ -7,8 +7,8 @@ import re
 
 import pandas as pd
 
+from curvmia.checkpoint import load_meta
 from curvmia.io import atomic_path
-from curvmia.train import load_meta
 
 
 def main() -> None:

@@ -7,13 +7,13 @@ import json
 import numpy as np
 import torch
 
+from curvmia.checkpoint import load_checkpoint
 from curvmia.data import load_prepared
 from curvmia.device import pick_device
 from curvmia.identity import data_hash, members_hash, members_of
 from curvmia.io import save_npz
 from curvmia.provenance import code_record, kernel_record
 from curvmia.scores import disable_fused_attention, score_model
-from curvmia.train import load_checkpoint
 
 
 def shard_arg(s: str) -> tuple[int, int]:

@@ -6,10 +6,10 @@ import json
 
 import pandas as pd
 
+from curvmia.checkpoint import load_meta
 from curvmia.data import load_prepared
 from curvmia.io import atomic_path, load_npz
 from curvmia.sweeps import sweep_metrics, targets_frame
-from curvmia.train import load_meta
 
 
 def main() -> None:

@@ -5,11 +5,12 @@ import json
 
 import torch
 
+from curvmia.checkpoint import checkpoint_meta, save_checkpoint
 from curvmia.data import load_prepared
 from curvmia.device import pick_device
-from curvmia.identity import data_hash, members_hash, members_of
+from curvmia.identity import data_hash, members_hash, members_of, train_hash
 from curvmia.provenance import code_record
-from curvmia.train import model_seed, save_checkpoint, train_hash, train_model
+from curvmia.train import model_seed, train_model
 
 
 def main() -> None:
@@ -64,26 +65,24 @@ def main() -> None:
         workers=a.workers,
         log=lambda s: print(s, flush=True),
     )
-    meta = {
-        "arch": cfg["arch"],
-        "model_kwargs": cfg.get("model_kwargs", {}),
-        "num_classes": data.manifest["num_classes"],
-        "in_chans": int(data.train_images.shape[1]),
-        **identity,
-        "seed": seed,
-        "code": code_record("train.py"),
+    meta = checkpoint_meta(
+        arch=cfg["arch"],
+        model_kwargs=cfg.get("model_kwargs"),
+        num_classes=data.manifest["num_classes"],
+        in_chans=data.train_images.shape[1],
+        identity=identity,
+        seed=seed,
+        **stats,
+        code=code_record("train.py"),
         # compute knobs: not params of the model (docs/reruns.md), recorded here
-        "compute": {
-            "device": str(device),
+        compute={
             "threads": a.threads,
             "loader_workers": a.workers,
             "resident_max_gib": a.resident_max_gib,
             "checkpoint_minutes": a.checkpoint_minutes,
         },
-        "torch": str(torch.__version__),
-        "device": str(device),
-        **stats,
-    }
+        device=device,
+    )
     save_checkpoint(a.out, model, meta)
 
 

@@ -6,12 +6,13 @@ import json
 
 import torch
 
+from curvmia.checkpoint import checkpoint_meta, save_checkpoint
 from curvmia.data import load_prepared
 from curvmia.device import pick_device
-from curvmia.identity import data_hash, members_hash, members_of
+from curvmia.identity import data_hash, members_hash, members_of, train_hash
 from curvmia.provenance import code_record
 from curvmia.sweeps import sweep_seed
-from curvmia.train import save_checkpoint, train_dp_model, train_hash, train_model
+from curvmia.train import train_dp_model, train_model
 
 
 def main() -> None:
@@ -49,25 +50,26 @@ def main() -> None:
         model, stats = train_dp_model(*args, epsilon=a.value, **common)
     else:
         model, stats = train_model(*args, resume_path=a.out + ".resume.pt", **common)
-    meta = {
-        "arch": cfg["arch"],
-        "model_kwargs": cfg.get("model_kwargs", {}),
-        "num_classes": data.manifest["num_classes"],
-        "in_chans": int(data.train_images.shape[1]),
-        "train_hash": train_hash(cfg),
-        "members_hash": members_hash(idx),
-        "data_hash": data_hash(data.manifest),
-        "dp_groupnorm": a.sweep == "dp",
-        "sweep": a.sweep,
-        "value": a.value,
-        "sweep_seed": a.seed,
-        "seed": seed,
-        "code": code_record("train_sweep.py"),
-        "compute": {"device": str(device), "threads": a.threads},
-        "torch": str(torch.__version__),
-        "device": str(device),
+    meta = checkpoint_meta(
+        arch=cfg["arch"],
+        model_kwargs=cfg.get("model_kwargs"),
+        num_classes=data.manifest["num_classes"],
+        in_chans=data.train_images.shape[1],
+        identity={
+            "train_hash": train_hash(cfg),
+            "members_hash": members_hash(idx),
+            "data_hash": data_hash(data.manifest),
+        },
+        dp_groupnorm=a.sweep == "dp",
+        sweep=a.sweep,
+        value=a.value,
+        sweep_seed=a.seed,
+        seed=seed,
         **stats,
-    }
+        code=code_record("train_sweep.py"),
+        compute={"threads": a.threads},
+        device=device,
+    )
     save_checkpoint(a.out, model, meta)
 
 

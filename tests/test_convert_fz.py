@@ -75,7 +75,7 @@ def test_converted_model_matches_tensorflow(random_export, tmp_path):
     assert max(info["probe_rel_error"].values()) <= 1e-4, info
     assert info["probe_size"] == SIZE and info["tf_epoch"] == 90
     # the saved checkpoint rebuilds through the workflow's loader, same function
-    from curvmia.train import load_checkpoint
+    from curvmia.checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(tmp_path / "m.pt")
     assert meta["arch"] == "sonnet_resnet50" and meta["num_classes"] == 1000

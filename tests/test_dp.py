@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from curvmia.train import load_checkpoint, save_checkpoint, train_dp_model
+from curvmia.checkpoint import load_checkpoint, save_checkpoint
+from curvmia.train import train_dp_model
 
 DP_CFG = {
     "arch": "cifar_resnet",

@@ -9,9 +9,9 @@ import pytest
 import torch
 from _util import snakemake_cmd, subprocess_env
 
+from curvmia.checkpoint import load_checkpoint, save_checkpoint
 from curvmia.identity import data_hash, members_hash
 from curvmia.models import build_model
-from curvmia.train import load_checkpoint, save_checkpoint
 
 IDENTITY = {"row": 1, "train_hash": "aaaa", "members_hash": "bbbb", "data_hash": "cccc"}
 

@@ -277,8 +277,8 @@ def test_good_manifest_imports_its_row_and_trains_the_rest(small_files, tmp_path
 
 
 def test_trusted_torchscript_round_trips_through_a_checkpoint(small_files, tmp_path):
-    from curvmia.imported import load_model, torchscript_bytes
-    from curvmia.train import load_checkpoint, save_checkpoint
+    from curvmia.checkpoint import load_checkpoint, save_checkpoint, torchscript_bytes
+    from curvmia.imported import load_model
 
     e = entry(small_files, path=str(small_files["model.ts"]), format="torchscript", trust=True)
     model = load_model(e, "imported.models[0]")

@@ -47,7 +47,7 @@ def test_opacus_import_leaves_root_logger_alone():
     the DP trainer uses add no handler to the root logger and keep its level."""
     code = (
         "import logging, torch\n"
-        "from curvmia.train import dp_compatible, import_opacus\n"
+        "from curvmia.models import dp_compatible, import_opacus\n"
         "root = logging.getLogger()\n"
         "before = (list(root.handlers), root.level)\n"
         "dp_compatible(torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4)))\n"

@@ -5,8 +5,10 @@ import pytest
 import timm
 import torch
 
+from curvmia.checkpoint import load_checkpoint, save_checkpoint
+from curvmia.identity import train_hash
 from curvmia.models import build_model, check_arch
-from curvmia.train import load_checkpoint, save_checkpoint, train_hash, train_model
+from curvmia.train import train_model
 
 CFG = {
     "arch": "cifar_resnet",
