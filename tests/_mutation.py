@@ -442,7 +442,8 @@ def commit() -> str:
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def load_records(path: Path = RECORDS) -> dict[str, dict]:
+def load_records(path: Path | None = None) -> dict[str, dict]:
+    path = path or RECORDS
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
@@ -452,10 +453,12 @@ def save_record(
     killed: int,
     equivalent: list[str],
     survived: list[str],
-    path: Path = RECORDS,
+    path: Path | None = None,
 ) -> None:
-    """Write the measurement of a run over every mutant of ``module`` into the records,
-    replacing its last one (hand-written ``untouched`` entries are kept)."""
+    """Write the measurement of a run over every mutant of ``module`` into the records
+    (RECORDS unless ``path``), replacing its last one (hand-written ``untouched`` entries are
+    kept)."""
+    path = path or RECORDS
     records = load_records(path)
     old = records.get(module, {})
     records[module] = {

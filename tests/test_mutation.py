@@ -116,3 +116,24 @@ def test_a_whole_module_run_writes_its_record(tmp_path, monkeypatch):
     assert (
         _mutation.render(page, table) == f"# T\n{_mutation.BEGIN}\n{table}{_mutation.END}\ntail\n"
     )
+
+
+def test_only_a_run_over_every_mutant_writes_the_record(tmp_path, monkeypatch):
+    _mutation = _mutation_module()
+    names = {"masks": [(f"{i:02x}" * 6 + "ff", f"curvmia.masks.x_f__mutmut_{i}") for i in range(4)]}
+    codes = {"curvmia.masks.x_f__mutmut_0": 1, "curvmia.masks.x_f__mutmut_1": 0}
+    codes |= {"curvmia.masks.x_f__mutmut_2": 0, "curvmia.masks.x_f__mutmut_3": 24}
+    monkeypatch.setattr(_mutation, "RECORDS", tmp_path / "records.json")
+    monkeypatch.setattr(_mutation, "generate", lambda: None)
+    monkeypatch.setattr(_mutation, "mutants", lambda m: names[m])
+    monkeypatch.setattr(_mutation, "results", lambda m: codes)
+    monkeypatch.setattr(_mutation, "mutmut", lambda *a, check: subprocess.CompletedProcess(a, 0))
+    monkeypatch.setitem(_mutation.EQUIVALENT, "010101010101", "f: argued for this test only")
+    assert _mutation.run(["masks"], 2) == 0  # a sample: mutant 0 killed, 1 equivalent
+    assert not (tmp_path / "records.json").exists()
+    assert _mutation.run(["masks"], None, start=1) == 1  # from place 1 on: not whole
+    assert not (tmp_path / "records.json").exists()
+    assert _mutation.run(["masks"], None) == 1  # every mutant; mutant 2 survived
+    r = _mutation.load_records()["masks"]
+    assert (r["mutants"], r["killed"]) == (4, 2)  # 0 killed, 3 timed out
+    assert r["equivalent"] == ["010101010101"] and r["survived"] == ["020202020202"]
