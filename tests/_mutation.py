@@ -1,8 +1,9 @@
 """Mutation testing of the core modules with mutmut 3 (docs/testing.md).
 
     python tests/_mutation.py list   [--module M]             # mutants in sample order
-    python tests/_mutation.py run    [--module M] [--per-module K] [--all]
+    python tests/_mutation.py run    [--module M] [--per-module K] [--start S]
     python tests/_mutation.py ci                               # the fixed CI sample
+    python tests/_mutation.py table  [--check]                 # docs/testing.md's table
 
 mutmut writes its mutants (and results) under ``mutants/`` in the repository root, with the
 settings of ``[tool.mutmut]`` in pyproject.toml (which modules, which fast tests); ``ci``
@@ -15,17 +16,27 @@ sha256(f"{SEED}:{identity}"), so the first K mutants of a module are a seeded ra
 that stays put when other functions change or are added; a changed function gets a fresh
 draw of its own mutants only.  ``run --per-module K`` measures the first K of every module,
 ``ci`` the first ``CI_PER_MODULE`` (regenerating the sample after a merge needs nothing but
-rerunning: the sample is a function of the code).  Mutants argued equivalent in
-docs/testing.md are listed in EQUIVALENT by the first 12 hex digits of their sample hash;
+rerunning: the sample is a function of the code).  Mutants argued equivalent are listed in
+EQUIVALENT by the first 12 hex digits of their sample hash, with the one-line argument;
 they are reported but never count as survivors.
+
+The records.  A ``run`` over every mutant of a module writes that module's measurement to
+RECORDS (tests/mutation_records.json): mutants, killed (timeouts included), the hashes counted
+equivalent and those that survived, the date, machine, command and commit; ``table`` writes
+the table of docs/testing.md from them (``make docs``; tests/test_mutation.py fails when the
+page is stale).  A record's ``untouched`` entries (the score before anyone looked at the
+survivors) are written by hand and kept.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import datetime
 import hashlib
 import json
+import os
+import platform
 import re
 import shutil
 import subprocess
@@ -48,7 +59,10 @@ CI_PER_MODULE = 5
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped"}
 STATUS.update({36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout"})
 MUTANT = re.compile(r"^(x.*)__mutmut_(\d+)$")
-# sample hash prefix -> the one-line argument (docs/testing.md repeats them with the diff)
+RECORDS = REPO / "tests" / "mutation_records.json"
+DOC = REPO / "docs" / "testing.md"
+BEGIN, END = "<!-- mutation-table:begin -->", "<!-- mutation-table:end -->"
+# sample hash prefix -> "function: why no test can tell it from the original"
 EQUIVALENT: dict[str, str] = {
     "0498f9e2cb76": "keyed_rademacher: torch.arange of Python ints is int64 by default",
     "06c16fef42b1": "rademacher: torch.randint(2, …) is randint(0, 2, …)",
@@ -407,6 +421,117 @@ def results(module: str) -> dict[str, int | None]:
     return json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
 
 
+def machine() -> str:
+    """The CPU that ran the mutants, in words (mutmut runs the tests on the CPU)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        cpu = re.search(r"^model name\s*:\s*(.+)$", info, re.M).group(1).strip()
+    except (OSError, AttributeError):
+        cpu = platform.processor() or "unknown CPU"
+    return f"{os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.machine()}"
+
+
+def commit() -> str:
+    """The short commit of the repository, "-dirty" when its code or tests differ from it."""
+    git = ["git", "-C", str(REPO)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        return "unknown"
+    paths = ["curvmia", "tests", "pyproject.toml"]
+    dirty = subprocess.run([*git, "status", "--porcelain", "--", *paths], capture_output=True)
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def load_records(path: Path | None = None) -> dict[str, dict]:
+    path = path or RECORDS
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def save_record(
+    module: str,
+    mutants: int,
+    killed: int,
+    equivalent: list[str],
+    survived: list[str],
+    path: Path | None = None,
+) -> None:
+    """Write the measurement of a run over every mutant of ``module`` into the records
+    (RECORDS unless ``path``), replacing its last one (hand-written ``untouched`` entries are
+    kept)."""
+    path = path or RECORDS
+    records = load_records(path)
+    old = records.get(module, {})
+    records[module] = {
+        "mutants": mutants,
+        "killed": killed,
+        "equivalent": sorted(equivalent),
+        "survived": sorted(survived),
+        "date": datetime.datetime.now(datetime.UTC).date().isoformat(),
+        "machine": machine(),
+        "command": "python tests/_mutation.py " + " ".join(sys.argv[1:]),
+        "commit": commit(),
+        **({"untouched": old["untouched"]} if "untouched" in old else {}),
+    }
+    order = {m: i for i, m in enumerate(MODULES)}
+    records = dict(sorted(records.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+    path.write_text(dump_records(records), encoding="utf-8")
+
+
+def dump_records(records: dict[str, dict]) -> str:
+    """The records as JSON, a list of hashes on one line."""
+    text = json.dumps(records, indent=1, ensure_ascii=False)
+    short = re.compile(r"\[\n\s+((?:\"[0-9a-f]{12}\",\n\s+)*\"[0-9a-f]{12}\")\n\s+\]")
+    return short.sub(lambda mo: "[" + re.sub(r",\n\s+", ", ", mo.group(1)) + "]", text) + "\n"
+
+
+def percent(killed: int, of: int) -> str:
+    return f"{100 * killed / of:.1f}% ({killed:,}/{of:,})" if of else "–"
+
+
+def table(records: dict[str, dict]) -> str:
+    """docs/testing.md's table of where each module stands, from the records: one row per
+    module of MODULES, then the machines and the commands that are not the plain
+    ``run --module M``."""
+    rows = [
+        "| module | mutants | killed | argued equivalent | survived | score "
+        "| untouched (before triage) | measured |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    machines, commands = {}, []
+    for m in MODULES:
+        r = records.get(m)
+        if r is None:
+            rows.append(f"| {m} | not measured: `make mutate MODULE={m}` | | | | | | |")
+            continue
+        eq, left = len(r["equivalent"]), len(r["survived"])
+        untouched = "; ".join(
+            percent(u["killed"], u["of"]) + (f", {u['note']}" if u.get("note") else "")
+            for u in r.get("untouched", [])
+        )
+        score = percent(r["killed"], r["mutants"] - eq)
+        rows.append(
+            f"| {m} | {r['mutants']:,} | {r['killed']:,} | {eq} | {left} | {score} "
+            f"| {untouched or '–'} | {r['date']}, `{r['commit']}` |"
+        )
+        machines.setdefault(r["machine"], []).append(m)
+        if r["command"] != f"python tests/_mutation.py run --module {m}" or r.get("note"):
+            note = f" ({r['note']})" if r.get("note") else ""
+            commands.append(f"- {m}: `{r['command']}`{note}")
+    where = "; ".join(
+        f"{machine} ({', '.join(ms)})" if len(machines) > 1 else machine
+        for machine, ms in machines.items()
+    )
+    plain = "Command: `python tests/_mutation.py run --module M`"
+    lines = [f"Machine: {where}.  {plain}" + (", except:" if commands else "."), *commands]
+    return "\n".join([*rows, "", *lines]) + "\n"
+
+
+def render(page: str, generated: str) -> str:
+    """``page`` with the text between its table markers replaced by ``generated``."""
+    head, rest = page.split(BEGIN, 1)
+    return f"{head}{BEGIN}\n{generated}{END}{rest.split(END, 1)[1]}"
+
+
 def run(modules: list[str], per_module: int | None, start: int = 0) -> int:
     """Run the sampled mutants of ``modules`` (the ``per_module`` from place ``start`` on);
     print scores and survivors; 1 if any survive."""
@@ -423,19 +548,21 @@ def run(modules: list[str], per_module: int | None, start: int = 0) -> int:
     bad = 0
     for m in modules:
         codes = results(m)
-        killed = equivalent = 0
-        survivors = []
+        killed = 0
+        equivalent, survivors = [], []
         for digest, name in chosen[m]:
             status = STATUS.get(codes.get(name), "not run")
             if status in ("killed", "timeout"):
                 killed += 1
             elif digest[:12] in EQUIVALENT:
-                equivalent += 1
+                equivalent.append(digest[:12])
             else:
                 survivors.append((digest[:12], name, status))
         n = len(chosen[m])
-        score = killed / max(n - equivalent, 1)
-        print(f"{m}: {killed} killed, {equivalent} equivalent, {len(survivors)} left of {n}")
+        score = killed / max(n - len(equivalent), 1)
+        if per_module is None and start == 0:  # every mutant of the module: its record
+            save_record(m, n, killed, equivalent, [d for d, _, _ in survivors])
+        print(f"{m}: {killed} killed, {len(equivalent)} equivalent, {len(survivors)} left of {n}")
         print(f"{m}: mutation score {100 * score:.1f}% (equivalent mutants excluded)")
         for digest, name, status in survivors:
             print(f"  {status}: {name} [{digest}]")
@@ -446,12 +573,20 @@ def run(modules: list[str], per_module: int | None, start: int = 0) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("command", choices=["list", "run", "ci"])
+    ap.add_argument("command", choices=["list", "run", "ci", "table"])
     ap.add_argument("--module", action="append", choices=MODULES)
     ap.add_argument("--per-module", type=int, default=None, help="first K of each module")
     ap.add_argument("--start", type=int, default=0, help="skip the first S of each module")
+    ap.add_argument("--check", action="store_true", help="table: exit 1 if the page is stale")
     a = ap.parse_args()
     modules = a.module or list(MODULES)
+    if a.command == "table":
+        sys.path.insert(0, str(REPO))
+        from curvmia.io import write_generated
+
+        text = render(DOC.read_text(encoding="utf-8"), table(load_records()))
+        write_generated(DOC, text, "python tests/_mutation.py table", a.check)
+        return
     if a.command == "list":
         generate()
         for m in modules:
