@@ -32,11 +32,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import normalize, random_crop_flip, to_float
 from .identity import check_identity, members_hash
 from .io import atomic_path, config_hash
 from .models import build_model, count_params
 from .progress import Progress
+from .transforms import normalize, random_crop_flip, to_float
 
 RESUME_SUFFIX = ".resume.pt"
 
