@@ -39,10 +39,17 @@ ROOT = REPO  # where mutmut runs (``ci``: a fresh copy, so no cached result of a
 # what mutmut and the mutation tests need of the repository (pyproject.toml: also_copy)
 COPY = ("curvmia", "tests", "config", "profiles", "rules", "scripts", "Snakefile", "pyproject.toml")
 SEED = 18
-MODULES = ("curvature", "scores", "attacks", "metrics", "distinguish", "theory", "masks", "data")
-# data.py: only the image transforms are core (the rest is download and file handling);
+MODULES = (
+    "curvature",
+    "scores",
+    "attacks",
+    "metrics",
+    "distinguish",
+    "theory",
+    "masks",
+    "transforms",
+)
 # theory.py: the analysis, not the matplotlib drawing (plot_sweep, plot_main: images read by eye)
-ONLY = {"data": {"to_float", "normalize", "random_crop_flip"}}
 SKIP = {"theory": {"plot_sweep", "plot_main"}}
 CI_PER_MODULE = 5
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped"}
@@ -393,7 +400,7 @@ def mutants(module: str) -> list[tuple[str, str]]:
             continue
         func = match.group(1)
         plain = func.split("ǁ")[-1] if "ǁ" in func else func[2:]
-        if module in ONLY and plain not in ONLY[module] or plain in SKIP.get(module, ()):
+        if plain in SKIP.get(module, ()):
             continue
         node.name = "f"
         identity = f"{module}:{func}:{ast.unparse(node)}"
