@@ -59,3 +59,18 @@ def test_normalize_and_to_float_by_hand():
     torch.testing.assert_close(z, torch.tensor([[[[-2.0, 2.0]], [[0.0, 2.0]]]]))
     z64 = normalize(x.double(), [0.5, 0.2], [0.25, 0.1])
     assert z64.dtype == torch.float64
+
+
+def test_random_crop_flip_flips_only_draws_below_one_half():
+    """An image flips when its uniform draw is below 0.5; a draw of exactly 0.5 (one in 2²⁴:
+    seed 479's draw 1395) keeps it, so the flips of a long training are pinned to the bit."""
+    g = torch.Generator().manual_seed(479)
+    torch.rand(1390, generator=g)
+    state = g.get_state()
+    u = torch.rand(8, generator=g)
+    assert u[5] == 0.5 and 0 < int((u < 0.5).sum()) < 7
+    g.set_state(state)
+    x = torch.arange(8 * 2, dtype=torch.float32).reshape(8, 1, 1, 2)
+    out = random_crop_flip(x, 0, True, g)
+    for i in range(8):
+        torch.testing.assert_close(out[i], x[i].flip(-1) if u[i] < 0.5 else x[i], rtol=0, atol=0)
