@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from curvmia.data import normalize, random_crop_flip, to_float
 from curvmia.device import pick_device
 from curvmia.models import build_model
 from curvmia.train import _BatchDataset, random_resized_crop
+from curvmia.transforms import normalize, random_crop_flip, to_float
 
 
 def sync(device: torch.device) -> None:

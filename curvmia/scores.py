@@ -51,9 +51,9 @@ from .curvature import (
     zo_block_size,
     zo_curvature,
 )
-from .data import normalize, to_float
 from .progress import Progress
 from .scorefile import F32_FIELDS, FIELDS, HUTCH_FIELDS, load_score_file
+from .transforms import normalize, to_float
 
 FEATURES = FIELDS  # the fields of a score file and their rules: curvmia/scorefile.py
 HUTCH_FEATURES = HUTCH_FIELDS

@@ -29,11 +29,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import normalize, random_crop_flip, to_float
 from .identity import members_hash
 from .io import atomic_path, config_hash
 from .models import build_model, count_params, dp_compatible, import_opacus
 from .progress import Progress
+from .transforms import normalize, random_crop_flip, to_float
 
 RESUME_SUFFIX = ".resume.pt"
 

@@ -50,10 +50,17 @@ ROOT = REPO  # where mutmut runs (``ci``: a fresh copy, so no cached result of a
 # what mutmut and the mutation tests need of the repository (pyproject.toml: also_copy)
 COPY = ("curvmia", "tests", "config", "profiles", "rules", "scripts", "Snakefile", "pyproject.toml")
 SEED = 18
-MODULES = ("curvature", "scores", "attacks", "metrics", "distinguish", "theory", "masks", "data")
-# data.py: only the image transforms are core (the rest is download and file handling);
+MODULES = (
+    "curvature",
+    "scores",
+    "attacks",
+    "metrics",
+    "distinguish",
+    "theory",
+    "masks",
+    "transforms",
+)
 # theory.py: the analysis, not the matplotlib drawing (plot_sweep, plot_main: images read by eye)
-ONLY = {"data": {"to_float", "normalize", "random_crop_flip"}}
 SKIP = {"theory": {"plot_sweep", "plot_main"}}
 CI_PER_MODULE = 5
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped"}
@@ -72,22 +79,13 @@ EQUIVALENT: dict[str, str] = {
     "0474d6da86c7": "fit_auroc: the diagonal of a 3×4 inf matrix is three infs, as of 3×3",
     "053410b03541": "make_masks: np.concatenate's default axis is 0",
     "14e5b41ce058": "make_masks: a float64 uniform draw equals pkeep with probability ~2⁻⁵³",
-    "0da45074fa9f": "random_crop_flip: device of an index tensor; only a CUDA run could differ",
-    "22ffbedfc208": "random_crop_flip: torch.randint(n, …) is randint(0, n, …)",
-    "3ac0e15c26a3": "normalize: a (C, 1, 1) mean broadcasts like (1, C, 1, 1) on (B, C, H, W)",
     # the second slice (sample places 40–59), triaged after it was measured
     "0b8952b22509": "summarize: float('NAN') is NaN",
-    "4d4dbb41c7ef": "random_crop_flip: a float32 uniform draw equals 0.5 with probability ~2⁻²⁴",
-    "5e7cf75c1861": "random_crop_flip: device of an index tensor; only a CUDA run could differ",
     # the merged CI sample (issues 14/15 changed scores.py), triaged after it was measured
     "01111beb799c": "score_model: no online batch chooser; scores are bit-identical across sizes",
     "012e4d8b1eae": "score_model: torch.compile(dynamic=True) is reached on CUDA only (compiled)",
-    # mutB: full runs of masks/data, sample places 60-99 of the others
+    # mutB: full runs of masks, sample places 60-99 of the others
     "85524e8ee472": "fresh_mask: a float64 uniform draw equals pkeep with probability ~2⁻⁵³",
-    "f20b9d63a858": "normalize: std as (C, 1, 1) broadcasts like (1, C, 1, 1) on x − m (4-D)",
-    "f4da0843ecdd": "random_crop_flip: torch.randint(n, …) is randint(0, n, …)",
-    "95ad82c774e2": "random_crop_flip: the batch index left on the CPU; indexing accepts it",
-    "c5e363465f44": "random_crop_flip: the batch index left on the CPU; indexing accepts it",
     "1dfc99625ade": "roc_curve: two identical rows of unit weights; only row 0 is read",
     "21573d8bcc0d": "_Bootstrap: non-member order within ties; sums are read at block ends only",
     "1651e753f003": "kl_null: a list of Python floats converts to float64 without dtype=",
@@ -373,6 +371,15 @@ EQUIVALENT: dict[str, str] = {
     "be8db51a3d1b": "tune_forward_batch: the first size always resets worse to 0",
     "c25b71d7e78f": "fold_batchnorm: fx refuses training models; no BN folds 0: (m, 0)",
     "c42bd145a6da": "activation_bytes: two images, so total is even and (2k+1)//2 == k",
+    # transforms.py (data.py's transforms until issue 27): every mutant
+    "59eb6ddb9310": "normalize: a (C, 1, 1) mean broadcasts like (1, C, 1, 1) on (B, C, H, W)",
+    "db17e619277a": "normalize: std as (C, 1, 1) broadcasts like (1, C, 1, 1) on x − m (4-D)",
+    "e15c1b547844": "random_crop_flip: torch.randint(n, …) is randint(0, n, …)",
+    "cd1c8a1ac1a8": "random_crop_flip: torch.randint(n, …) is randint(0, n, …)",
+    "3bc771fb090e": "random_crop_flip: the batch index left on the CPU; indexing accepts it",
+    "e01831622d37": "random_crop_flip: the batch index left on the CPU; indexing accepts it",
+    "05a77ca2b834": "random_crop_flip: the channel index left on the CPU; indexing accepts it",
+    "3fc41c3f5399": "random_crop_flip: the channel index left on the CPU; indexing accepts it",
 }
 
 
@@ -407,7 +414,7 @@ def mutants(module: str) -> list[tuple[str, str]]:
             continue
         func = match.group(1)
         plain = func.split("ǁ")[-1] if "ǁ" in func else func[2:]
-        if module in ONLY and plain not in ONLY[module] or plain in SKIP.get(module, ()):
+        if plain in SKIP.get(module, ()):
             continue
         node.name = "f"
         identity = f"{module}:{func}:{ast.unparse(node)}"

@@ -5,7 +5,7 @@ import re
 import numpy as np
 from PIL import Image
 
-from curvmia.data import write_image_memmap
+from curvmia.imagefolder import write_image_memmap
 from curvmia.progress import Progress, hms
 
 
