@@ -449,7 +449,7 @@ def _train_epoch(
     """One epoch: SGD steps with ``fwd`` over ``batches`` (uint8, made ready by ``prepare``),
     then the scheduler's step; return the mean loss, the accuracy on the augmented batches
     and the epoch's lr."""
-    fwd.train()
+    parts.model.train()
     loss_fn = nn.CrossEntropyLoss()
     device = next(parts.model.parameters()).device
     tot_loss = torch.zeros((), device=device)
