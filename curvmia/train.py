@@ -443,12 +443,12 @@ def _train_epoch(
     fwd: nn.Module,
     batches: Iterator[Batch],
     prepare: Callable[[torch.Tensor], torch.Tensor],
-    amp: str,
+    amp: contextlib.AbstractContextManager,
     prog: Progress,
 ) -> tuple[float, float, float]:
-    """One epoch: SGD steps with ``fwd`` over ``batches`` (uint8, made ready by ``prepare``),
-    then the scheduler's step; return the mean loss, the accuracy on the augmented batches
-    and the epoch's lr."""
+    """One epoch: SGD steps with ``fwd`` (under ``amp``) over ``batches`` (uint8, made ready
+    by ``prepare``), then the scheduler's step; return the mean loss, the accuracy on the
+    augmented batches and the epoch's lr."""
     parts.model.train()
     loss_fn = nn.CrossEntropyLoss()
     device = next(parts.model.parameters()).device
@@ -457,7 +457,7 @@ def _train_epoch(
     seen = 0
     for xb_u8, yb in batches:
         xb = prepare(xb_u8)
-        with autocast(amp, device):
+        with amp:
             out = fwd(xb)
             loss = loss_fn(out, yb)
         parts.opt.zero_grad(set_to_none=True)
@@ -515,10 +515,11 @@ def train_model(
     bs = min(cfg["batch_size"], len(idx))
     prog = Progress((epochs - start) * (len(idx) // bs), "training", log, unit="batches")
     prepare = partial(augment, cfg=cfg, mean=data.mean, std=data.std, gen=parts.gen)
+    amp = autocast(cfg.get("amp", "none"), device)
     t0 = time.perf_counter()
     for epoch in range(start, epochs):
         batches = source.epoch(epoch_batches(len(idx), bs, parts.gen))
-        loss, acc, lr = _train_epoch(parts, fwd, batches, prepare, cfg.get("amp", "none"), prog)
+        loss, acc, lr = _train_epoch(parts, fwd, batches, prepare, amp, prog)
         resume.epoch_done(epoch + 1, epochs, parts)
         log(
             f"epoch {epoch + 1}/{epochs} loss {loss:.4f} train_acc(aug) {acc:.4f} lr {lr:.4g} "
