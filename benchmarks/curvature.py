@@ -23,7 +23,8 @@ change hits them alike.
   efficiency = zo queries/s × (1 + 4·niter) ÷ plain images/s at the best (layout, batch);
 - ref: a straightforward reference (the paper's code, contiguous layout): per batch of b
   samples, one clean forward, then ``zo_curvature_reference`` (the estimator as written: per
-  iteration two Rademacher draws and four separate forward calls); speedup = zo queries/s at b ÷ the reference's queries/s at its best batch;
+  iteration two Rademacher draws and four separate forward calls); speedup = zo queries/s
+  at b ÷ the reference's queries/s at its best batch;
 - hutch: one Hutchinson probe (on the scoring model, as scoring runs it) in
   forward-equivalents, amortised over K probes of one batch (the forward and the
   graph-building backward shared), for each K of --nprobes:
