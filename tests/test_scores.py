@@ -758,3 +758,31 @@ def test_score_model_folds_batchnorm_in_the_layout_asked(monkeypatch):
         scores.score_model(_bn_model(), _toy_data(), scoring={**SCORING, "channels_last": cl},
                            row=0, device=torch.device("cpu"), log=lambda s: None)  # fmt: skip
     assert asked == [True, False]
+
+
+def test_score_settings_from_the_config_and_the_compiled_forward(monkeypatch):
+    """score_settings reads the scoring config in one place; with compile on a CUDA device the
+    forward is torch.compile(model, dynamic=False) at the memory bound (no timing, no online
+    choice), and nothing is compiled elsewhere (a spy stands in for torch.compile)."""
+    from curvmia.curvature import forward_batch_size
+    from curvmia.scores import ScoreSettings, score_settings
+
+    compiled: list[tuple] = []
+
+    def spy(model, **kw):
+        compiled.append((model, kw))
+        return "compiled forward"
+
+    monkeypatch.setattr(torch, "compile", spy)
+    model, sample = _bn_model().eval(), torch.zeros(1, 4, 4)
+    cap = forward_batch_size(model, sample, 256)
+    cfg = {**SCORING, "compile": True}
+    cuda = score_settings(model, sample, cfg, torch.device("cuda"), log=lambda s: None)
+    assert compiled == [(model, {"dynamic": False})]
+    assert cuda.fwd == "compiled forward" and cuda.chooser is None and cuda.max_batch == cap
+    cpu = score_settings(model, sample, {**cfg, "forward_batch": 8}, torch.device("cpu"), print)
+    assert len(compiled) == 1 and cpu == ScoreSettings(
+        h=1e-3, niter=3, batch_size=16, device=torch.device("cpu"), dtype=torch.float32,
+        nprobes=2, with_float32=True, channels_last=True, max_batch=8,
+    )  # fmt: skip
+    assert cpu.forward_batch == 8 and replace(cpu, max_batch=None).forward_batch == 4 * 3 * 16
