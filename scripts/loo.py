@@ -10,7 +10,7 @@ import pandas as pd
 from curvmia.attacks import needed_f32_features
 from curvmia.data import load_prepared
 from curvmia.io import atomic_path, load_npz, write_text
-from curvmia.report import loo_frame, loo_layouts, loo_markdown
+from curvmia.leave_one_out import loo_frame, loo_layouts, loo_markdown
 from curvmia.scores import check_float32_features, load_features
 
 

@@ -9,25 +9,13 @@ import numpy as np
 import pandas as pd
 
 from curvmia.attacks import spec_label
+from curvmia.health import health_markdown
 from curvmia.io import atomic_path, load_npz, write_text
+from curvmia.metric_frames import known_only, known_targets, metrics_frame, paired_frame
 from curvmia.provenance import code_record
-from curvmia.report import (
-    coverage_note,
-    diff_markdown,
-    headline_html,
-    health_markdown,
-    interval_table,
-    known_only,
-    known_targets,
-    markdown_table,
-    metrics_frame,
-    paired_frame,
-    plot_roc,
-    plot_text,
-    scoring_precision_note,
-    table1_labels,
-    table1_markdown,
-)
+from curvmia.report_figures import plot_roc, plot_text
+from curvmia.report_tables import coverage_note, diff_markdown, interval_table, markdown_table
+from curvmia.table1 import headline_html, scoring_precision_note, table1_labels, table1_markdown
 
 
 def score_meta(path: str) -> dict:
