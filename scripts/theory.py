@@ -7,7 +7,8 @@ from pathlib import Path
 from curvmia.distinguish import absent_features
 from curvmia.io import atomic_path, load_npz, write_text
 from curvmia.scorefile import load_score_file
-from curvmia.theory import main_targets_frame, plot_main
+from curvmia.theory import main_targets_frame
+from curvmia.theory_plots import plot_main
 
 
 def main() -> None:
