@@ -46,3 +46,11 @@ def health_markdown(health: pd.DataFrame, min_test_acc: float) -> str:
         + ".",
     ]
     return "\n".join(lines) + "\n"
+
+
+def kept_positions(health_csv: str, rows: list[int]) -> tuple[list[int], set[int]]:
+    """Positions in ``rows`` of the models health.csv marks used, and the rows it excluded
+    (``used`` False): the attacks, the sweeps and leave-one-out drop those models."""
+    health = pd.read_csv(health_csv)
+    unused = set(health.loc[~health.used, "row"].astype(int))
+    return [i for i, r in enumerate(rows) if r not in unused], unused
