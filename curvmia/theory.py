@@ -105,28 +105,34 @@ def _start_values(x: np.ndarray, y: np.ndarray, L: float, m: float) -> list[floa
     return [s0, b0 - L, a0 - s0 * b0**2]
 
 
-def _f_test(y: np.ndarray, rss: float, dof: int) -> tuple[float, float]:
-    """F statistic and p-value of the fitted form against the constant model (offset only);
-    NaN without residual freedom or with a perfect fit."""
+def _f_test(y: np.ndarray, rss: float, dof: int, level: float) -> tuple[float, float, bool]:
+    """F statistic, p-value and significance (p < ``level``) of the fitted form against the
+    constant model (offset only); NaN without residual freedom or with a perfect fit."""
     if dof > 0 and rss > 0:
         rss0 = float(((y - y.mean()) ** 2).sum())
         f_stat = ((rss0 - rss) / 2) / (rss / dof)
-        return f_stat, float(sps.f.sf(f_stat, 2, dof))
-    return float("nan"), float("nan")
+        p_value = float(sps.f.sf(f_stat, 2, dof))
+    else:
+        f_stat, p_value = float("nan"), float("nan")
+    return float(f_stat), p_value, bool(np.isfinite(p_value) and p_value < level)
 
 
-def _fit_note(fit: BoundFit, dof: int, level: float) -> str:
-    """Whether the fit explains the AUROCs, and which parameters are within 2 SE of 0."""
+def _fit_note(
+    n: int, dof: int, level: float, test: tuple[float, float, bool], params: dict, stderr: dict
+) -> str:
+    """Whether the fit explains the AUROCs (``test``: :func:`_f_test`'s), and which
+    parameters are within 2 standard errors of 0."""
+    f_stat, p_value, significant = test
     if dof <= 0:
-        note = f"fit not significant: {fit.n} points for 3 parameters leave no residual freedom"
-    elif fit.significant:
-        note = f"fit significant: F = {fit.f_stat:.3g}, p = {fit.p_value:.2g} vs a constant AUROC"
+        note = f"fit not significant: {n} points for 3 parameters leave no residual freedom"
+    elif significant:
+        note = f"fit significant: F = {f_stat:.3g}, p = {p_value:.2g} vs a constant AUROC"
     else:
         note = (
-            f"fit not significant: F = {fit.f_stat:.3g}, p = {fit.p_value:.2g} (≥ {level:g}) vs "
-            "a constant AUROC; the measurements do not show the bound's trend"
+            f"fit not significant: F = {f_stat:.3g}, p = {p_value:.2g} (≥ {level:g}) vs a "
+            "constant AUROC; the measurements do not show the bound's trend"
         )
-    loose = [k for k, v in fit.params.items() if not abs(v) > 2 * fit.stderr[k]]
+    loose = [k for k, v in params.items() if not abs(v) > 2 * stderr[k]]
     if loose and dof > 0:
         note += f"; within 2 standard errors of 0: {', '.join(loose)}"
     return note
@@ -160,15 +166,11 @@ def fit_auroc(eps, auroc, *, L: float, m: float, level: float = 0.05) -> BoundFi
     rss = float(resid @ resid)
     dof = n - 3
     se = np.sqrt(np.diag(pcov)) if dof > 0 else np.full(3, np.inf)
-    f_stat, p_value = _f_test(y, rss, dof)
-    significant = bool(np.isfinite(p_value) and p_value < level)
+    test = _f_test(y, rss, dof, level)
     names = ("s", "c", "offset")
-    fit = BoundFit(
-        L, m, n, dict(zip(names, map(float, popt))), dict(zip(names, map(float, se))),
-        resid, rss, float(f_stat), p_value, significant, "",
-    )  # fmt: skip
-    fit.note = _fit_note(fit, dof, level)
-    return fit
+    params, stderr = dict(zip(names, map(float, popt))), dict(zip(names, map(float, se)))
+    note = _fit_note(n, dof, level, test, params, stderr)
+    return BoundFit(L, m, n, params, stderr, resid, rss, *test, note)
 
 
 def crossover(m, curv_auroc, loss_auroc) -> tuple[float | None, str]:
