@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
+from curvmia.exposure import per_example_frame, vulnerability_frame
 from curvmia.io import save_npz
-from curvmia.report import per_example_frame, vulnerability_frame
 from curvmia.scorefile import load_score_file
 from curvmia.scores import load_features
 
