@@ -9,6 +9,7 @@ import pandas as pd
 from .metrics import bootstrap_weights, paired_auroc_difference, summarize
 
 AGGREGATES = ("mean", "std")
+Verdicts = dict[tuple[str, str], str]  # (attack, target) -> why it is no result (nan_verdicts)
 
 
 class _Weights:
@@ -68,6 +69,40 @@ def metrics_frame(
             vals = g[metric_cols].agg(name, ddof=0) if name == "std" else g[metric_cols].mean()
             agg.append({"attack": label, "target": name, **vals.to_dict()})
     return pd.concat([df, pd.DataFrame(agg)], ignore_index=True)
+
+
+def _nan_text(n_nan: int, n: int, max_nan_share: float) -> str:
+    """The NaN share and counts, with the limit when not all are NaN: "2% of scores NaN
+    (20 of 1000; metrics.max_nan_share 1%)"."""
+    limit = "" if n_nan == n else f"; metrics.max_nan_share {100 * max_nan_share:g}%"
+    return f"{100 * n_nan / n:.3g}% of scores NaN ({n_nan} of {n}{limit})"
+
+
+def nan_verdicts(df: pd.DataFrame, max_nan_share: float) -> Verdicts:
+    """Why rows of :func:`metrics_frame` are no result, keyed by (attack, target).
+
+    A target whose scores are all NaN, or more than ``max_nan_share`` of them, has no
+    result: NaN ranks lowest, so its metrics would read as chance (AUROC 50%) where the
+    attack scored nothing.  The mean and std rows of an attack with any such target are
+    no result too (a mean over the other targets would pass for the attack's)."""
+    per = df[~df.target.isin(AGGREGATES)]
+    out: Verdicts = {}
+    for attack, g in per.groupby("attack", sort=False):
+        bad: dict[str, list[str]] = {}  # reason -> the targets it holds for, in order
+        for _, r in g.iterrows():
+            n_nan, n = int(r.n_nan_scores), int(r.n_members + r.n_nonmembers)
+            if n_nan == n or n_nan / n > max_nan_share:
+                text = _nan_text(n_nan, n, max_nan_share)
+                out[(attack, r.target)] = "no result: " + text
+                bad.setdefault(text, []).append(r.target)
+        if bad:
+            why = "; ".join(
+                f"target {ts[0]} has {text}" if len(ts) == 1
+                else f"targets {', '.join(ts)} each have {text}"
+                for text, ts in bad.items()
+            )  # fmt: skip
+            out[(attack, "mean")] = out[(attack, "std")] = "no result over targets: " + why
+    return out
 
 
 def paired_frame(

@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 
-from .metric_frames import AGGREGATES
+from .metric_frames import AGGREGATES, Verdicts
 
 
 def pct_cell(mean: float, std: float) -> str:
@@ -17,11 +17,13 @@ def pct_cell(mean: float, std: float) -> str:
     return f"{100 * mean:.2f} ± {100 * std:.2f}"
 
 
-def markdown_table(df: pd.DataFrame, fprs: list[float]) -> str:
-    """Mean ± std over targets (in %) of every metric of every attack.
+def markdown_table(df: pd.DataFrame, fprs: list[float], no_result: Verdicts | None = None) -> str:
+    """Mean ± std over targets (in %) of every metric of every attack; an attack in
+    ``no_result`` shows its reason instead (:func:`curvmia.metric_frames.nan_verdicts`).
 
     TPR columns: interpolated on the ROC and, labelled *strict*, the LiRA/MICO
     convention (last ROC point with FPR < target)."""
+    no_result = no_result or {}
     mean = df[df.target == "mean"].set_index("attack")
     std = df[df.target == "std"].set_index("attack")
     cols = ["auroc", "bal_acc_paper", "bal_acc_best"]
@@ -32,6 +34,8 @@ def markdown_table(df: pd.DataFrame, fprs: list[float]) -> str:
     lines = ["| attack | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
     for label in mean.index:
         cells = [pct_cell(mean.loc[label, c], std.loc[label, c]) for c in cols]
+        if (label, "mean") in no_result:
+            cells = [no_result[(label, "mean")]] + ["no result"] * (len(cols) - 1)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     n_non = int(df[df.target == "mean"]["n_nonmembers"].min())
     skipped = [f for f in fprs if n_non < 10 / f]
@@ -46,8 +50,12 @@ def markdown_table(df: pd.DataFrame, fprs: list[float]) -> str:
     return "\n".join(lines + notes) + "\n"
 
 
-def interval_table(df: pd.DataFrame, ci_fpr: float = 0.01) -> str:
-    """Per-target AUROC and TPR@ci_fpr with their 95% bootstrap intervals (in %)."""
+def interval_table(
+    df: pd.DataFrame, ci_fpr: float = 0.01, no_result: Verdicts | None = None
+) -> str:
+    """Per-target AUROC and TPR@ci_fpr with their 95% bootstrap intervals (in %), or the
+    reason a target has no result (``no_result``)."""
+    no_result = no_result or {}
     per = df[~df.target.isin(AGGREGATES)]
     key = f"tpr@{ci_fpr:g}"
     lines = [
@@ -63,17 +71,28 @@ def interval_table(df: pd.DataFrame, ci_fpr: float = 0.01) -> str:
             tpr = f"{100 * r[key]:.2f}"
             if key + "_lo" in r and not math.isnan(r[key + "_lo"]):
                 tpr += f" [{100 * r[key + '_lo']:.2f}, {100 * r[key + '_hi']:.2f}]"
+        if (r.attack, r.target) in no_result:
+            auc, tpr = no_result[(r.attack, r.target)], "no result"
         lines.append(f"| {r.attack} | {r.target} | {auc} | {tpr} |")
     return "\n".join(lines) + "\n"
 
 
-def diff_markdown(diff: pd.DataFrame, skipped: list[list[str]]) -> str:
-    """Paired AUROC differences per target with their 95% intervals."""
+def diff_markdown(
+    diff: pd.DataFrame, skipped: list[list[str]], no_result: Verdicts | None = None
+) -> str:
+    """Paired AUROC differences per target with their 95% intervals; no result where
+    either attack has none on that target (``no_result``)."""
+    no_result = no_result or {}
     lines = ["| a − b | target | ΔAUROC % [95% paired CI] |", "|---|---|---|"]
     for _, r in diff.iterrows():
         cell = f"{100 * r['diff']:+.2f}"
         if r.target not in AGGREGATES and not math.isnan(r.diff_lo):
             cell += f" [{100 * r.diff_lo:+.2f}, {100 * r.diff_hi:+.2f}]"
+        why = [
+            f"{no_result[(x, r.target)]} (`{x}`)" for x in (r.a, r.b) if (x, r.target) in no_result
+        ]
+        if why:
+            cell = "; ".join(why)
         lines.append(f"| {r.a} − {r.b} | {r.target} | {cell} |")
     for a, b in skipped:
         lines.append(f"| {a} − {b} | – | not computed: attack label not configured |")

@@ -9,6 +9,7 @@ import re
 import pandas as pd
 
 from .attacks import TABLE1_EXTRA, TABLE1_METHODS, spec_label
+from .metric_frames import Verdicts
 from .report_tables import pct_cell
 
 # docs/method.md: Published numbers: the paper's Table 1, AUROC % / balanced accuracy % (mean over
@@ -122,8 +123,8 @@ class _Ours:
     """Our cells of a Table 1 row (AUROC / balanced accuracy, TPR at TABLE1_FPR), recording
     which labels have a row so the remaining attacks can follow."""
 
-    def __init__(self, df: pd.DataFrame):
-        self.df, self.used = df, set()
+    def __init__(self, df: pd.DataFrame, no_result: Verdicts):
+        self.df, self.used, self.no_result = df, set(), no_result
         self.mean = df[df.target == "mean"].set_index("attack")
         self.std = df[df.target == "std"].set_index("attack")
 
@@ -135,13 +136,14 @@ class _Ours:
             return "not run", "not run"
         self.used.add(label)
         mean, std = self.mean, self.std
-        cell = (
+        why = self.no_result.get((label, "mean"))
+        cell = why or (
             f"{pct_cell(mean.loc[label, 'auroc'], std.loc[label, 'auroc'])} / "
             f"{pct_cell(mean.loc[label, 'bal_acc_paper'], std.loc[label, 'bal_acc_paper'])}"
         )
         if with_label:
             cell += f" (`{label}`)"
-        return cell, _tpr_cell(self.df, label, TABLE1_FPR)
+        return cell, "no result" if why else _tpr_cell(self.df, label, TABLE1_FPR)
 
 
 def _table1_head(dataset: str, paper_ds: str | None) -> list[str]:
@@ -231,15 +233,17 @@ def table1_markdown(
     *,
     notes: dict[str, str] | None = None,
     precision: str = "",
+    no_result: Verdicts | None = None,
 ) -> str:
     """Our results in the layout of the paper's Table 1 (AUROC % / balanced accuracy %
     at the |FPR+TPR−1| threshold, mean ± std over targets), with the published
     numbers beside ours where the dataset is one of the paper's, and TPR at 0.01% FPR
     (ours, or why it is empty, beside the published one).  ``notes``: per attack label,
     a remark printed under the table (e.g. carlini_paper's fallback); ``precision``: the
-    scoring-precision sentence (:func:`scoring_precision_note`)."""
+    scoring-precision sentence (:func:`scoring_precision_note`); ``no_result``: the rows
+    shown as no result with their reason (:func:`curvmia.metric_frames.nan_verdicts`)."""
     paper_ds = PAPER_DATASETS.get(dataset.lower())
-    ours = _Ours(df)
+    ours = _Ours(df, no_result or {})
     lines = _table1_head(dataset, paper_ds) + _method_rows(ours, specs, paper_ds)
     lines += _other_rows(ours, specs, paper_ds)
     extra = [f"\n`{k}`: {v}" for k, v in sorted((notes or {}).items())]

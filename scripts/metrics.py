@@ -11,7 +11,14 @@ import pandas as pd
 from curvmia.attacks import spec_label
 from curvmia.health import health_markdown
 from curvmia.io import atomic_path, load_npz, write_text
-from curvmia.metric_frames import known_only, known_targets, metrics_frame, paired_frame
+from curvmia.metric_frames import (
+    Verdicts,
+    known_only,
+    known_targets,
+    metrics_frame,
+    nan_verdicts,
+    paired_frame,
+)
 from curvmia.provenance import code_record
 from curvmia.report_figures import plot_roc, plot_text
 from curvmia.report_tables import coverage_note, diff_markdown, interval_table, markdown_table
@@ -76,9 +83,11 @@ def metrics_doc(
     table1: str,
     health_md: str,
     code: str,
+    no_result: Verdicts,
 ) -> str:
-    """metrics.md: why targets lack metrics (if any do), Table 1, every metric, bootstrap
-    intervals, paired differences, model health, the code."""
+    """metrics.md: why targets lack metrics (if any do), Table 1, every metric (no result
+    where too many scores are NaN), bootstrap intervals, paired differences, model health,
+    the code."""
     boot = cfg["bootstrap"] > 0
     return "\n".join(
         [
@@ -86,12 +95,12 @@ def metrics_doc(
             "## Table 1 layout (mean ± std over targets)\n",
             table1,
             "## Every attack and metric\n",
-            markdown_table(df, cfg["fprs"]),
+            markdown_table(df, cfg["fprs"], no_result),
             coverage_note(df),
             f"## Per-target 95% bootstrap intervals (B = {cfg['bootstrap']})\n",
-            interval_table(df, cfg["ci_fpr"]) if boot else "bootstrap off\n",
+            interval_table(df, cfg["ci_fpr"], no_result) if boot else "bootstrap off\n",
             "## Paired AUROC differences (same bootstrap resamples for both attacks)\n",
-            diff_markdown(diff, skipped) if boot else "bootstrap off\n",
+            diff_markdown(diff, skipped, no_result) if boot else "bootstrap off\n",
             "## Model health\n",
             health_md,
             "## Code\n",
@@ -100,11 +109,15 @@ def metrics_doc(
     )
 
 
-def write_table1(a: argparse.Namespace, df: pd.DataFrame, specs: list[dict], results: dict) -> str:
+def write_table1(
+    a: argparse.Namespace, df: pd.DataFrame, specs: list[dict], results: dict, no_result: Verdicts
+) -> str:
     """table1.md and the headline that shows its rows; returns the Table 1 text."""
     notes = {k: str(r["note"]) for k, r in results.items() if str(r.get("note", ""))}
     precision = scoring_precision_note([score_meta(p) for p in a.scores])
-    table1 = table1_markdown(df, specs, a.dataset, notes=notes, precision=precision)
+    table1 = table1_markdown(
+        df, specs, a.dataset, notes=notes, precision=precision, no_result=no_result
+    )
     write_text(a.table1, table1)
     write_text(a.headline, headline_html(table1, headline_facts(json.loads(a.about), specs)))
     return table1
@@ -128,11 +141,12 @@ def main() -> None:
     diff, skipped = paired_frame(results, cfg["compare"], **kw)
     write_csv(a.csv, df)
     write_csv(a.diff_csv, diff)
-    table1 = write_table1(a, df, specs, results)
+    no_result = nan_verdicts(df, cfg["max_nan_share"])
+    table1 = write_table1(a, df, specs, results, no_result)
     health_md = health_markdown(health, a.min_test_acc)
     doc = metrics_doc(
         df, diff, skipped, cfg, why=why if unknown else "", table1=table1, health_md=health_md,
-        code=code,
+        code=code, no_result=no_result,
     )  # fmt: skip
     write_text(a.md, doc)
     with atomic_path(a.roc, suffix=".png") as tmp:

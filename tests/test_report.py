@@ -1,18 +1,23 @@
 """Tidy metrics frame and the markdown table."""
 
+import json
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
+from _util import REPO, subprocess_env
 from sklearn.metrics import roc_auc_score
 
 from curvmia.exposure import exposure, per_example_frame, vulnerability_frame
 from curvmia.health import health_frame, health_markdown
+from curvmia.io import save_npz
 from curvmia.leave_one_out import loo_frame, loo_layouts, loo_markdown
-from curvmia.metric_frames import known_only, metrics_frame, paired_frame
+from curvmia.metric_frames import known_only, metrics_frame, nan_verdicts, paired_frame
 from curvmia.report_figures import plot_roc, roc_panels
-from curvmia.report_tables import diff_markdown, markdown_table
+from curvmia.report_tables import diff_markdown, interval_table, markdown_table
 from curvmia.table1 import headline_html, scoring_precision_note, table1_markdown
 
 
@@ -289,3 +294,120 @@ def test_headline_html_holds_the_table1_rows_and_the_facts():
     first = re.findall(r"<td>(.*?)</td>", rows[1])
     assert first[0] == "Curv NLL" and first[2] == "68.95 / 61.96"
     assert "20 models of <code>resnet</code>" in page
+
+
+ALL_NAN = "targets 7, 8, 9 each have 100% of scores NaN (1000 of 1000)"
+TWO_PCT = "2% of scores NaN (20 of 1000; metrics.max_nan_share 1%)"
+
+
+def _nan_results():
+    """curv_nll without NaN; yeom all NaN; lira_online 2% NaN on target 8 only;
+    carlini_paper 0.5% NaN on every target (under the default share of 1%)."""
+    rng = np.random.default_rng(3)
+    m = rng.random((3, 1000)) < 0.5
+    s = rng.normal(0, 1, (3, 1000)) + m
+    lira, carlini = s.copy(), s.copy()
+    lira[1, :20] = np.nan
+    carlini[:, :5] = np.nan
+    scores = {"curv_nll": s, "yeom": np.full_like(s, np.nan), "lira_online": lira,
+              "carlini_paper": carlini}  # fmt: skip
+    return {
+        k: {"scores": v, "is_member": m, "targets": np.array([7, 8, 9])} for k, v in scores.items()
+    }
+
+
+def _row(text, start):
+    return next(line for line in text.splitlines() if line.startswith(start))
+
+
+def test_nan_scores_are_no_result_never_chance():
+    """issue 28: an attack whose scores are all NaN, or more than metrics.max_nan_share of
+    them on a target, is "no result" with the reason, never 50.00; 0.5% NaN is a number."""
+    res = _nan_results()
+    df = metrics_frame(res, fprs=[0.01, 1e-4], n_boot=20, seed=0)
+    assert df[(df.attack == "yeom") & (df.target == "mean")].auroc.item() == 0.5  # numbers kept
+    v = nan_verdicts(df, 0.01)
+    assert v[("yeom", "7")] == "no result: 100% of scores NaN (1000 of 1000)"
+    assert v[("yeom", "mean")] == v[("yeom", "std")] == "no result over targets: " + ALL_NAN
+    assert v[("lira_online", "8")] == "no result: " + TWO_PCT
+    assert v[("lira_online", "mean")] == "no result over targets: target 8 has " + TWO_PCT
+    assert {k for k in v if k[0] == "lira_online"} == {
+        ("lira_online", t) for t in ("8", "mean", "std")
+    }
+    assert not any(k[0] in ("curv_nll", "carlini_paper") for k in v)
+    assert not nan_verdicts(df, 0.05).get(("lira_online", "8"))  # the share is configurable
+    assert nan_verdicts(df, 1.0)[("yeom", "8")]  # all NaN is never a result
+
+    t1 = table1_markdown(df, _specs(), "cifar10", no_result=v)
+    yeom = _row(t1, "| Yeom |")
+    assert (
+        yeom == f"| Yeom | no result over targets: {ALL_NAN} (`yeom`) | 60.44 / 55.57 | no result"
+        " | not published for CIFAR-10 |"
+    )
+    assert "no result over targets: target 8 has 2%" in _row(t1, "| LiRA online")
+    carlini = _row(t1, "| Carlini et al. |")
+    assert re.search(
+        r"\| \d+\.\d\d ± \d+\.\d\d / \d+\.\d\d ± \d+\.\d\d \(`carlini_paper`\)", carlini
+    )
+    page = headline_html(t1, "facts")
+    cells = re.findall(
+        r"<td>(.*?)</td>", next(r for r in re.findall(r"<tr>(.*?)</tr>", page) if "<td>Yeom" in r)
+    )
+    assert cells[1].startswith(f"no result over targets: {ALL_NAN}") and cells[3] == "no result"
+
+    md = markdown_table(df, [0.01, 1e-4], v)
+    assert _row(md, "| yeom |").startswith(
+        f"| yeom | no result over targets: {ALL_NAN} | no result |"
+    )
+    assert "50.00" not in _row(md, "| yeom |") and "no result" not in _row(md, "| carlini_paper |")
+    per = interval_table(df, 0.01, v)
+    assert "| yeom | 7 | no result: 100% of scores NaN (1000 of 1000) | no result |" in per
+    assert f"| lira_online | 8 | no result: {TWO_PCT} | no result |" in per
+    assert re.search(r"\| lira_online \| 7 \| \d+\.\d\d \[", per)
+    diff, skipped = paired_frame(
+        res, [["curv_nll", "yeom"], ["curv_nll", "carlini_paper"]], n_boot=20, seed=0
+    )
+    dm = diff_markdown(diff, skipped, v)
+    assert "| curv_nll − yeom | 7 | no result: 100% of scores NaN (1000 of 1000) (`yeom`) |" in dm
+    assert f"| curv_nll − yeom | mean | no result over targets: {ALL_NAN} (`yeom`) |" in dm
+    assert "no result" not in "".join(r for r in dm.splitlines() if "carlini_paper" in r)
+    # today's rendering without verdicts: the chance level this replaces
+    assert "50.00 ± 0.00" in _row(table1_markdown(df, _specs(), "cifar10"), "| Yeom |")
+
+
+def test_metrics_script_shows_no_result_for_nan_attacks(tmp_path):
+    """scripts/metrics.py as the metrics rule runs it: metrics.max_nan_share reaches the
+    headline, table1.md and metrics.md; metrics.csv keeps the numbers and counts."""
+    attacks = []
+    for label, r in _nan_results().items():
+        save_npz(tmp_path / f"{label}.npz", **r)
+        attacks.append(str(tmp_path / f"{label}.npz"))
+    pd.DataFrame({"row": [0, 1], "role": ["shadow", "target"], "train_acc": [1.0, 1.0],
+                  "test_acc": [0.9, 0.9], "used": [True, True], "note": ["", ""]}).to_csv(
+        tmp_path / "health.csv", index=False)  # fmt: skip
+    cfg = {"fprs": [0.01, 0.001, 0.0001], "bootstrap": 10, "seed": 0, "ci_fpr": 0.01,
+           "max_nan_share": 0.01, "compare": [["curv_nll", "yeom"]], "loo": False}  # fmt: skip
+    about = {"experiment": "x", "dataset": "cifar10", "arch": "resnet", "shadows": 1,
+             "targets": 3, "scoring_variant": "paper"}  # fmt: skip
+    out = {k: str(tmp_path / f"out.{k}") for k in ("csv", "diff", "table1", "md", "roc", "html")}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "metrics.py"), "--metrics", json.dumps(cfg),
+         "--specs", json.dumps(_specs()), "--dataset", "cifar10", "--health",
+         str(tmp_path / "health.csv"), "--min-test-acc", "0.5", "--csv", out["csv"],
+         "--diff-csv", out["diff"], "--table1", out["table1"], "--md", out["md"],
+         "--roc", out["roc"] + ".png", "--headline", out["html"], "--about", json.dumps(about),
+         *attacks],
+        capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    reason = f"no result over targets: {ALL_NAN}"
+    for key in ("table1", "md", "html"):
+        text = open(out[key]).read()
+        assert reason in text and "no result over targets: target 8 has 2%" in text, key
+    assert "50.00" not in _row(open(out["table1"]).read(), "| Yeom |")
+    assert "50.00" not in _row(open(out["md"]).read(), "| yeom |")
+    csv = pd.read_csv(out["csv"]).set_index(["attack", "target"])
+    assert (
+        csv.loc[("yeom", "mean"), "auroc"] == 0.5 and csv.loc[("yeom", "7"), "n_nan_scores"] == 1000
+    )
+    assert csv.loc[("lira_online", "8"), "n_nan_scores"] == 20
