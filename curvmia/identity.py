@@ -75,3 +75,18 @@ def score_identity(checkpoint_meta: dict[str, Any], scoring: dict[str, Any]) -> 
     knobs, exactly as the workflow passes it to the scorer)."""
     ident = {k: checkpoint_meta[k] for k in CHECKPOINT_KEYS if k in checkpoint_meta}
     return {**ident, "scoring_hash": config_hash(scoring)}
+
+
+def checkpoint_identity(
+    recipe_hash: str, members: np.ndarray, manifest: dict[str, Any], row: int | None = None
+) -> dict[str, Any]:
+    """What a checkpoint is made from (CHECKPOINT_KEYS; a sweep model has no row): every
+    later load compares it.  ``recipe_hash``: :func:`train_hash` of the recipe, or an
+    imported entry's hash."""
+    ident = {"row": row} if row is not None else {}
+    return {
+        **ident,
+        "train_hash": recipe_hash,
+        "members_hash": members_hash(members),
+        "data_hash": data_hash(manifest),
+    }

@@ -10,7 +10,7 @@ from torch import nn
 from curvmia.checkpoint import checkpoint_meta, save_checkpoint, torchscript_bytes
 from curvmia.data import Prepared, load_prepared
 from curvmia.device import pick_device
-from curvmia.identity import data_hash, members_hash, members_of
+from curvmia.identity import checkpoint_identity, members_of
 from curvmia.imported import check_contract, check_file, import_hash, load_model, output_classes
 from curvmia.io import load_npz, sha256_file
 from curvmia.provenance import code_record
@@ -74,8 +74,7 @@ def main() -> None:
         model_kwargs=e["model_kwargs"],
         num_classes=data.manifest["num_classes"],
         in_chans=data.manifest["image_shape"][0],
-        identity={"row": r, "train_hash": import_hash(e), "members_hash": members_hash(members),
-                  "data_hash": data_hash(data.manifest)},  # fmt: skip
+        identity=checkpoint_identity(import_hash(e), members, data.manifest, row=r),
         imported={"path": path, "sha256": sha256_file(path), "format": e["format"],
                   "members_known": known},  # fmt: skip
         n_train=int(len(members)) if known else None, train_acc=train_acc, test_acc=test_acc,

@@ -3,13 +3,12 @@
 import argparse
 import json
 
-import numpy as np
 import torch
 
 from curvmia.checkpoint import checkpoint_meta, save_checkpoint
 from curvmia.data import load_prepared
 from curvmia.device import pick_device
-from curvmia.identity import data_hash, members_hash, members_of, train_hash
+from curvmia.identity import checkpoint_identity, members_of, train_hash
 from curvmia.provenance import code_record
 from curvmia.train import TrainCompute, TrainData, model_seed, resume_path_of, train_model
 
@@ -34,16 +33,6 @@ def parse_args() -> argparse.Namespace:
     return ap.parse_args()
 
 
-def identity_of(row: int, cfg: dict, members: np.ndarray, manifest: dict) -> dict:
-    """What this checkpoint is made from; every later load compares it (curvmia/identity.py)."""
-    return {
-        "row": row,
-        "train_hash": train_hash(cfg),
-        "members_hash": members_hash(members),
-        "data_hash": data_hash(manifest),
-    }
-
-
 def main() -> None:
     a = parse_args()
     # before any data is read: a GPU job without a usable GPU stops at once
@@ -53,7 +42,7 @@ def main() -> None:
     data = load_prepared(a.data)
     members = members_of(a.masks, a.row)
     seed = model_seed(cfg["seed"], a.row)
-    identity = identity_of(a.row, cfg, members, data.manifest)
+    identity = checkpoint_identity(train_hash(cfg), members, data.manifest, row=a.row)
     print(f"row {a.row}: {len(members)} training samples, seed {seed}, device {device}", flush=True)
     compute = TrainCompute(a.resident_max_gib, a.workers, a.checkpoint_minutes)
     model, stats = train_model(

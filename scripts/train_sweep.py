@@ -9,7 +9,7 @@ import torch
 from curvmia.checkpoint import checkpoint_meta, save_checkpoint
 from curvmia.data import load_prepared
 from curvmia.device import pick_device
-from curvmia.identity import data_hash, members_hash, members_of, train_hash
+from curvmia.identity import checkpoint_identity, members_of, train_hash
 from curvmia.provenance import code_record
 from curvmia.sweeps import sweep_seed
 from curvmia.train import TrainData, resume_path_of, train_dp_model, train_model
@@ -49,11 +49,7 @@ def main() -> None:
         model_kwargs=cfg.get("model_kwargs"),
         num_classes=data.manifest["num_classes"],
         in_chans=data.train_images.shape[1],
-        identity={
-            "train_hash": train_hash(cfg),
-            "members_hash": members_hash(idx),
-            "data_hash": data_hash(data.manifest),
-        },
+        identity=checkpoint_identity(train_hash(cfg), idx, data.manifest),
         dp_groupnorm=a.sweep == "dp",
         sweep=a.sweep,
         value=a.value,

@@ -95,3 +95,14 @@ def test_score_identity_is_the_checkpoints_plus_the_scoring_hash():
     sweep = {k: v for k, v in IDENTITY.items() if k != "row"}  # a sweep model has no row
     assert score_identity(sweep, scoring) == {**sweep, "scoring_hash": want["scoring_hash"]}
     assert score_identity(ckpt, {**scoring, "niter": 3})["scoring_hash"] != want["scoring_hash"]
+
+
+def test_checkpoint_identity_names_the_recipe_members_and_data():
+    from curvmia.identity import checkpoint_identity
+
+    man = {"sha256": {"train_images": "x"}, "mean": [0.5], "std": [0.2], "num_classes": 10,
+           "n_train": 4, "n_test": 2, "image_shape": [1, 8, 8], "source": "anywhere"}  # fmt: skip
+    got = checkpoint_identity("r1", np.array([3, 1, 2]), man, row=5)
+    assert got == {"row": 5, "train_hash": "r1", "members_hash": members_hash(np.array([1, 2, 3])),
+                   "data_hash": data_hash({**man, "source": "elsewhere"})}  # fmt: skip
+    assert "row" not in checkpoint_identity("r1", np.array([1]), man)  # a sweep model
