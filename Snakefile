@@ -9,6 +9,7 @@ sys.path.insert(0, workflow.basedir)
 
 from curvmia.configfile import ConfigFileError, load_strict
 from curvmia.groups import check_workflow_groups
+from curvmia.runlock import refuse_if_held
 
 # The effective config is one file's own: config/config.yaml (the digits default) only when
 # no --configfile is given; otherwise the given files, later ones overlaid on earlier ones,
@@ -48,6 +49,9 @@ report: "report/workflow.rst"
 rule all:
     input:
         final_outputs(),
+        # another run holding this folder: say so before Snakemake's lock or incomplete-file
+        # advice (curvmia/runlock.py); evaluated while the DAG is built, for a real run only
+        lambda wildcards: refuse_if_held(workflow, final_outputs()),
     default_target: True
 
 
