@@ -3,10 +3,8 @@
 import functools
 import json
 import os
-import sys
 
-sys.path.insert(0, workflow.basedir)
-
+from curvmia.attacks import spec_label
 from curvmia.config_checks import check_config, hist_target, imported_entries
 from curvmia.data import prepared_dir_name
 from curvmia.identity import data_hash, members_hash, members_of
@@ -34,7 +32,7 @@ except ValueError as e:
 SHADOWS = list(config["masks"]["shadows"])
 TARGETS = list(config["masks"]["targets"])
 MODELS = sorted(SHADOWS + TARGETS)
-ATTACK_SPECS = dict(zip(ATTACK_LABELS, config["attacks"]))
+ATTACK_SPECS = {spec_label(spec): spec for spec in config["attacks"]}
 RANK_ATTACK = (
     config["report"]["rank_attack"]
     if config["report"]["rank_attack"] is not None
