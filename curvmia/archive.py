@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from .configfile import effective_config
-from .provenance import git_commit
+from .io import sha256_file
+from .provenance import git, git_commit
 
 MANIFEST = "ARCHIVE.json"
 RESULT_FILES = ("provenance.json", "metrics.csv", "metrics.md", "models.csv")
@@ -33,23 +34,10 @@ RESULT_FILES = ("provenance.json", "metrics.csv", "metrics.md", "models.csv")
 def tracked_files(repo: Path) -> list[str]:
     """Files under version control in `repo` (relative paths), as git lists them."""
     try:
-        out = subprocess.run(
-            ["git", "-C", str(repo), "ls-files", "-z"],
-            capture_output=True,
-            check=True,
-            timeout=60,
-        ).stdout
+        out = git(repo, "ls-files", "-z", timeout=60)
     except (OSError, subprocess.SubprocessError) as e:
         raise RuntimeError(f"{repo} is not a git checkout: the archive packs tracked files") from e
-    return sorted(f for f in out.decode().split("\0") if f and (repo / f).is_file())
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sorted(f for f in out.split("\0") if f and (repo / f).is_file())
 
 
 def image_digests(images: dict[str, str], workdir: Path) -> dict[str, str | None]:
@@ -61,8 +49,42 @@ def image_digests(images: dict[str, str], workdir: Path) -> dict[str, str | None
             out[ref] = ref.rsplit("@sha256:", 1)[1]
         else:
             path = Path(ref) if Path(ref).is_absolute() else workdir / ref
-            out[ref] = _sha256(path) if path.is_file() else None
+            out[ref] = sha256_file(path) if path.is_file() else None
     return out
+
+
+def archive_members(
+    repo: Path, workdir: Path, configfiles: list[str | Path], experiment: str
+) -> tuple[dict[str, Path], list[str]]:
+    """The archive's members (name in the archive -> file) and the run's config files' names
+    under workflow/: every tracked file, the config files, the run's RESULT_FILES."""
+    members: dict[str, Path] = {f"workflow/{f}": repo / f for f in tracked_files(repo)}
+    run_configs = []
+    for cf in map(Path, configfiles):
+        name = f"workflow/run-config/{cf.name}"
+        members[name] = cf
+        run_configs.append(name.removeprefix("workflow/"))
+    results = Path("results") / experiment
+    for name in RESULT_FILES:
+        path = workdir / results / name
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: run the workflow to completion before archiving")
+        members[str(results / name)] = path
+    return members, run_configs
+
+
+def write_archive(out: Path, members: dict[str, Path], manifest: dict[str, Any]) -> None:
+    """Pack ``members`` and the manifest (as ARCHIVE.json) into the .tar.gz ``out``; it
+    appears complete or not at all."""
+    tmp = out.with_name(out.name + ".part")
+    with tarfile.open(tmp, "w:gz") as tar:
+        for name, path in sorted(members.items()):
+            tar.add(path, arcname=name, recursive=False)
+        blob = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        info = tarfile.TarInfo(MANIFEST)
+        info.size, info.mtime = len(blob), int(time.time())
+        tar.addfile(info, io.BytesIO(blob))
+    tmp.rename(out)
 
 
 def build_archive(
@@ -84,18 +106,7 @@ def build_archive(
     config: dict[str, Any] = effective_config(
         configfiles, repo / "config" / "config.yaml", repo / "config" / "schema.yaml"
     )
-    members: dict[str, Path] = {f"workflow/{f}": repo / f for f in tracked_files(repo)}
-    run_configs = []
-    for cf in map(Path, configfiles):
-        name = f"workflow/run-config/{cf.name}"
-        members[name] = cf
-        run_configs.append(name.removeprefix("workflow/"))
-    results = Path("results") / config["experiment"]
-    for name in RESULT_FILES:
-        path = workdir / results / name
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: run the workflow to completion before archiving")
-        members[str(results / name)] = path
+    members, run_configs = archive_members(repo, workdir, configfiles, config["experiment"])
     manifest = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "git_commit": git_commit(repo),
@@ -105,7 +116,7 @@ def build_archive(
         # what ran: the image files (when built here) and the definitions they come from
         "container_image_sha256": image_digests(config.get("containers", {}), workdir),
         "container_definitions": {
-            n.removeprefix("workflow/"): _sha256(p)
+            n.removeprefix("workflow/"): sha256_file(p)
             for n, p in sorted(members.items())
             if n.startswith("workflow/containers/") and n.endswith(".def")
         },
@@ -113,17 +124,9 @@ def build_archive(
         " or pull the digest-pinned URIs",
         "rerun": "cd workflow && snakemake --cores all "
         + " ".join(f"--configfile {c}" for c in run_configs),
-        "sha256": {name: _sha256(path) for name, path in sorted(members.items())},
+        "sha256": {name: sha256_file(path) for name, path in sorted(members.items())},
     }
-    tmp = out.with_name(out.name + ".part")
-    with tarfile.open(tmp, "w:gz") as tar:
-        for name, path in sorted(members.items()):
-            tar.add(path, arcname=name, recursive=False)
-        blob = json.dumps(manifest, indent=2, sort_keys=True).encode()
-        info = tarfile.TarInfo(MANIFEST)
-        info.size, info.mtime = len(blob), int(time.time())
-        tar.addfile(info, io.BytesIO(blob))
-    tmp.rename(out)
+    write_archive(out, members, manifest)
     return manifest
 
 

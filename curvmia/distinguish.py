@@ -45,7 +45,6 @@ from scipy.stats import beta
 from .metrics import auroc
 
 LOG_EPS = 1e-22
-ESTIMATORS = ("gauss", "knn")
 
 # Fixed orientation of each statistic ("higher = member"), chosen a priori, never from data:
 # members sit in flatter regions (lower curvature), have lower loss and higher probability.

@@ -20,7 +20,6 @@ folders, sorted files).  This module
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -304,11 +303,6 @@ def check_sample(n: int, k: int, seed: int) -> np.ndarray:
     if k >= n:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
-
-
-def run_dir(root: str | os.PathLike, run: int) -> Path:
-    """A run's folder in the release layout: <root>/<run>/{aux_arrays.npz, checkpoints/}."""
-    return Path(root) / str(run)
 
 
 def population_order(

@@ -26,7 +26,6 @@ if TYPE_CHECKING:  # torch is imported by the functions that need it: the workfl
     from torch import nn
 
 FORMATS = ("state_dict", "safetensors", "torchscript")
-MEMBER_SOURCES = ("matrix", "indices", "fz_aux")
 
 
 def key(i: int, field: str) -> str:
@@ -299,41 +298,51 @@ def check_section(
     have = dataset_contract(data_cfg)
     seen: dict[int, int] = {}
     for i, e in enumerate(entries):
-        where = f"imported.models[{i}]"
         r = e["row"]
         if r in seen:
             raise ValueError(f"{key(i, 'row')}: row {r} is imported twice (also entry {seen[r]})")
         seen[r] = i
-        rows = targets if e["role"] == "target" else shadows
-        if r not in rows:
-            raise ValueError(
-                f"{key(i, 'row')}: row {r} has role {e['role']} but is not one of masks."
-                f"{'targets' if e['role'] == 'target' else 'shadows'} {rows}"
-            )
-        if e["members"] is None and e["role"] == "shadow":
-            raise ValueError(
-                f"{key(i, 'members')}: a shadow's membership must be known (only a target may "
-                "have members: null)"
-            )
-        if e["format"] != "torchscript" and not e.get("arch"):
-            raise ValueError(f"{key(i, 'arch')}: format {e['format']} needs the architecture")
-        if e["format"] == "torchscript" and not e.get("trust"):
-            raise ValueError(
-                f"{key(i, 'trust')}: {e['path']} is TorchScript, a program rather than weights; "
-                "set trust: true in this entry only if you trust its author"
-            )
-        check_contract(e["input"], have, where, e["path"])
-        if not deep:
-            continue
-        check_file(e["path"], e["sha256"], where)
-        model = load_model(e, where)
-        got = output_classes(model, e["input"])
-        if got != e["input"]["num_classes"]:
-            raise ValueError(
-                f"{key(i, 'input.num_classes')}: {e['path']} gives {got} logits, the entry "
-                f"declares {e['input']['num_classes']}"
-            )
-        if e["members"] is not None:
-            mw = f"{where}.members"
-            check_file(e["members"]["path"], e["members"]["sha256"], mw)
-            read_members(e["members"], have["n_population"], mw)
+        check_entry(i, e, targets if e["role"] == "target" else shadows, have)
+        if deep:
+            check_entry_files(i, e, have["n_population"])
+
+
+def check_entry(i: int, e: dict[str, Any], rows: list[int], have: dict[str, Any]) -> None:
+    """The checks of entry ``i`` that need no file: its row among the ``rows`` of its role,
+    its members, architecture and trust, its input contract against the dataset's ``have``."""
+    if e["row"] not in rows:
+        raise ValueError(
+            f"{key(i, 'row')}: row {e['row']} has role {e['role']} but is not one of masks."
+            f"{'targets' if e['role'] == 'target' else 'shadows'} {rows}"
+        )
+    if e["members"] is None and e["role"] == "shadow":
+        raise ValueError(
+            f"{key(i, 'members')}: a shadow's membership must be known (only a target may "
+            "have members: null)"
+        )
+    if e["format"] != "torchscript" and not e.get("arch"):
+        raise ValueError(f"{key(i, 'arch')}: format {e['format']} needs the architecture")
+    if e["format"] == "torchscript" and not e.get("trust"):
+        raise ValueError(
+            f"{key(i, 'trust')}: {e['path']} is TorchScript, a program rather than weights; "
+            "set trust: true in this entry only if you trust its author"
+        )
+    check_contract(e["input"], have, f"imported.models[{i}]", e["path"])
+
+
+def check_entry_files(i: int, e: dict[str, Any], n_population: int | None) -> None:
+    """The checks of entry ``i`` that open its files: sha256, the model built and its
+    logits counted, the members read (imports torch)."""
+    where = f"imported.models[{i}]"
+    check_file(e["path"], e["sha256"], where)
+    model = load_model(e, where)
+    got = output_classes(model, e["input"])
+    if got != e["input"]["num_classes"]:
+        raise ValueError(
+            f"{key(i, 'input.num_classes')}: {e['path']} gives {got} logits, the entry "
+            f"declares {e['input']['num_classes']}"
+        )
+    if e["members"] is not None:
+        mw = f"{where}.members"
+        check_file(e["members"]["path"], e["members"]["sha256"], mw)
+        read_members(e["members"], n_population, mw)

@@ -34,23 +34,22 @@ KEY_PACKAGES = (
 )
 
 
+def git(repo: str | Path, *args: str, timeout: float = 30) -> str:
+    """Output of ``git -C repo <args>``; raises OSError or SubprocessError when git fails
+    (no git, not a checkout, timeout)."""
+    return subprocess.run(
+        ["git", "-C", str(repo), *args],
+        capture_output=True,
+        timeout=timeout,
+        check=True,
+    ).stdout.decode()
+
+
 def git_commit(repo: str | Path) -> str:
     """HEAD of the git checkout at `repo` (suffix '-dirty' with local changes), else 'unknown'."""
     try:
-        head = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout.strip()
+        head = git(repo, "rev-parse", "HEAD").strip()
+        status = git(repo, "status", "--porcelain", "--untracked-files=no").strip()
     except (OSError, subprocess.SubprocessError):
         # an unpacked archive (curvmia.archive) records the commit it was made from
         manifest = Path(repo).parent / "ARCHIVE.json"

@@ -4,6 +4,7 @@
 # model against the release. Target: fz_all. Only the export step needs TensorFlow: it runs
 # in its own environment (envs/tf.lock: `make tf-env` locally, envs/tf.yaml with --sdm conda,
 # containers/tf.def with --sdm apptainer); the rest runs in the workflow's environment.
+from curvmia.config_checks import check_fz
 
 if config.get("fz"):
     FZ = config["fz"]
@@ -13,16 +14,10 @@ if config.get("fz"):
     FZ_PYTHON = "python" if workflow.deployment_settings.deployment_method else FZ["python"]
 
     # Checks a JSON schema cannot express, before any job; each error names the key.
-    if len(FZ["runs"]) != config["masks"]["n_random"] or config["masks"]["complements"]:
-        _config_error(
-            f"fz.runs: {len(FZ['runs'])} runs, but masks.n_random is "
-            f"{config['masks']['n_random']} (complements {config['masks']['complements']}): "
-            "one released run per model row"
-        )
-    if len(set(FZ["runs"])) != len(FZ["runs"]):
-        _config_error("fz.runs: a run id repeats")
-    if config["data"]["dataset"] != "imagefolder":
-        _config_error("fz: needs data.dataset imagefolder (ImageNet's train/ and val/)")
+    try:
+        check_fz(config)
+    except ValueError as e:
+        _config_error(str(e))
     # the release's folder of model row r
     FZ_RUN = {str(r): f"{FZ['root']}/{run}" for r, run in enumerate(FZ["runs"])}
 

@@ -4,6 +4,10 @@
 # theory.sweeps (the digits default lists both, the paper configs none).
 from curvmia.sweeps import model_id, sweep_rows
 
+
+include: "sweeps_common.smk"
+
+
 SWEEP_DIR = f"{RESULTS}/sweeps"
 DP = config["dp_sweep"]
 SIZE = config["size_sweep"]

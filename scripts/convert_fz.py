@@ -82,15 +82,18 @@ def check(a: argparse.Namespace) -> None:
     write_json(a.out, {"row": a.row, "model": a.model, "aux": a.aux, **reports})
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    sub = ap.add_subparsers(dest="cmd", required=True)
+def add_convert(sub: argparse._SubParsersAction) -> None:
+    """The convert subcommand: an export .npz to a checkpoint."""
     c = sub.add_parser("convert", help="export .npz -> sonnet_resnet50 checkpoint (.pt)")
     c.add_argument("--export", required=True)
     c.add_argument("--run", type=int, required=True, help="the release's run id (recorded)")
     c.add_argument("--rtol", type=float, default=1e-4, help="largest probe error allowed")
     c.add_argument("--out", required=True)
     c.set_defaults(fn=convert)
+
+
+def add_membership(sub: argparse._SubParsersAction) -> None:
+    """The membership subcommand: every run's aux arrays to the membership matrix."""
     m = sub.add_parser("membership", help="aux_arrays.npz of every run -> membership matrix")
     m.add_argument("--index", required=True, help="imagenet_index.npz")
     m.add_argument("--index-sha256", default="", help="expected sha256 (empty: plain arrays only)")
@@ -103,6 +106,10 @@ def main() -> None:
     m.add_argument("--out-order-test", required=True, help="held-out position of their val indices")
     m.add_argument("--out-json", required=True)
     m.set_defaults(fn=membership)
+
+
+def add_check(sub: argparse._SubParsersAction) -> None:
+    """The check subcommand: a converted model's correctness against the release."""
     k = sub.add_parser("check", help="correctness agreement with the release's aux arrays")
     k.add_argument("--model", required=True)
     k.add_argument("--aux", required=True)
@@ -119,6 +126,13 @@ def main() -> None:
     k.add_argument("--threads", type=int, default=1)
     k.add_argument("--out", required=True)
     k.set_defaults(fn=check)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for add in (add_convert, add_membership, add_check):
+        add(sub)
     a = ap.parse_args()
     if a.cmd == "membership" and len(a.runs) != len(a.aux):
         ap.error("--runs and --aux differ in length")
