@@ -1,6 +1,6 @@
 """Cluster jobs: what a retry requests, the check before anything is submitted, preemption.
 
-Torch-free: rules/common.smk imports it while the Snakefile is parsed (docs/cluster.md).
+Torch-free: rules/resources.smk imports it while the Snakefile is parsed (docs/cluster.md).
 
 Retries. Snakemake tells a resource function only the attempt number, so each SLURM job
 records which SLURM job ran it (``record_attempt``: the job process evaluates its resources

@@ -65,7 +65,7 @@ def group_request(
 
 
 _COLUMNS = {"cpus": "_cores", "mem_mb": "mem_mb", "runtime": "runtime", "gpu": "gpu"}
-# what a rule's jobs declare (rules/common.smk: job_resources) and the table shows
+# what a rule's jobs declare (rules/resources.smk: job_resources) and the table shows
 _DECLARED = {"mem_mb", "runtime", "gpu", "cpu_steps"}
 
 

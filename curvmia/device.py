@@ -8,7 +8,7 @@ the likely causes, instead of training for days on the CPU (docs/cluster.md: GPU
 Three more checks, at the start of every GPU job, before any data is read:
 
 - *No silent CPU.* A SLURM job (``SLURM_JOB_ID``) whose rule requested GPUs
-  (``CURVMIA_GPUS``, compute.gpus, which rules/common.smk exports to every job as a
+  (``CURVMIA_GPUS``, compute.gpus, which rules/resources.smk exports to every job as a
   compute knob: no rerun) and that sees none stops, naming the node and the variables it
   saw, unless compute.device is cpu.
 - *Array jobs get their GPU.* The SLURM executor runs array tasks without ``srun`` and

@@ -126,7 +126,7 @@ def dry_runs_in_forks(
     at most `workers` at once; returns (exit code, stdout + stderr) of each, in order.
 
     A dry run spends most of its time importing Snakemake, torch and timm (the model checks
-    of rules/common.smk): this process imports them once, and every fork starts with them
+    of curvmia/config_checks.py): this process imports them once, and every fork starts with them
     loaded (about 2.5 CPU-s a plan instead of 7.5 in a new interpreter). Each fork is its own
     process, so no state of one plan reaches the next. Only for plans of this repository's
     own code (the forks reuse the `curvmia` modules loaded from REPO).
