@@ -163,3 +163,51 @@ def row_ids(wildcards):
             "members": content_id(str(masks_npz()), "members", int(wildcards.row)),
         }
     )
+
+
+# ---------------------------------------------------------------- score file identities
+# What every reader of a score file checks (curvmia/scorefile.py: check_score_identity): the
+# identity of the checkpoint it must come from (row, recipe or import hash, members and data
+# content ids, as the checkpoint stores them) plus the hash of the scoring settings exactly
+# as the scorer gets them (SCORING_PARAMS, rules/score.smk).
+
+
+def score_expect(rows):
+    """Per row (JSON keyed by row), the identity its score file must carry."""
+    scoring_hash = config_hash(json.loads(SCORING_PARAMS))
+    masks, data = str(masks_npz()), data_id()
+    return as_json(
+        {
+            str(r): {
+                "row": r,
+                "train_hash": ROW_HASH[r],
+                "members_hash": content_id(masks, "members", r),
+                "data_hash": data,
+                "scoring_hash": scoring_hash,
+            }
+            for r in rows
+        }
+    )
+
+
+def sweep_expect(sweep):
+    """Per sweep target (JSON keyed by its score file), the identity it must carry (a sweep
+    model has no mask row)."""
+    train = config_hash(DP["train"] if sweep == "dp" else SIZE_TRAIN)
+    scoring_hash = config_hash(json.loads(SCORING_PARAMS))
+    return as_json(
+        {
+            r["scores"]: {
+                "train_hash": train,
+                "members_hash": content_id(str(m), "members"),
+                "data_hash": data_id(),
+                "scoring_hash": scoring_hash,
+            }
+            for r, m in zip(SWEEP_ROWS[sweep], sweep_member_files(sweep))
+        }
+    )
+
+
+def sweep_member_files(sweep):
+    """Per sweep target (SWEEP_ROWS order), its members file (ancient: by content)."""
+    return [sweep_members(sweep, _sweep_value(r["model"])) for r in SWEEP_ROWS[sweep]]
