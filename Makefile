@@ -92,7 +92,10 @@ clean:
 
 # docs/configuration.md from config/schema.yaml (tests/test_docs.py fails when it is stale);
 # the table of what each job requests in docs/cluster.md from the shipped configs' plans
-# (tests/test_cluster_resources.py fails when it is stale).
+# (tests/test_cluster_resources.py fails when it is stale); the table of where each module
+# stands under mutation testing in docs/testing.md from tests/mutation_records.json
+# (tests/test_mutation.py fails when it is stale).
 docs: setup
 	PYTHONPATH=. $(BIN)/python scripts/schema_doc.py
 	PYTHONPATH=. $(BIN)/python scripts/cluster_requests.py
+	$(BIN)/python tests/_mutation.py table

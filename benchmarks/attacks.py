@@ -58,56 +58,51 @@ def peak_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--shadows", type=int, default=64)
-    ap.add_argument("--samples", type=int, default=50_000)
-    ap.add_argument("--test-samples", type=int, default=10_000)
-    ap.add_argument("--targets", type=int, default=3)
-    ap.add_argument("--boot", type=int, default=200)
-    a = ap.parse_args()
-    if a.boot < 1:
-        ap.error(f"--boot: needs at least 1 bootstrap replicate, got {a.boot}")
-    feats, masks, labels = synthetic(a.shadows + a.targets, a.samples, a.test_samples)
-    sh = list(range(a.shadows))
-    shadow = {f: v[sh] for f, v in feats.items()}
-    s_in = masks[sh]
-    print(
-        f"{a.shadows} shadows x {a.samples} samples x 2 queries, {a.targets} targets, "
-        f"z = {a.test_samples}, B = {a.boot}; features in memory {peak_gib():.2f} GiB"
-    )
+def attack_specs() -> list[tuple[str, str, dict]]:
+    """(label, registry name, parameters) of every attack, both variants where there are two."""
     specs = []
     for name, fn in ATTACKS.items():
         if "variant" in inspect.signature(fn).parameters:
             specs += [(f"{name}[{v}]", name, {"variant": v}) for v in VARIANTS]
         else:
             specs.append((name, name, {}))
-    t_all = time.perf_counter()
+    return specs
+
+
+def run_attacks(feats, shadow, s_in, labels, specs, n_shadows: int, n_targets: int):
+    """Every attack on every target against the shadows: scores and seconds per attack."""
     times: dict[str, float] = {}
     scores = {}
-    for t in range(a.targets):
-        row = a.shadows + t
+    for t in range(n_targets):
+        row = n_shadows + t
         target = {f: v[row] for f, v in feats.items()}
         for label, name, params in specs:
             t0 = time.perf_counter()
             scores[label, t] = ATTACKS[name](target, shadow, s_in, labels=labels, **params)
             times[label] = times.get(label, 0.0) + time.perf_counter() - t0
-    t_attacks = time.perf_counter() - t_all
-    t0 = time.perf_counter()
+    return scores, times
+
+
+def run_metrics(scores, masks, specs, n_shadows: int, n_targets: int, n_boot: int):
+    """Every metric of every attack with shared bootstrap counts; the AUROCs per attack and
+    the last target's paired Curv NLL − LiRA difference."""
     aucs = {}
-    for t in range(a.targets):
-        m = masks[a.shadows + t]
-        w = bootstrap_weights(m, n_boot=a.boot, seed=t)
+    for t in range(n_targets):
+        m = masks[n_shadows + t]
+        w = bootstrap_weights(m, n_boot=n_boot, seed=t)
         for label, _, _ in specs:
             res = summarize(
-                scores[label, t], m, fprs=[0.01, 0.001, 0.0001], n_boot=a.boot, seed=t, weights=w
+                scores[label, t], m, fprs=[0.01, 0.001, 0.0001], n_boot=n_boot, seed=t, weights=w
             )
             aucs.setdefault(label, []).append(res["auroc"])
         d = paired_auroc_difference(
             scores["curv_nll[paper]", t], scores["lira_online[paper]", t], m, weights=w
         )
-    t_metrics = time.perf_counter() - t0
-    total = time.perf_counter() - t_all
+    return aucs, d
+
+
+def print_times(specs, times, aucs, d, t_attacks: float, t_metrics: float, total: float) -> None:
+    """Each attack's time and mean AUROC, the paired difference, the totals against the limits."""
     for label, _, _ in specs:
         print(
             f"  {label:22s} {times[label]:6.2f} s ({100 * times[label] / total:4.1f}% of total)"
@@ -125,6 +120,34 @@ def main() -> None:
         f"TOTAL {total:.1f} s (limit 60 s, ratio {total / 60:.2f}); "
         f"PEAK RSS {peak_gib():.2f} GiB (limit 4 GiB, ratio {peak_gib() / 4:.2f})"
     )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--shadows", type=int, default=64)
+    ap.add_argument("--samples", type=int, default=50_000)
+    ap.add_argument("--test-samples", type=int, default=10_000)
+    ap.add_argument("--targets", type=int, default=3)
+    ap.add_argument("--boot", type=int, default=200)
+    a = ap.parse_args()
+    if a.boot < 1:
+        ap.error(f"--boot: needs at least 1 bootstrap replicate, got {a.boot}")
+    feats, masks, labels = synthetic(a.shadows + a.targets, a.samples, a.test_samples)
+    sh = list(range(a.shadows))
+    shadow, s_in = {f: v[sh] for f, v in feats.items()}, masks[sh]
+    print(
+        f"{a.shadows} shadows x {a.samples} samples x 2 queries, {a.targets} targets, "
+        f"z = {a.test_samples}, B = {a.boot}; features in memory {peak_gib():.2f} GiB"
+    )
+    specs = attack_specs()
+    t_all = time.perf_counter()
+    scores, times = run_attacks(feats, shadow, s_in, labels, specs, a.shadows, a.targets)
+    t_attacks = time.perf_counter() - t_all
+    t0 = time.perf_counter()
+    aucs, d = run_metrics(scores, masks, specs, a.shadows, a.targets, a.boot)
+    t_metrics = time.perf_counter() - t0
+    total = time.perf_counter() - t_all
+    print_times(specs, times, aucs, d, t_attacks, t_metrics, total)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ accuracy (|FPR+TPR−1| threshold), mean ± std over the targets, plus how many 
 import argparse
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -26,11 +27,19 @@ from curvmia.metrics import summarize  # noqa: E402
 from curvmia.scores import load_features  # noqa: E402
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--configfile", default="config/config.yaml")
-    a = ap.parse_args()
-    cfg = yaml.safe_load(Path(a.configfile).read_text())
+class Run(NamedTuple):
+    """A finished run's labels, masks, used shadows, targets and their features."""
+
+    labels: np.ndarray
+    masks: np.ndarray
+    shadows: list[int]
+    targets: list[int]
+    sh: dict[str, np.ndarray]
+    tg: dict[str, np.ndarray]
+
+
+def load_run(cfg: dict) -> Run:
+    """The finished run of ``cfg`` (results/<experiment>)."""
     results = Path("results") / cfg["experiment"]
     data = Path(cfg["data"]["root"]) / prepared_dir_name(cfg["data"])
     labels = load_prepared(str(data / "manifest.json")).train_labels
@@ -42,6 +51,12 @@ def main() -> None:
     path = lambda r: str(results / "scores" / f"model_{r}.npz")  # noqa: E731
     sh = load_features([path(r) for r in shadows])
     tg = load_features([path(r) for r in targets])
+    return Run(labels, masks, shadows, targets, sh, tg)
+
+
+def attack_runs(cfg: dict) -> list[tuple[str, str, dict]]:
+    """(label, attack, parameters): each loss baseline paper and clean, carlini_paper on the
+    float32 p_max and on the cast one, and LiRA online."""
     query = {s["name"]: s.get("loss_query", 0) for s in cfg["attacks"] if "loss_query" in s}
     runs = []
     for name in ("yeom", "sablayrolles", "watson", "ye", "song"):
@@ -52,24 +67,38 @@ def main() -> None:
     runs.append((f"carlini_paper [{form}, p_max_f32]", "carlini_paper", {"form": form}))
     runs.append((f"carlini_paper [{form}, cast p_max]", "carlini_paper", {"form": form}))
     runs.append(("lira_online [paper]", "lira_online", {"variant": "paper"}))
-    rows = []
-    for label, name, params in runs:
-        shadow = sh
+    return runs
+
+
+def table_row(label: str, name: str, params: dict, run: Run) -> str:
+    """One attack's AUROC and balanced accuracy, mean ± std over the targets."""
+    labels, masks, shadows, targets, sh, tg = run
+    shadow = sh
+    if "cast p_max" in label:
+        shadow = {k: v for k, v in sh.items() if k != "p_max_f32"}
+    res = []
+    for i, t in enumerate(targets):
+        target = {k: v[i] for k, v in tg.items()}
         if "cast p_max" in label:
-            shadow = {k: v for k, v in sh.items() if k != "p_max_f32"}
-        res = []
-        for i, t in enumerate(targets):
-            target = {k: v[i] for k, v in tg.items()}
-            if "cast p_max" in label:
-                target.pop("p_max_f32")
-            s = ATTACKS[name](target, shadow, masks[shadows], labels=labels, **params)
-            res.append(summarize(s, masks[t], fprs=[0.01], n_boot=0, seed=0))
-        auc = np.array([r["auroc"] for r in res])
-        bal = np.array([r["bal_acc_paper"] for r in res])
-        rows.append(f"| {label} | {100 * auc.mean():.2f} ± {100 * auc.std():.2f} | "
-                    f"{100 * bal.mean():.2f} ± {100 * bal.std():.2f} |")  # fmt: skip
+            target.pop("p_max_f32")
+        s = ATTACKS[name](target, shadow, masks[shadows], labels=labels, **params)
+        res.append(summarize(s, masks[t], fprs=[0.01], n_boot=0, seed=0))
+    auc = np.array([r["auroc"] for r in res])
+    bal = np.array([r["bal_acc_paper"] for r in res])
+    return (f"| {label} | {100 * auc.mean():.2f} ± {100 * auc.std():.2f} | "
+            f"{100 * bal.mean():.2f} ± {100 * bal.std():.2f} |")  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--configfile", default="config/config.yaml")
+    a = ap.parse_args()
+    cfg = yaml.safe_load(Path(a.configfile).read_text())
+    run = load_run(cfg)
+    rows = [table_row(label, name, params, run) for label, name, params in attack_runs(cfg)]
     print("| attack [variant] | AUROC % | bal. acc. % (paper thr.) |\n|---|---|---|")
     print("\n".join(rows))
+    sh, tg = run.sh, run.tg
     for f32, f64 in (("loss_f32", "loss"), ("p_max_f32", "p_max")):
         x32, x64 = np.concatenate([sh[f32].ravel(), tg[f32].ravel()]), sh[f64].ravel()
         tie = 0.0 if f32 == "loss_f32" else 1.0

@@ -83,7 +83,7 @@ def max_rel_change(a: dict, b: dict, key: str) -> float:
     return float(np.max(np.abs(x[ok] - y[ok]) / np.maximum(np.abs(x[ok]), 1e-12), initial=0.0))
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--device", default="cuda", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--arch", default="cifar_resnet18")
@@ -93,7 +93,48 @@ def main() -> None:
     ap.add_argument("--niter", type=int, default=10)
     ap.add_argument("--nprobes", type=int, default=2)
     ap.add_argument("--memory-mb", type=float, default=8192)
-    a = ap.parse_args()
+    return ap.parse_args()
+
+
+def check_scoring(model_fn, data, scoring, device) -> tuple[list[str], float, dict]:
+    """Two runs identical, shards merged = unsharded, TF32 on; (failures, seconds, arrays)."""
+    failures = []
+    first, t_first = run(model_fn, data, scoring, device)
+    second, t_second = run(model_fn, data, scoring, device)
+    same = identical(first, second)
+    print(f"scores, TF32 off: {t_first:.1f} s, again {t_second:.1f} s; identical: {same}")
+    failures += [] if same else ["two runs differ"]
+    parts = [run(model_fn, data, scoring, device, shard=(i, 2))[0] for i in range(2)]
+    merged = scores.merge_shards(parts, log=lambda s: None)
+    same = identical(first, merged)
+    print(f"sharded scoring (2 shards merged) equals unsharded: {same}")
+    failures += [] if same else ["shards differ"]
+    tf32, t_tf32 = run(model_fn, data, scoring, device, tf32=True)
+    print(
+        f"scores, TF32 on: {t_tf32:.1f} s ({t_second / t_tf32:.2f}x TF32 off); ZO curvature"
+        f" max relative change {max_rel_change(second, tf32, 'curv_zo'):.2e}"
+    )
+    return failures, t_second, second
+
+
+def check_compiled(model_fn, data, scoring, device, t_eager: float, eager: dict) -> list[str]:
+    """The compiled ZO path (a GPU only): seconds, identical across runs, change vs eager."""
+    if device.type != "cuda":
+        print("compiled ZO path: skipped (scoring.compile applies on a GPU only)")
+        return []
+    comp, t_comp = run(model_fn, data, {**scoring, "compile": True}, device)
+    comp2, t_comp2 = run(model_fn, data, {**scoring, "compile": True}, device)
+    same = identical(comp, comp2)
+    print(
+        f"compiled ZO path: {t_comp:.1f} s (compiling), again {t_comp2:.1f} s"
+        f" ({t_eager / t_comp2:.2f}x eager); identical across runs: {same}; ZO curvature"
+        f" max relative change vs eager {max_rel_change(eager, comp, 'curv_zo'):.2e}"
+    )
+    return [] if same else ["compiled runs differ"]
+
+
+def main() -> None:
+    a = parse_args()
     device = pick_device(a.device)
     data = synthetic_cifar(a.n, a.n_test)
     kwargs = json.loads(a.model_kwargs)
@@ -115,34 +156,8 @@ def main() -> None:
         "channels_last": "auto",
         "compile": False,
     }
-    failures = []
-    first, t_first = run(model_fn, data, scoring, device)
-    second, t_second = run(model_fn, data, scoring, device)
-    same = identical(first, second)
-    print(f"scores, TF32 off: {t_first:.1f} s, again {t_second:.1f} s; identical: {same}")
-    failures += [] if same else ["two runs differ"]
-    parts = [run(model_fn, data, scoring, device, shard=(i, 2))[0] for i in range(2)]
-    merged = scores.merge_shards(parts, log=lambda s: None)
-    same = identical(first, merged)
-    print(f"sharded scoring (2 shards merged) equals unsharded: {same}")
-    failures += [] if same else ["shards differ"]
-    tf32, t_tf32 = run(model_fn, data, scoring, device, tf32=True)
-    print(
-        f"scores, TF32 on: {t_tf32:.1f} s ({t_second / t_tf32:.2f}x TF32 off); ZO curvature"
-        f" max relative change {max_rel_change(second, tf32, 'curv_zo'):.2e}"
-    )
-    if device.type == "cuda":
-        comp, t_comp = run(model_fn, data, {**scoring, "compile": True}, device)
-        comp2, t_comp2 = run(model_fn, data, {**scoring, "compile": True}, device)
-        same = identical(comp, comp2)
-        print(
-            f"compiled ZO path: {t_comp:.1f} s (compiling), again {t_comp2:.1f} s"
-            f" ({t_second / t_comp2:.2f}x eager); identical across runs: {same}; ZO curvature"
-            f" max relative change vs eager {max_rel_change(second, comp, 'curv_zo'):.2e}"
-        )
-        failures += [] if same else ["compiled runs differ"]
-    else:
-        print("compiled ZO path: skipped (scoring.compile applies on a GPU only)")
+    failures, t_eager, eager = check_scoring(model_fn, data, scoring, device)
+    failures += check_compiled(model_fn, data, scoring, device, t_eager, eager)
     if failures:
         print("FAILED: " + "; ".join(failures))
         sys.exit(1)

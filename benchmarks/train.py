@@ -14,7 +14,6 @@ pipeline / model. Data is synthetic (random uint8) of the given shape.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import tempfile
 import time
 from pathlib import Path
@@ -22,18 +21,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from curvmia.data import normalize, random_crop_flip, to_float
 from curvmia.device import pick_device
 from curvmia.models import build_model
-from curvmia.train import _BatchDataset, random_resized_crop
+from curvmia.train import (
+    BatchSource,
+    ResidentBatches,
+    StreamedBatches,
+    augment,
+    autocast,
+)
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--shape", type=int, nargs=3, default=[3, 32, 32])
     ap.add_argument("--n", type=int, default=4096, help="synthetic dataset size")
@@ -47,86 +46,86 @@ def main() -> None:
     ap.add_argument("--amp", choices=["none", "bf16"], default="none")
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
-    a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    device = pick_device(a.device)
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (a.n, *a.shape), dtype=np.uint8)
-    labels = rng.integers(0, 10, a.n).astype(np.int64)
+    return ap.parse_args()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def source_of(
+    a: argparse.Namespace, images: np.ndarray, labels: np.ndarray, device: torch.device, tmp: str
+) -> BatchSource:
+    """curvmia.train's batch source: resident, or (--stream) workers over a memmapped .npy."""
+    everything = np.arange(a.n)
+    if not a.stream:
+        return ResidentBatches(images, labels, everything, device)
+    np.save(Path(tmp) / "images.npy", images)
+    mm = np.load(Path(tmp) / "images.npy", mmap_mode="r", allow_pickle=False)
+    return StreamedBatches(mm, labels, everything, device, a.workers)
+
+
+def pipeline_rate(
+    a: argparse.Namespace, source: BatchSource, batches: list[np.ndarray], device: torch.device
+) -> tuple[float, list]:
+    """Images/s of the pipeline alone (first 2 batches are warm-up: curvmia.train's batch
+    source and augmentation, crop/flip or RandomResizedCrop), and its batches."""
+    cfg = {
+        "random_resized_crop": a.rrc,
+        "pad": 0 if a.rrc else 4,
+        "flip": True,
+        "channels_last": True,
+    }
     mean, std = np.full(a.shape[0], 0.5), np.full(a.shape[0], 0.25)
     gen = torch.Generator().manual_seed(0)
-    batches = [rng.permutation(a.n)[: a.batch] for _ in range(a.steps + 2)]
-
-    def augment(xb_u8: torch.Tensor) -> torch.Tensor:
-        xb = to_float(xb_u8)
-        if a.rrc:
-            xb = random_resized_crop(xb, gen)
-        xb = random_crop_flip(xb, 0 if a.rrc else 4, True, gen)
-        return normalize(xb, mean, std).contiguous(memory_format=torch.channels_last)
-
-    tmpdir = tempfile.TemporaryDirectory()
-    if a.stream:
-        path = Path(tmpdir.name) / "images.npy"
-        np.save(path, images)
-        mm = np.load(path, mmap_mode="r", allow_pickle=False)
-        loader = torch.utils.data.DataLoader(
-            _BatchDataset(mm, labels, batches),
-            batch_size=None,
-            num_workers=a.workers,
-            pin_memory=device.type == "cuda",
-            prefetch_factor=4 if a.workers else None,
-        )
-
-        def pipeline():
-            for xb, yb in loader:
-                yield augment(xb.to(device, non_blocking=True)), yb.to(device, non_blocking=True)
-    else:
-        x_dev = torch.from_numpy(images).to(device)
-        y_dev = torch.from_numpy(labels).to(device)
-        idx = [torch.from_numpy(b).to(device) for b in batches]
-
-        def pipeline():
-            for i in idx:
-                yield augment(x_dev[i]), y_dev[i]
-
-    # pipeline alone (first 2 batches are warm-up)
-    out = []
-    t = None
-    for k, (xb, yb) in enumerate(pipeline()):
+    out, t = [], None
+    for k, (xb, yb) in enumerate(source.epoch(batches)):
         if k == 2:
             sync(device)
             t = time.perf_counter()
-        out.append((xb, yb))
+        out.append((augment(xb, cfg, mean, std, gen), yb))
     sync(device)
-    pipe_rate = a.steps * a.batch / (time.perf_counter() - t)
+    return a.steps * a.batch / (time.perf_counter() - t), out
 
+
+def model_rate(a: argparse.Namespace, out: list, device: torch.device) -> float:
+    """Images/s of forward + backward + SGD step on ready batches (2 warm-up)."""
     model = build_model(a.arch, 10, a.shape[0]).to(device).to(memory_format=torch.channels_last)
     fwd = torch.compile(model) if a.compile else model
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     loss_fn = torch.nn.CrossEntropyLoss()
-    autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16)
-        if a.amp == "bf16"
-        else contextlib.nullcontext()
-    )
     model.train()
     for k, (xb, yb) in enumerate(out):
         if k == 2:
             sync(device)
             t = time.perf_counter()
-        with autocast:
+        with autocast(a.amp, device):
             loss = loss_fn(fwd(xb), yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
     sync(device)
-    model_rate = a.steps * a.batch / (time.perf_counter() - t)
+    return a.steps * a.batch / (time.perf_counter() - t)
+
+
+def main() -> None:
+    a = parse_args()
+    torch.set_num_threads(a.threads)
+    device = pick_device(a.device)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (a.n, *a.shape), dtype=np.uint8)
+    labels = rng.integers(0, 10, a.n).astype(np.int64)
+    batches = [rng.permutation(a.n)[: a.batch] for _ in range(a.steps + 2)]
+    with tempfile.TemporaryDirectory() as tmp:
+        source = source_of(a, images, labels, device, tmp)
+        pipe_rate, out = pipeline_rate(a, source, batches, device)
+    model_r = model_rate(a, out, device)
     kind = f"streamed ({a.workers} workers, memmap)" if a.stream else "device-resident"
     print(f"device {device}, {a.arch}, batch {a.batch}, shape {a.shape}, amp {a.amp}")
     print(f"pipeline {kind}: {pipe_rate:10.1f} img/s")
-    print(f"model fwd+bwd+step:  {model_rate:10.1f} img/s")
-    print(f"pipeline / model = {pipe_rate / model_rate:.2f} (keeps up if >= 0.90)")
-    tmpdir.cleanup()
+    print(f"model fwd+bwd+step:  {model_r:10.1f} img/s")
+    print(f"pipeline / model = {pipe_rate / model_r:.2f} (keeps up if >= 0.90)")
 
 
 if __name__ == "__main__":

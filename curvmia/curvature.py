@@ -5,7 +5,10 @@ draw two independent Rademacher tensors r_v, r_u shaped like x, set
 v = h(r_v + 1e-7), u = h(r_u + 1e-7), and average
 |l(x+v+u) − l(x−v+u) − l(x+v−u) + l(x−v−u)| / (4h), with l the per-sample
 cross-entropy at the true label.  It estimates h·E|r_uᵀ H r_v|, a tr(H²)-like
-quantity, not tr(H).
+quantity, not tr(H).  ``zo_curvature_reference`` is that formula as written;
+``zo_curvature`` is the engine the scorer runs (all perturbed copies in large forward
+batches, batching and padding in ``_pair_batches`` and ``_batch_runner``), tested equal
+to the reference on the same draws.
 
 White-box scores, the paper's definition: Hutchinson tr(H) ≈ mean_k r_kᵀ H r_k
 and tr(H²) ≈ mean_k ‖H r_k‖², with H·r an exact Hessian-vector product
@@ -29,7 +32,7 @@ import math
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 
@@ -235,25 +238,12 @@ def tune_forward_batch(
     the fastest choice.  Only the speed depends on the choice: scores are identical for
     any forward batch size.
     """
-    sizes = candidate_batches(max_batch)
     fmt = torch.channels_last if channels_last and sample.dim() == 3 else torch.contiguous_format
-    sync = torch.cuda.synchronize if sample.device.type == "cuda" else (lambda: None)
-
-    def rate(size: int) -> float:
-        xb = sample[None].expand(size, *sample.shape).contiguous(memory_format=fmt)
-        model(xb)
-        sync()
-        n, t0 = 0, time.perf_counter()
-        while n < 2 or time.perf_counter() - t0 < min_seconds:
-            model(xb)
-            sync()
-            n += 1
-        return n * size / (time.perf_counter() - t0)
-
+    rate = partial(_images_per_second, model, sample, fmt=fmt, min_seconds=min_seconds)
     rates: dict[int, float] = {}
     with torch.inference_mode():
         worse = 0
-        for size in sizes:
+        for size in candidate_batches(max_batch):
             rates[size] = rate(size)
             if rates[size] >= max(rates.values()):
                 worse = 0
@@ -266,6 +256,28 @@ def tune_forward_batch(
                 rates[size] = max(rates[size], rate(size))
     top = max(rates.values())
     return max(size for size, r in rates.items() if r >= (1 - tolerance) * top)
+
+
+def _images_per_second(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    sample: torch.Tensor,
+    size: int,
+    *,
+    fmt: torch.memory_format,
+    min_seconds: float,
+) -> float:
+    """Forward rate on ``size`` copies of ``sample`` in layout ``fmt``: one warm-up
+    forward, then forwards until ``min_seconds`` have passed (at least two)."""
+    xb = sample[None].expand(size, *sample.shape).contiguous(memory_format=fmt)
+    sync = torch.cuda.synchronize if sample.device.type == "cuda" else (lambda: None)
+    model(xb)
+    sync()
+    n, t0 = 0, time.perf_counter()
+    while n < 2 or time.perf_counter() - t0 < min_seconds:
+        model(xb)
+        sync()
+        n += 1
+    return n * size / (time.perf_counter() - t0)
 
 
 class ForwardBatchChooser:
@@ -337,6 +349,134 @@ def zo_block_size(batch_size: int, max_batch: int) -> int:
     return max(batch_size, max_batch // 4)
 
 
+def seed_keys(
+    seed: Sequence[int] | int, index: torch.Tensor | None, b: int, device: torch.device
+) -> torch.Tensor:
+    """Per-sample keys of ``seed`` (an int or seed words) for samples ``index`` (default
+    0..b−1), on ``device``."""
+    words = [seed] if isinstance(seed, int) else list(seed)
+    idx = torch.arange(b) if index is None else torch.as_tensor(index)
+    return sample_keys(words, idx.to(device))
+
+
+def zo_draws(
+    x: torch.Tensor,
+    niter: int,
+    *,
+    generator: torch.Generator | None = None,
+    seed: Sequence[int] | int | None = None,
+    index: torch.Tensor | None = None,
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The ZO signs as draws(samples, iterations) → the r_v rows, then the r_u rows.
+
+    With ``seed``: keyed (streams 2t and 2t+1 of iteration t; the rows in one hash call).
+    Otherwise all of them are drawn up front from ``generator`` on the CPU in the legacy
+    order: per iteration r_v, then r_u, each for the whole batch.
+    """
+    shape = tuple(x.shape[1:])
+    if seed is not None:
+        keys = seed_keys(seed, index, x.shape[0], x.device)
+
+        def keyed(sb: torch.Tensor, st: torch.Tensor) -> torch.Tensor:
+            k = keys[sb]
+            return keyed_rademacher(
+                torch.cat([k, k]), torch.cat([2 * st, 2 * st + 1]), shape, x.dtype
+            )
+
+        return keyed
+    pre = torch.stack(
+        [
+            torch.stack([rademacher(x.shape, generator, x.dtype) for _ in range(2)])
+            for _ in range(niter)
+        ]
+    ).to(x.device)  # (niter, 2, B, *shape)
+    return lambda sb, st: torch.cat([pre[st, 0, sb], pre[st, 1, sb]])
+
+
+def zo_curvature_reference(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    h: float = 1e-3,
+    niter: int = 10,
+    generator: torch.Generator | None = None,
+    seed: Sequence[int] | int | None = None,
+    index: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The paper's zero-order estimator as written, one iteration at a time: the reference
+    the batched engine ``zo_curvature`` is tested against (same draws, same values)."""
+    draws = zo_draws(x, niter, generator=generator, seed=seed, index=index)
+    samples = torch.arange(len(x), device=x.device)
+    total = torch.zeros(len(x), dtype=x.dtype, device=x.device)
+    with torch.inference_mode():
+        for t in range(niter):
+            r_v, r_u = draws(samples, torch.full_like(samples, t)).chunk(2)
+            v, u = h * (r_v + 1e-7), h * (r_u + 1e-7)
+            perturbed = (x + v + u, x - v + u, x + v - u, x - v - u)
+            loss = [F.cross_entropy(forward(model, z), y, reduction="none") for z in perturbed]
+            total += torch.abs((loss[0] - loss[1] - loss[2] + loss[3]) / (4 * h))
+    return total / niter
+
+
+def _pair_batches(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    niter: int,
+    draws: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    per_fwd: int,
+    chooser: ForwardBatchChooser | None,
+) -> Iterator[tuple[slice, int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The (sample, iteration) pairs in forward batches: (pairs, size asked, x, r_v, r_u, y).
+
+    Pair p is sample p // niter at iteration p % niter; a batch holds ``per_fwd`` pairs, or
+    ``chooser``'s size // 4.  Draws (and gathered inputs) are made for several forward
+    batches at once: one hash call per group, within DRAW_GROUP_BYTES.
+    """
+    npairs = x.shape[0] * niter
+    row_bytes = 3 * math.prod(x.shape[1:]) * x.element_size()  # r_v, r_u and x per pair
+    group = per_fwd * max(1, DRAW_GROUP_BYTES // (per_fwd * row_bytes))
+    for g0 in range(0, npairs, group):
+        g1 = min(g0 + group, npairs)
+        pidx = torch.arange(g0, g1, device=x.device)
+        sb, st = pidx // niter, pidx % niter
+        rv, ru = draws(sb, st).chunk(2)
+        xg, yg = x[sb], y[sb]
+        p0 = g0
+        while p0 < g1:
+            size = chooser.next() if chooser is not None else 4 * per_fwd
+            p1 = min(p0 + max(1, size // 4), g1)
+            o = slice(p0 - g0, p1 - g0)
+            yield slice(p0, p1), size, xg[o], rv[o], ru[o], yg[o]
+            p0 = p1
+
+
+def _batch_runner(
+    run: Callable[[torch.Tensor], torch.Tensor],
+    per_fwd: int,
+    pad: bool,
+    chooser: ForwardBatchChooser | None,
+) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """The engine's forward of a batch of 4·n images asked as ``size``: padded up to
+    4·``per_fwd`` images with ``pad`` (one fixed shape), or timed for ``chooser``."""
+
+    def padded(batch: torch.Tensor, size: int) -> torch.Tensor:
+        fill = 4 * per_fwd - batch.shape[0]
+        if fill <= 0:
+            return run(batch)
+        return run(torch.cat([batch, batch[:1].expand(fill, *batch.shape[1:])]))[:-fill]
+
+    def timed(batch: torch.Tensor, size: int) -> torch.Tensor:
+        t0 = time.perf_counter()
+        logits = run(batch)
+        chooser.record(size, batch.shape[0], time.perf_counter() - t0)
+        return logits
+
+    if pad:
+        return padded
+    return timed if chooser is not None else lambda batch, size: run(batch)
+
+
 def zo_curvature(
     model: nn.Module,
     x: torch.Tensor,
@@ -352,7 +492,8 @@ def zo_curvature(
     pad: bool = False,
     chooser: ForwardBatchChooser | None = None,
 ) -> torch.Tensor:
-    """Zero-order curvature score of each sample, shape (B,), in x's dtype.
+    """Zero-order curvature score of each sample, shape (B,), in x's dtype: the batched
+    engine, equal to ``zo_curvature_reference`` on the same draws.
 
     ``x`` is the normalised input batch, ``y`` the true labels; the model must
     already be in eval mode.  Draws: with ``seed`` (an int or seed words) the
@@ -367,73 +508,22 @@ def zo_curvature(
     """
     if niter < 1:
         raise ValueError(f"niter must be >= 1, got {niter}")
-    b = x.shape[0]
-    shape = tuple(x.shape[1:])
-    npairs = b * niter
     if chooser is not None:
         if pad:
             raise ValueError("a chooser varies the forward batch: it cannot pad to one shape")
         max_batch = max(chooser.sizes)
-    per_fwd = npairs if max_batch is None else max(1, max_batch // 4)
-    run = fwd if fwd is not None else model
-    dev = x.device
-    if seed is not None:
-        words = [seed] if isinstance(seed, int) else list(seed)
-        idx = torch.arange(b) if index is None else torch.as_tensor(index)
-        keys = sample_keys(words, idx.to(dev))
-
-        def draws(sb: torch.Tensor, st: torch.Tensor) -> torch.Tensor:
-            k = keys[sb]  # r_v rows, then r_u rows: one call (rows are independent)
-            return keyed_rademacher(
-                torch.cat([k, k]), torch.cat([2 * st, 2 * st + 1]), shape, x.dtype
-            )
-    else:
-        pre = torch.stack(
-            [
-                torch.stack([rademacher(x.shape, generator, x.dtype) for _ in range(2)])
-                for _ in range(niter)
-            ]
-        ).to(dev)  # (niter, 2, B, *shape), drawn in the legacy order
-
-        def draws(sb: torch.Tensor, st: torch.Tensor) -> torch.Tensor:
-            return torch.cat([pre[st, 0, sb], pre[st, 1, sb]])
-
-    # Draws (and the gathered inputs) for several forward batches at once: one hash call
-    # per group instead of one per forward batch, within DRAW_GROUP_BYTES.
-    row_bytes = 3 * math.prod(shape) * x.element_size()  # r_v, r_u and x per pair
-    group = per_fwd * max(1, DRAW_GROUP_BYTES // (per_fwd * row_bytes))
-    vals = torch.empty(npairs, dtype=x.dtype, device=dev)
+    b = x.shape[0]
+    per_fwd = b * niter if max_batch is None else max(1, max_batch // 4)
+    draws = zo_draws(x, niter, generator=generator, seed=seed, index=index)
+    run = _batch_runner(fwd if fwd is not None else model, per_fwd, pad, chooser)
+    vals = torch.empty(b * niter, dtype=x.dtype, device=x.device)
     with torch.inference_mode():
-        for g0 in range(0, npairs, group):
-            g1 = min(g0 + group, npairs)
-            pidx = torch.arange(g0, g1, device=dev)
-            sb, st = pidx // niter, pidx % niter
-            vu = h * (draws(sb, st) + 1e-7)  # v = h(r_v + 1e-7) rows, then u rows
-            vg, ug = vu[: g1 - g0], vu[g1 - g0 :]
-            xg, yg = x[sb], y[sb]
-            p0 = g0
-            while p0 < g1:
-                size = chooser.next() if chooser is not None else 4 * per_fwd
-                p1 = min(p0 + max(1, size // 4), g1)
-                n, o0, o1 = p1 - p0, p0 - g0, p1 - g0
-                xb, v, u = xg[o0:o1], vg[o0:o1], ug[o0:o1]
-                a, c = xb + v, xb - v
-                batch = torch.cat([a + u, c + u, a - u, c - u])  # x+v+u, x−v+u, x+v−u, x−v−u
-                yb = yg[o0:o1].repeat(4)
-                if pad and n < per_fwd:
-                    fill = 4 * (per_fwd - n)
-                    batch = torch.cat([batch, batch[:1].expand(fill, *shape)])
-                    logits = run(batch)[: 4 * n]
-                elif chooser is not None:
-                    t0 = time.perf_counter()
-                    logits = run(batch)
-                    chooser.record(size, 4 * n, time.perf_counter() - t0)
-                else:
-                    logits = run(batch)
-                loss = F.cross_entropy(logits, yb, reduction="none").view(4, n)
-                q = loss[0] - loss[1] - loss[2] + loss[3]
-                vals[p0:p1] = torch.abs(q / (4 * h))
-                p0 = p1
+        for pairs, size, xb, rv, ru, yb in _pair_batches(x, y, niter, draws, per_fwd, chooser):
+            v, u = h * (rv + 1e-7), h * (ru + 1e-7)
+            a, c = xb + v, xb - v
+            batch = torch.cat([a + u, c + u, a - u, c - u])  # x+v+u, x−v+u, x+v−u, x−v−u
+            loss = F.cross_entropy(run(batch, size), yb.repeat(4), reduction="none").view(4, -1)
+            vals[pairs] = torch.abs((loss[0] - loss[1] - loss[2] + loss[3]) / (4 * h))
         per = vals.view(b, niter)
         acc = per[:, 0].clone()
         for t in range(1, niter):  # fixed summation order, independent of b
@@ -609,9 +699,7 @@ def hutchinson(
     if probes is not None:
         rs = probes.to(x)[:, None].expand(nprobes, b, *shape)
     elif seed is not None:
-        words = [seed] if isinstance(seed, int) else list(seed)
-        idx = torch.arange(b) if index is None else torch.as_tensor(index)
-        keys = sample_keys(words, idx.to(x.device))
+        keys = seed_keys(seed, index, b, x.device)
         rs = torch.stack(
             [keyed_rademacher(keys, PROBE_STREAM + k, shape, x.dtype) for k in range(nprobes)]
         )

@@ -260,22 +260,8 @@ def _counts(scores: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
 _AUDIT_STREAM = 0xA0D17  # keys the audit's selection split apart from other seeded draws
 
 
-def audit(
-    scores: dict[str, np.ndarray],
-    is_member: np.ndarray,
-    *,
-    delta: float,
-    alpha: float,
-    select_frac: float,
-    seed: int,
-) -> dict:
-    """Empirical epsilon lower bound of the best attack of ``scores`` (label → (N,) scores).
-
-    A seeded ``select_frac`` share of the members and of the non-members (stratified) picks
-    the attack and threshold with the largest ``eps_lo``; the returned counts and bounds come
-    from the remaining samples only.
-    """
-    m = np.asarray(is_member, dtype=bool)
+def _selection_half(m: np.ndarray, select_frac: float, seed: int) -> np.ndarray:
+    """The seeded, stratified selection share of the samples (True); the rest evaluates."""
     if not 0 < select_frac < 1:
         raise ValueError(f"theory.audit_select must be in (0, 1), got {select_frac}")
     # Stratified by membership, from a stream of its own: a plain permutation from `seed`
@@ -285,10 +271,17 @@ def audit(
     sel = np.zeros(len(m), dtype=bool)
     for side in (np.flatnonzero(m), np.flatnonzero(~m)):
         sel[rng.permutation(side)[: int(round(select_frac * len(side)))]] = True
-    ev = ~sel
-    for part, name in ((sel, "selection"), (ev, "evaluation")):
+    for part, name in ((sel, "selection"), (~sel, "evaluation")):
         if m[part].all() or not m[part].any():
             raise ValueError(f"audit: the {name} half needs both members and non-members")
+    return sel
+
+
+def _operating_point(
+    scores: dict[str, np.ndarray], m: np.ndarray, sel: np.ndarray, *, delta: float, alpha: float
+) -> tuple[str, float]:
+    """The attack and threshold with the largest ``eps_lo`` on the selection ``sel``; where
+    none proves anything, the first attack at its top score over all samples."""
     best = {"attack": None, "threshold": np.inf, "sel_eps_lo": -np.inf}
     for label, sc in scores.items():
         sc = np.asarray(sc, dtype=np.float64)
@@ -305,14 +298,36 @@ def audit(
         label = next(iter(scores))
         best["attack"] = label
         best["threshold"] = float(np.nanmax(np.asarray(scores[label], dtype=np.float64)))
-    sc = np.asarray(scores[best["attack"]], dtype=np.float64)[ev]
-    pred = np.where(np.isnan(sc), -np.inf, sc) >= best["threshold"]
+    return best["attack"], best["threshold"]
+
+
+def audit(
+    scores: dict[str, np.ndarray],
+    is_member: np.ndarray,
+    *,
+    delta: float,
+    alpha: float,
+    select_frac: float,
+    seed: int,
+) -> dict:
+    """Empirical epsilon lower bound of the best attack of ``scores`` (label → (N,) scores).
+
+    A seeded ``select_frac`` share of the members and of the non-members (stratified) picks
+    the attack and threshold with the largest ``eps_lo``; the returned counts and bounds come
+    from the remaining samples only.
+    """
+    m = np.asarray(is_member, dtype=bool)
+    sel = _selection_half(m, select_frac, seed)
+    ev = ~sel
+    attack, threshold = _operating_point(scores, m, sel, delta=delta, alpha=alpha)
+    sc = np.asarray(scores[attack], dtype=np.float64)[ev]
+    pred = np.where(np.isnan(sc), -np.inf, sc) >= threshold
     n_pos, n_neg = int(m[ev].sum()), int((~m[ev]).sum())
     tp, fp = int((pred & m[ev]).sum()), int((pred & ~m[ev]).sum())
     b = epsilon_bounds(tp, n_pos, fp, n_neg, delta=delta, alpha=alpha)
     return {
-        "audit_attack": best["attack"],
-        "audit_threshold": best["threshold"],
+        "audit_attack": attack,
+        "audit_threshold": threshold,
         "audit_tp": tp,
         "audit_fp": fp,
         "audit_n_members": n_pos,

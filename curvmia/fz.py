@@ -269,7 +269,7 @@ def predicted_correct(
 ) -> np.ndarray:
     """Top-1 correctness of ``model`` at the population ``positions`` (prepared images;
     sorted positions read a memory-mapped array in order)."""
-    from .data import normalize, to_float
+    from .transforms import normalize, to_float
 
     out = np.zeros(len(positions), dtype=bool)
     model = model.to(device).eval()
@@ -318,7 +318,7 @@ def population_order(
     pickled arrays); the class folders and file counts of ``data_path`` must be those the
     dataset was prepared from.
     """
-    from .data import scan_imagefolder
+    from .imagefolder import scan_imagefolder
 
     if index_sha256 is not None:
         got = sha256_file(index_path)

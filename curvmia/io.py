@@ -111,3 +111,9 @@ def write_generated(out: Path, text: str, command: str, check: bool = False) -> 
     with atomic_path(out) as tmp:
         Path(tmp).write_text(text, encoding="utf-8")
     print(f"wrote {out}")
+
+
+def md5_file(path: str | os.PathLike) -> str:
+    """md5 hex digest of a file (the checksum the CIFAR archives are published with)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "md5").hexdigest()

@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -51,9 +52,9 @@ from .curvature import (
     zo_block_size,
     zo_curvature,
 )
-from .data import normalize, to_float
 from .progress import Progress
 from .scorefile import F32_FIELDS, FIELDS, HUTCH_FIELDS, load_score_file
+from .transforms import normalize, to_float
 
 FEATURES = FIELDS  # the fields of a score file and their rules: curvmia/scorefile.py
 HUTCH_FEATURES = HUTCH_FIELDS
@@ -126,109 +127,194 @@ def shard_range(n: int, shard: int, nshards: int) -> tuple[int, int]:
     return n * shard // nshards, n * (shard + 1) // nshards
 
 
+@dataclass(frozen=True)
+class ScoreSettings:
+    """How ``score_split`` scores: the estimators' settings (``scoring`` config, built by
+    ``score_settings``) and the forward batching, which changes the speed, never the scores.
+
+    ``max_batch``: images per forward batch (default ``4·niter·batch_size``); ``chooser``
+    sizes the ZO engine's forward batches online instead, up to its largest size; ``fwd``
+    replaces the model as the ZO forward (a compiled one, fed batches padded to one shape).
+    """
+
+    h: float
+    niter: int
+    batch_size: int
+    device: torch.device
+    dtype: torch.dtype
+    nprobes: int = 0
+    with_float32: bool = False
+    channels_last: bool = False
+    max_batch: int | None = None
+    fwd: Callable[[torch.Tensor], torch.Tensor] | None = None
+    chooser: ForwardBatchChooser | None = None
+
+    @property
+    def forward_batch(self) -> int:
+        """The largest forward batch: the chooser's largest size, else ``max_batch``."""
+        if self.chooser is not None:
+            return max(self.chooser.sizes)
+        return 4 * self.niter * self.batch_size if self.max_batch is None else self.max_batch
+
+
+def score_settings(
+    model: nn.Module,
+    sample: torch.Tensor,
+    scoring: dict,
+    device: torch.device,
+    log: Callable[[str], None] = print,
+) -> ScoreSettings:
+    """The settings of a scoring run from the ``scoring`` config, with its forward batch:
+    ``forward_batch`` (a number) within ``memory_mb``, or ``auto``: timed at the start on
+    ``sample`` and then chosen online on a CPU; a compiled forward keeps the memory bound."""
+    memory_mb = scoring.get("memory_mb", 256)
+    max_batch = forward_batch_size(model, sample, memory_mb)
+    compiled = bool(scoring.get("compile", False)) and device.type == "cuda"
+    choice = scoring.get("forward_batch", "auto")
+    chooser = None
+    if choice != "auto":
+        max_batch = min(int(choice), max_batch)
+    elif not compiled:  # a compiled forward keeps one padded shape: the memory bound
+        cap = max_batch
+        max_batch = tune_forward_batch(model, sample, cap, channels_last=use_channels_last(scoring))
+        if device.type == "cpu":  # timing a CUDA forward would need a sync per batch
+            chooser = ForwardBatchChooser(candidate_batches(cap), max_batch)
+    log(f"forward batch: {max_batch} images ({choice}; memory_mb {memory_mb})")
+    return ScoreSettings(
+        h=scoring["h"],
+        niter=scoring["niter"],
+        batch_size=scoring["batch_size"],
+        device=device,
+        dtype=scoring_dtype(scoring),
+        nprobes=scoring.get("hutch_nprobes", 0),
+        with_float32=scoring["variant"] == "paper",
+        channels_last=use_channels_last(scoring),
+        max_batch=max_batch,
+        fwd=torch.compile(model, dynamic=False) if compiled else None,
+        chooser=chooser,
+    )
+
+
 def score_split(
     model: nn.Module,
     images_u8: np.ndarray,
     labels: np.ndarray,
+    settings: ScoreSettings,
     *,
     mean: np.ndarray,
     std: np.ndarray,
-    h: float,
-    niter: int,
     seed_words: list[int],
-    batch_size: int,
-    device: torch.device,
-    dtype: torch.dtype,
-    log: Callable[[str], None] = print,
-    name: str = "population",
-    nprobes: int = 0,
-    max_batch: int | None = None,
     start: int = 0,
-    fwd: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    channels_last: bool = False,
-    chooser: ForwardBatchChooser | None = None,
-    with_float32: bool = False,
+    name: str = "population",
+    log: Callable[[str], None] = print,
 ) -> dict[str, np.ndarray]:
     """All features of one split (or of samples start.. of it), each (N, Q) float64,
-    plus the float32 ones (``F32_FEATURES``, float32 arrays) when ``with_float32``.
+    plus the float32 ones (``F32_FEATURES``, float32 arrays) when ``settings.with_float32``.
 
     ``images_u8[i]`` is sample ``start + i`` of the split: its draws are keyed on
-    that global index, so results never depend on ``batch_size``, ``max_batch``
-    (images per forward batch, default ``4·niter·batch_size``) or sharding.
+    that global index, so results never depend on the batch sizes or sharding.
     Samples go to the ZO engine in blocks large enough to fill its forward batches;
-    Hutchinson runs in batches of ``batch_size`` samples.  ``chooser`` (optional) sizes the
-    ZO engine's forward batches online, up to its largest size; results do not change.
+    Hutchinson runs in batches of ``settings.batch_size`` samples.
     """
     n = len(labels)
-    out = {f: np.zeros((n, len(QUERIES)), dtype=np.float64) for f in FEATURES}
-    if with_float32:
-        out.update({f: np.zeros((n, len(QUERIES)), dtype=np.float32) for f in F32_FEATURES})
-    if nprobes == 0:
-        for f in HUTCH_FEATURES:
-            out[f][:] = np.nan
-    y_all = torch.from_numpy(labels).to(device)
-    if max_batch is None:
-        max_batch = 4 * niter * batch_size
-    if chooser is not None:  # blocks that fill the largest forward batch it may choose
-        max_batch = max(chooser.sizes)
-    block = zo_block_size(batch_size, max_batch)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    out = _feature_arrays(n, settings)
+    y_all = torch.from_numpy(labels).to(settings.device)
+    block = zo_block_size(settings.batch_size, settings.forward_batch)
     prog = Progress(n * len(QUERIES), f"{name} (both queries)", log)
     for q in range(len(QUERIES)):
-        words = [*seed_words, q]
-        t0 = time.perf_counter()
-        last = t0
+        rate = _RateLog(f"{name} query {q} ({QUERIES[q]})", n, log)
         for i in range(0, n, block):
-            xb = torch.from_numpy(images_u8[i : i + block]).to(device)
-            xb = query_view(normalize(to_float(xb), mean, std), q).to(dtype)
-            xb = xb.contiguous(memory_format=fmt) if xb.dim() == 4 else xb
+            xb = _model_input(images_u8[i : i + block], mean, std, q, settings)
             yb = y_all[i : i + block]
             idx = torch.arange(start + i, start + i + len(yb))
-            nb = len(yb)
-            clean = chooser.best if chooser is not None else max_batch
-            with torch.inference_mode():
-                logits = torch.cat([forward(model, xb[j : j + clean]) for j in range(0, nb, clean)])
-            feats = logit_features(logits, yb)
-            if with_float32:
-                feats.update(float32_features(logits, yb))
-            feats["curv_zo"] = zo_curvature(
-                model,
-                xb,
-                yb,
-                h=h,
-                niter=niter,
-                seed=words,
-                index=idx,
-                max_batch=None if chooser is not None else max_batch,
-                fwd=fwd,
-                pad=fwd is not None,
-                chooser=chooser,
-            )
+            feats = _block_features(model, xb, yb, [*seed_words, q], idx, settings)
             for f, v in feats.items():
-                out[f][i : i + nb, q] = v.to(torch.float64).cpu().numpy().astype(out[f].dtype)
-            if nprobes:
-                for j in range(0, nb, batch_size):
-                    tr, tr2 = hutchinson(
-                        model,
-                        xb[j : j + batch_size],
-                        yb[j : j + batch_size],
-                        nprobes=nprobes,
-                        seed=words,
-                        index=idx[j : j + batch_size],
-                    )
-                    sl = slice(i + j, i + j + len(tr))
-                    out["curv_hutch"][sl, q] = tr.to(torch.float64).cpu().numpy()
-                    out["curv_hutch_sq"][sl, q] = tr2.to(torch.float64).cpu().numpy()
-            prog.advance(nb)
-            now = time.perf_counter()
-            done = min(i + block, n)
-            if now - last > 5.0 or done == n:
-                log(
-                    f"{name} query {q} ({QUERIES[q]}): {done}/{n} samples, "
-                    f"{done / (now - t0):.0f} samples/s"
-                )
-                last = now
+                out[f][i : i + len(yb), q] = v.to(torch.float64).cpu().numpy().astype(out[f].dtype)
+            prog.advance(len(yb))
+            rate.done(min(i + block, n))
     return out
+
+
+def _feature_arrays(n: int, settings: ScoreSettings) -> dict[str, np.ndarray]:
+    """Zeroed (n, Q) arrays of every feature; NaN for Hutchinson's when it does not run."""
+    out = {f: np.zeros((n, len(QUERIES)), dtype=np.float64) for f in FEATURES}
+    if settings.with_float32:
+        out.update({f: np.zeros((n, len(QUERIES)), dtype=np.float32) for f in F32_FEATURES})
+    if settings.nprobes == 0:
+        for f in HUTCH_FEATURES:
+            out[f][:] = np.nan
+    return out
+
+
+def _model_input(
+    images_u8: np.ndarray, mean: np.ndarray, std: np.ndarray, query: int, s: ScoreSettings
+) -> torch.Tensor:
+    """uint8 images as the model's input for ``query``: normalised, in its dtype and layout."""
+    xb = torch.from_numpy(images_u8).to(s.device)
+    xb = query_view(normalize(to_float(xb), mean, std), query).to(s.dtype)
+    fmt = torch.channels_last if s.channels_last else torch.contiguous_format
+    return xb.contiguous(memory_format=fmt) if xb.dim() == 4 else xb
+
+
+def _block_features(
+    model: nn.Module,
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    words: list[int],
+    idx: torch.Tensor,
+    s: ScoreSettings,
+) -> dict[str, torch.Tensor]:
+    """Every feature of a block of samples for one query, keyed on ``words`` and ``idx``."""
+    clean = s.chooser.best if s.chooser is not None else s.forward_batch
+    with torch.inference_mode():
+        logits = torch.cat([forward(model, xb[j : j + clean]) for j in range(0, len(yb), clean)])
+    feats = logit_features(logits, yb)
+    if s.with_float32:
+        feats.update(float32_features(logits, yb))
+    feats["curv_zo"] = zo_curvature(
+        model,
+        xb,
+        yb,
+        h=s.h,
+        niter=s.niter,
+        seed=words,
+        index=idx,
+        max_batch=None if s.chooser is not None else s.forward_batch,
+        fwd=s.fwd,
+        pad=s.fwd is not None,
+        chooser=s.chooser,
+    )
+    if s.nprobes:
+        hb = s.batch_size
+        traces = [
+            hutchinson(
+                model,
+                xb[j : j + hb],
+                yb[j : j + hb],
+                nprobes=s.nprobes,
+                seed=words,
+                index=idx[j : j + hb],
+            )  # fmt: skip
+            for j in range(0, len(yb), hb)
+        ]
+        feats["curv_hutch"] = torch.cat([tr for tr, _ in traces])
+        feats["curv_hutch_sq"] = torch.cat([tr2 for _, tr2 in traces])
+    return feats
+
+
+class _RateLog:
+    """A query's progress line: after more than 5 s since the last one, and at the end."""
+
+    def __init__(self, label: str, n: int, log: Callable[[str], None]) -> None:
+        self.label, self.n, self.log = label, n, log
+        self.t0 = self.last = time.perf_counter()
+
+    def done(self, k: int) -> None:
+        """``k`` of the ``n`` samples are scored."""
+        now = time.perf_counter()
+        if now - self.last > 5.0 or k == self.n:
+            self.log(f"{self.label}: {k}/{self.n} samples, {k / (now - self.t0):.0f} samples/s")
+            self.last = now
 
 
 def disable_fused_attention() -> None:
@@ -301,63 +387,40 @@ def score_model(
     (TF32 off) and keeps exact zero curvature values; ``clean`` runs the model in float64.
     ``shard = (i, n)`` scores only shard i of n of each split (``merge_shards`` joins them).
     """
-    dtype = scoring_dtype(scoring)
     model = prepare_model(model, scoring, device)
-    sample = torch.zeros(tuple(data.train_images.shape[1:]), dtype=dtype, device=device)
-    channels_last = use_channels_last(scoring)
+    shape = tuple(data.train_images.shape[1:])
+    sample = torch.zeros(shape, dtype=scoring_dtype(scoring), device=device)
     folded = 0
     if scoring.get("fold_bn", True):  # score a folded copy; ``model`` stays as it is
-        model, folded = fold_batchnorm(model, channels_last=channels_last)
+        model, folded = fold_batchnorm(model, channels_last=use_channels_last(scoring))
     log(f"scoring model: {folded} Conv2d-BatchNorm2d pairs folded")
-    max_batch = forward_batch_size(model, sample, scoring.get("memory_mb", 256))
-    fwd = None
-    compiled = bool(scoring.get("compile", False)) and device.type == "cuda"
-    choice = scoring.get("forward_batch", "auto")
-    chooser = None
-    if choice != "auto":
-        max_batch = min(int(choice), max_batch)
-    elif not compiled:  # a compiled forward keeps one padded shape: the memory bound
-        cap = max_batch
-        max_batch = tune_forward_batch(model, sample, cap, channels_last=channels_last)
-        if device.type == "cpu":  # timing a CUDA forward would need a sync per batch
-            chooser = ForwardBatchChooser(candidate_batches(cap), max_batch)
-    log(f"forward batch: {max_batch} images ({choice}; memory_mb {scoring.get('memory_mb', 256)})")
-    if compiled:
-        fwd = torch.compile(model, dynamic=False)
+    settings = score_settings(model, sample, scoring, device, log)
     arrays: dict[str, np.ndarray] = {}
     for prefix, name, split_id in SPLITS:
-        imgs = getattr(data, "train_images" if split_id == 0 else "test_images")
-        labs = getattr(data, "train_labels" if split_id == 0 else "test_labels")
+        which = "train" if split_id == 0 else "test"
+        imgs, labs = getattr(data, f"{which}_images"), getattr(data, f"{which}_labels")
         lo, hi = shard_range(len(labs), *shard)
-        feats = score_split(
-            model,
-            imgs[lo:hi],
-            labs[lo:hi],
-            mean=data.mean,
-            std=data.std,
-            h=scoring["h"],
-            niter=scoring["niter"],
-            seed_words=[scoring["seed"], row, split_id],
-            batch_size=scoring["batch_size"],
-            device=device,
-            dtype=dtype,
-            log=log,
-            name=name,
-            nprobes=scoring.get("hutch_nprobes", 0),
-            max_batch=max_batch,
-            start=lo,
-            fwd=fwd,
-            channels_last=channels_last,
-            chooser=chooser,
-            with_float32=scoring["variant"] == "paper",
-        )
+        feats = score_split(model, imgs[lo:hi], labs[lo:hi], settings, mean=data.mean,
+                            std=data.std, seed_words=[scoring["seed"], row, split_id],
+                            start=lo, name=name, log=log)  # fmt: skip
         arrays.update({prefix + k: v for k, v in feats.items()})
-    if chooser is not None:
-        log(f"online choice at the end: {chooser.summary()}")
-    meta = {
+    if settings.chooser is not None:
+        log(f"online choice at the end: {settings.chooser.summary()}")
+    meta = _score_meta(scoring, settings, row=row, folded=folded, data=data)
+    if shard != (0, 1):
+        meta["shard"] = list(shard)
+        arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
+        return arrays
+    return finalize(arrays, meta, log)
+
+
+def _score_meta(scoring: dict, s: ScoreSettings, *, row: int, folded: int, data) -> dict:
+    """The score file's metadata: settings, device, precision flags, versions, sizes."""
+    device = s.device
+    return {
         "row": row,
         "scoring": {k: v for k, v in scoring.items() if k != "shards"},
-        "dtype": str(dtype),
+        "dtype": str(s.dtype),
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": str(torch.__version__),
@@ -366,20 +429,15 @@ def score_model(
             "cudnn": bool(torch.backends.cudnn.allow_tf32),
         },
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
-        "channels_last": channels_last,
-        "float32_features": list(F32_FEATURES) if scoring["variant"] == "paper" else [],
+        "channels_last": s.channels_last,
+        "float32_features": list(F32_FEATURES) if s.with_float32 else [],
         "folded_bn": folded,
-        "compiled": compiled,
+        "compiled": s.fwd is not None,
         "threads": torch.get_num_threads(),
         "queries": list(QUERIES),
         "n": len(data.train_labels),
         "n_test": len(data.test_labels),
     }
-    if shard != (0, 1):
-        meta["shard"] = list(shard)
-        arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
-        return arrays
-    return finalize(arrays, meta, log)
 
 
 def finalize(

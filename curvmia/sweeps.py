@@ -3,19 +3,24 @@ experiment's non-private shadows (docs/method.md: Training recipes).
 
 Each sweep writes ``targets.csv`` (one row per target model: sweep, value, seed, model,
 scores, members, test_acc) and ``metrics.csv`` (the columns of the main metrics.csv, one
-row per attack × target, plus value and seed).
+row per attack × target, plus value and seed); :func:`read_sweep` and
+:func:`load_sweep_target` read them back, checked, for the theory comparison.
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .attacks import needed_f32_features, run_attack
 from .metrics import summarize
+from .scorefile import load_score_file
 
 SWEEPS = ("dp", "size")
-TARGET_COLUMNS = ["sweep", "value", "seed", "model", "scores", "members", "test_acc"]
+TARGET_COLUMNS = ("sweep", "value", "seed", "model", "scores", "members", "test_acc")
 
 
 def sweep_seed(base: int, sweep: str, value: float, seed: int) -> int:
@@ -103,3 +108,46 @@ def sweep_metrics(
                 {"attack": label, "target": tr.model, **m, "value": tr.value, "seed": tr.seed}
             )
     return pd.DataFrame(rows)
+
+
+def read_sweep(targets_csv: str, metrics_csv: str, sweep: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read and check a sweep's targets.csv and metrics.csv (the issue-5 output contract)."""
+    if sweep not in SWEEPS:
+        raise ValueError(f"sweep must be one of {SWEEPS}, got {sweep!r}")
+    t = pd.read_csv(targets_csv, dtype={"model": str})
+    missing = [c for c in TARGET_COLUMNS if c not in t.columns]
+    if missing:
+        raise ValueError(f"{targets_csv}: missing columns {missing}; expected {TARGET_COLUMNS}")
+    if len(t) == 0:
+        raise ValueError(f"{targets_csv}: no sweep targets")
+    if set(t["sweep"]) != {sweep}:
+        raise ValueError(f"{targets_csv}: column 'sweep' must be {sweep!r}, got {set(t['sweep'])}")
+    mt = pd.read_csv(metrics_csv, dtype={"target": str})
+    missing = [c for c in ("attack", "target", "auroc", "value", "seed") if c not in mt.columns]
+    if missing:
+        raise ValueError(f"{metrics_csv}: missing columns {missing}")
+    return t, mt
+
+
+def _resolve(path: str, base: Path) -> str:
+    """``path`` as named if it exists, else under ``base``; an error naming targets.csv."""
+    if os.path.isabs(path) or os.path.exists(path):
+        return path
+    alt = base / path
+    if alt.exists():
+        return str(alt)
+    raise FileNotFoundError(f"{path}: named in {base / 'targets.csv'} but not found")
+
+
+def load_sweep_target(target: pd.Series, base: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Score file and members of one targets.csv row (paths absolute, relative to the current
+    directory or to ``base``, the targets.csv folder); the members must be one bool per
+    population entry of the score file."""
+    feats = load_score_file(_resolve(target["scores"], base))
+    member = np.load(_resolve(target["members"], base), allow_pickle=False)
+    if member.dtype != bool or member.shape != feats["loss"].shape[:1]:
+        raise ValueError(
+            f"{target['members']}: expected a bool array of {feats['loss'].shape[0]} population "
+            f"entries, got {member.dtype} {member.shape}"
+        )
+    return feats, member

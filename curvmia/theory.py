@@ -16,31 +16,25 @@ The fitted form is a quadratic in u = 1 − e^−ε whose three coefficients map
 (s, c, offset) when s ≠ 0, so the fit is started from the exact linear least-squares solution
 and refined by ``scipy.optimize.curve_fit``, which also gives the covariance.  Whether the
 form explains anything is judged by an F-test against the constant model (offset only).
+
+A sweep's files are read by curvmia/sweeps.py; the figures are drawn by curvmia/theory_plots.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import re
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+from scipy.optimize import curve_fit
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from scipy import stats as sps  # noqa: E402
-from scipy.optimize import curve_fit  # noqa: E402
-
-from .distinguish import audit, distinguishability, epsilon_bounds, statistics  # noqa: E402
-from .scorefile import load_score_file  # noqa: E402
-
-SWEEPS = ("dp", "size")
-TARGET_COLUMNS = ("sweep", "value", "seed", "model", "scores", "members", "test_acc")
-
+from .distinguish import audit, distinguishability, epsilon_bounds, statistics
+from .scorefile import load_score_file
+from .sweeps import load_sweep_target, read_sweep
 
 # --- bounds -----------------------------------------------------------------------------------
 
@@ -99,6 +93,51 @@ class BoundFit:
         return out
 
 
+def _start_values(x: np.ndarray, y: np.ndarray, L: float, m: float) -> list[float]:
+    """(s, c, offset) of the exact least-squares quadratic in u = 1 − e^−ε: curve_fit's start."""
+    u = -np.expm1(-x)
+    a = L * m
+    a2, a1, a0 = np.linalg.lstsq(np.c_[u**2, u, np.ones_like(u)], y, rcond=None)[0]
+    if a2 == 0:
+        a2 = 1e-12
+    s0 = a2 / a**2
+    b0 = a1 * a / (2 * a2)
+    return [s0, b0 - L, a0 - s0 * b0**2]
+
+
+def _f_test(y: np.ndarray, rss: float, dof: int, level: float) -> tuple[float, float, bool]:
+    """F statistic, p-value and significance (p < ``level``) of the fitted form against the
+    constant model (offset only); NaN without residual freedom or with a perfect fit."""
+    if dof > 0 and rss > 0:
+        rss0 = float(((y - y.mean()) ** 2).sum())
+        f_stat = ((rss0 - rss) / 2) / (rss / dof)
+        p_value = float(sps.f.sf(f_stat, 2, dof))
+    else:
+        f_stat, p_value = float("nan"), float("nan")
+    return float(f_stat), p_value, bool(np.isfinite(p_value) and p_value < level)
+
+
+def _fit_note(
+    n: int, dof: int, level: float, test: tuple[float, float, bool], params: dict, stderr: dict
+) -> str:
+    """Whether the fit explains the AUROCs (``test``: :func:`_f_test`'s), and which
+    parameters are within 2 standard errors of 0."""
+    f_stat, p_value, significant = test
+    if dof <= 0:
+        note = f"fit not significant: {n} points for 3 parameters leave no residual freedom"
+    elif significant:
+        note = f"fit significant: F = {f_stat:.3g}, p = {p_value:.2g} vs a constant AUROC"
+    else:
+        note = (
+            f"fit not significant: F = {f_stat:.3g}, p = {p_value:.2g} (≥ {level:g}) vs a "
+            "constant AUROC; the measurements do not show the bound's trend"
+        )
+    loose = [k for k, v in params.items() if not abs(v) > 2 * stderr[k]]
+    if loose and dof > 0:
+        note += f"; within 2 standard errors of 0: {', '.join(loose)}"
+    return note
+
+
 def fit_auroc(eps, auroc, *, L: float, m: float, level: float = 0.05) -> BoundFit:
     """Fit s, c and offset of :func:`auroc_form` (L, m fixed); standard errors, residuals and
     an F-test against the constant model (significant when p < ``level``)."""
@@ -114,14 +153,7 @@ def fit_auroc(eps, auroc, *, L: float, m: float, level: float = 0.05) -> BoundFi
             np.full(n, nan), nan, nan, nan, False,
             f"not fitted: {n} points at {len(np.unique(x))} distinct epsilons (3 needed)",
         )  # fmt: skip
-    u = -np.expm1(-x)
-    a = L * m
-    a2, a1, a0 = np.linalg.lstsq(np.c_[u**2, u, np.ones_like(u)], y, rcond=None)[0]
-    if a2 == 0:
-        a2 = 1e-12
-    s0 = a2 / a**2
-    b0 = a1 * a / (2 * a2)
-    p0 = [s0, b0 - L, a0 - s0 * b0**2]
+    p0 = _start_values(x, y, L, m)
 
     def f(e, s, c, offset):
         return auroc_form(e, s, c, offset, L=L, m=m)
@@ -132,32 +164,13 @@ def fit_auroc(eps, auroc, *, L: float, m: float, level: float = 0.05) -> BoundFi
         popt, pcov = np.asarray(p0), np.full((3, 3), np.inf)
     resid = y - f(x, *popt)
     rss = float(resid @ resid)
-    rss0 = float(((y - y.mean()) ** 2).sum())
     dof = n - 3
     se = np.sqrt(np.diag(pcov)) if dof > 0 else np.full(3, np.inf)
-    if dof > 0 and rss > 0:
-        f_stat = ((rss0 - rss) / 2) / (rss / dof)
-        p_value = float(sps.f.sf(f_stat, 2, dof))
-    else:
-        f_stat, p_value = nan, nan
-    significant = bool(np.isfinite(p_value) and p_value < level)
-    if dof <= 0:
-        note = f"fit not significant: {n} points for 3 parameters leave no residual freedom"
-    elif significant:
-        note = f"fit significant: F = {f_stat:.3g}, p = {p_value:.2g} vs a constant AUROC"
-    else:
-        note = (
-            f"fit not significant: F = {f_stat:.3g}, p = {p_value:.2g} (≥ {level:g}) vs a "
-            "constant AUROC; the measurements do not show the bound's trend"
-        )
+    test = _f_test(y, rss, dof, level)
     names = ("s", "c", "offset")
-    loose = [k for k, v, e in zip(names, popt, se) if not abs(v) > 2 * e]
-    if loose and dof > 0:
-        note += f"; within 2 standard errors of 0: {', '.join(loose)}"
-    return BoundFit(
-        L, m, n, dict(zip(names, map(float, popt))), dict(zip(names, map(float, se))),
-        resid, rss, float(f_stat), p_value, significant, note,
-    )  # fmt: skip
+    params, stderr = dict(zip(names, map(float, popt))), dict(zip(names, map(float, se)))
+    note = _fit_note(n, dof, level, test, params, stderr)
+    return BoundFit(L, m, n, params, stderr, resid, rss, *test, note)
 
 
 def crossover(m, curv_auroc, loss_auroc) -> tuple[float | None, str]:
@@ -258,34 +271,6 @@ def main_targets_frame(
 # --- sweeps -----------------------------------------------------------------------------------
 
 
-def _resolve(path: str, base: Path) -> str:
-    if os.path.isabs(path) or os.path.exists(path):
-        return path
-    alt = base / path
-    if alt.exists():
-        return str(alt)
-    raise FileNotFoundError(f"{path}: named in {base / 'targets.csv'} but not found")
-
-
-def read_sweep(targets_csv: str, metrics_csv: str, sweep: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read and check a sweep's targets.csv and metrics.csv (the issue-5 output contract)."""
-    if sweep not in SWEEPS:
-        raise ValueError(f"sweep must be one of {SWEEPS}, got {sweep!r}")
-    t = pd.read_csv(targets_csv, dtype={"model": str})
-    missing = [c for c in TARGET_COLUMNS if c not in t.columns]
-    if missing:
-        raise ValueError(f"{targets_csv}: missing columns {missing}; expected {TARGET_COLUMNS}")
-    if len(t) == 0:
-        raise ValueError(f"{targets_csv}: no sweep targets")
-    if set(t["sweep"]) != {sweep}:
-        raise ValueError(f"{targets_csv}: column 'sweep' must be {sweep!r}, got {set(t['sweep'])}")
-    mt = pd.read_csv(metrics_csv, dtype={"target": str})
-    missing = [c for c in ("attack", "target", "auroc", "value", "seed") if c not in mt.columns]
-    if missing:
-        raise ValueError(f"{metrics_csv}: missing columns {missing}")
-    return t, mt
-
-
 def sweep_frame(targets: pd.DataFrame, base: Path, cfg: dict) -> pd.DataFrame:
     """Per sweep target and statistic: KL, AUROC, clipped loss gap, bounds, empirical ε.
 
@@ -295,13 +280,7 @@ def sweep_frame(targets: pd.DataFrame, base: Path, cfg: dict) -> pd.DataFrame:
     """
     out = []
     for _, t in targets.iterrows():
-        feats = load_score_file(_resolve(t["scores"], base))
-        member = np.load(_resolve(t["members"], base), allow_pickle=False)
-        if member.dtype != bool or member.shape != feats["loss"].shape[:1]:
-            raise ValueError(
-                f"{t['members']}: expected a bool array of {feats['loss'].shape[0]} population "
-                f"entries, got {member.dtype} {member.shape}"
-            )
+        feats, member = load_sweep_target(t, base)
         eps = float(t["value"]) if t["sweep"] == "dp" else math.inf
         for r in analyse_target(feats, member, cfg=cfg, eps=eps):
             out.append(
@@ -395,190 +374,94 @@ def analyse_sweep(targets_csv: str, metrics_csv: str, sweep: str, cfg: dict) -> 
     return res
 
 
-def sweep_note(res: dict, cfg: dict) -> str:
-    """Plain-text summary, in numbers, of what a sweep shows."""
-    f = res["frame"]
-    lines = []
-    if res["sweep"] == "dp":
-        pts = res["auroc"].groupby("value")["auroc"].mean()
-        fit = res["fit"]
+def _dp_fit_note(res: dict, cfg: dict) -> list[str]:
+    """The DP sweep's AUROC range over ε and its bound fit."""
+    pts = res["auroc"].groupby("value")["auroc"].mean()
+    fit = res["fit"]
+    p = fit.params
+    return [
+        f"DP sweep: {res['frame']['model'].nunique()} targets at ε in {sorted(set(pts.index))}; "
+        f"{cfg['fit_attack']} AUROC {pts.min():.3f}..{pts.max():.3f} "
+        f"(ε {pts.idxmin():g} → {pts.idxmax():g}).",
+        f"Bound fit (L = {fit.L:g}, m = {fit.m:g}): s = {p['s']:.3g} ± {fit.stderr['s']:.2g}, "
+        f"c = {p['c']:.3g} ± {fit.stderr['c']:.2g}, offset = {p['offset']:.3g} ± "
+        f"{fit.stderr['offset']:.2g}; RSS {fit.rss:.3g} over {fit.n} points. {fit.note}.",
+    ]
+
+
+def _dp_kl_note(f: pd.DataFrame) -> str:
+    """KL of p_true (kNN) against its null and against the ε bound, per DP target."""
+    pr = f[f["statistic"] == "p_true"].drop_duplicates("model")
+    above = int((pr["kl_knn"] > pr["eps_train"]).sum())
+    sig = int(pr["kl_knn_above_null"].sum())
+    return (
+        f"KL of p_true (kNN) {pr['kl_knn'].min():.3g}..{pr['kl_knn'].max():.3g} (its null on "
+        f"shuffled labels {pr['kl_knn_null_mean'].mean():.3g} ± "
+        f"{pr['kl_knn_null_sd'].mean():.2g}); above the null's 95% quantile for {sig} and "
+        f"above the ε bound for {above} of {len(pr)} targets."
+    )
+
+
+def _dp_epsilon_note(f: pd.DataFrame, cfg: dict) -> list[str]:
+    """Empirical ε (audit and operating points) and the clipped loss gap against the bounds."""
+    one = f.drop_duplicates("model")
+    viol = int((one["eps_emp_lo"] > one["eps_train"]).sum())
+    lines = [
+        f"Empirical ε lower bound (δ = {cfg['delta']:g}, {100 * (1 - cfg['alpha']):g}% "
+        f"confidence) {one['eps_emp_lo'].min():.3g}..{one['eps_emp_lo'].max():.3g}; exceeds "
+        f"the training ε for {viol} of {len(one)} targets"
+        + (" (a DP violation or a bug)." if viol else ".")
+    ]
+    ops = one["eps_ops_lo"].dropna()
+    if len(ops):
         lines.append(
-            f"DP sweep: {f['model'].nunique()} targets at ε in {sorted(set(pts.index))}; "
-            f"{cfg['fit_attack']} AUROC {pts.min():.3f}..{pts.max():.3f} "
-            f"(ε {pts.idxmin():g} → {pts.idxmax():g})."
-        )
-        p = fit.params
-        lines.append(
-            f"Bound fit (L = {fit.L:g}, m = {fit.m:g}): s = {p['s']:.3g} ± {fit.stderr['s']:.2g}, "
-            f"c = {p['c']:.3g} ± {fit.stderr['c']:.2g}, offset = {p['offset']:.3g} ± "
-            f"{fit.stderr['offset']:.2g}; RSS {fit.rss:.3g} over {fit.n} points. {fit.note}."
-        )
-        pr = f[f["statistic"] == "p_true"].drop_duplicates("model")
-        above = int((pr["kl_knn"] > pr["eps_train"]).sum())
-        sig = int(pr["kl_knn_above_null"].sum())
-        lines.append(
-            f"KL of p_true (kNN) {pr['kl_knn'].min():.3g}..{pr['kl_knn'].max():.3g} (its null on "
-            f"shuffled labels {pr['kl_knn_null_mean'].mean():.3g} ± "
-            f"{pr['kl_knn_null_sd'].mean():.2g}); above the null's 95% quantile for {sig} and "
-            f"above the ε bound for {above} of {len(pr)} targets."
-        )
-        one = f.drop_duplicates("model")
-        viol = int((one["eps_emp_lo"] > one["eps_train"]).sum())
-        lines.append(
-            f"Empirical ε lower bound (δ = {cfg['delta']:g}, {100 * (1 - cfg['alpha']):g}% "
-            f"confidence) {one['eps_emp_lo'].min():.3g}..{one['eps_emp_lo'].max():.3g}; exceeds "
-            f"the training ε for {viol} of {len(one)} targets"
-            + (" (a DP violation or a bug)." if viol else ".")
-        )
-        ops = one["eps_ops_lo"].dropna()
-        if len(ops):
-            lines.append(
-                f"From the attacks' TPR at fixed FPR in metrics.csv: ε ≥ {ops.min():.3g}.."
-                f"{ops.max():.3g}; exceeds the training ε for "
-                f"{int((one['eps_ops_lo'] > one['eps_train']).sum())} of {len(one)} targets."
-            )
-        else:
-            lines.append("metrics.csv reports no TPR at fixed FPR (too few non-members).")
-        gap_ok = int((one["loss_gap_clipped"] <= one["bound_error_stability"]).sum())
-        lines.append(
-            f"Clipped loss gap within the error-stability bound L(1−e^−ε) for {gap_ok} of "
-            f"{len(one)} targets; {100 * one['frac_clipped'].max():.2g}% of losses clipped at most."
+            f"From the attacks' TPR at fixed FPR in metrics.csv: ε ≥ {ops.min():.3g}.."
+            f"{ops.max():.3g}; exceeds the training ε for "
+            f"{int((one['eps_ops_lo'] > one['eps_train']).sum())} of {len(one)} targets."
         )
     else:
-        a = res["auroc"]
+        lines.append("metrics.csv reports no TPR at fixed FPR (too few non-members).")
+    gap_ok = int((one["loss_gap_clipped"] <= one["bound_error_stability"]).sum())
+    lines.append(
+        f"Clipped loss gap within the error-stability bound L(1−e^−ε) for {gap_ok} of "
+        f"{len(one)} targets; {100 * one['frac_clipped'].max():.2g}% of losses clipped at most."
+    )
+    return lines
+
+
+def _size_note(res: dict, cfg: dict) -> list[str]:
+    """The size sweep's AUROCs by m, their crossover, and KL by m beside its null."""
+    f, a = res["frame"], res["auroc"]
+    lines = [
+        f"Size sweep: m in {[int(v) for v in a['m']]}; {cfg['curv_attack']} AUROC "
+        + ", ".join(f"{v:.3f}" for v in a["curv"])
+        + f"; {cfg['loss_attack']} AUROC "
+        + ", ".join(f"{v:.3f}" for v in a["loss"])
+        + ".",
+        f"Crossover: {res['crossover_note']}.",
+    ]
+    for stat, est in (("logcurv_zo", "kl_knn"), ("loss", "kl_knn"), ("logcurv_zo", "kl_gauss"),
+                      ("log_loss", "kl_gauss")):  # fmt: skip
+        g = f[f["statistic"] == stat].groupby("value")
+        if not len(g):
+            continue
+        v, nm, ns = g[est].mean(), g[f"{est}_null_mean"].mean(), g[f"{est}_null_sd"].mean()
         lines.append(
-            f"Size sweep: m in {[int(v) for v in a['m']]}; {cfg['curv_attack']} AUROC "
-            + ", ".join(f"{v:.3f}" for v in a["curv"])
-            + f"; {cfg['loss_attack']} AUROC "
-            + ", ".join(f"{v:.3f}" for v in a["loss"])
-            + "."
+            f"KL {stat} ({est[3:]}) by m, [null on shuffled labels, mean ± sd]: "
+            + ", ".join(f"{k:g}: {v[k]:.3g} [{nm[k]:.2g} ± {ns[k]:.2g}]" for k in v.index)
         )
-        lines.append(f"Crossover: {res['crossover_note']}.")
-        for stat, est in (("logcurv_zo", "kl_knn"), ("loss", "kl_knn"), ("logcurv_zo", "kl_gauss"),
-                          ("log_loss", "kl_gauss")):  # fmt: skip
-            g = f[f["statistic"] == stat].groupby("value")
-            if not len(g):
-                continue
-            v, nm, ns = g[est].mean(), g[f"{est}_null_mean"].mean(), g[f"{est}_null_sd"].mean()
-            lines.append(
-                f"KL {stat} ({est[3:]}) by m, [null on shuffled labels, mean ± sd]: "
-                + ", ".join(f"{k:g}: {v[k]:.3g} [{nm[k]:.2g} ± {ns[k]:.2g}]" for k in v.index)
-            )
+    return lines
+
+
+def sweep_note(res: dict, cfg: dict) -> str:
+    """Plain-text summary, in numbers, of what a sweep shows."""
+    if res["sweep"] == "dp":
+        f = res["frame"]
+        lines = [*_dp_fit_note(res, cfg), _dp_kl_note(f), *_dp_epsilon_note(f, cfg)]
+    else:
+        lines = _size_note(res, cfg)
     lines.append(
         "On the small default dataset these sweeps prove the pipeline; they are not expected to "
         "reproduce the paper's trends."
     )
     return "\n".join(lines) + "\n"
-
-
-def plot_sweep(res: dict, cfg: dict, path: str) -> None:
-    """DP: AUROC with the fitted bound curve, KL with the ε bound, empirical ε vs training ε.
-    Size: AUROC and KL against m for curvature and loss. The note is printed under the axes."""
-    f = res["frame"]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.6))
-    if res["sweep"] == "dp":
-        pts, fit = res["auroc"], res["fit"]
-        ax = axes[0]
-        ax.plot(pts["value"], pts["auroc"], "o", label=f"{cfg['fit_attack']} (targets)")
-        if np.isfinite(fit.params["s"]):
-            grid = np.linspace(0, max(pts["value"].max(), 1e-3) * 1.05, 200)
-            ax.plot(grid, fit.predict(grid), "-", label="fitted bound form")
-        ax.set(xlabel="training ε", ylabel="AUROC", title="AUROC vs ε")
-        ax.legend(fontsize=7)
-        ax = axes[1]
-        for i, stat in enumerate(sorted(set(f["statistic"]))):
-            g = f[f["statistic"] == stat].sort_values("eps_train")
-            ax.plot(g["eps_train"], g["kl_knn"], "o", ms=4, color=f"C{i}", label=f"{stat} (kNN)")
-            _null_band(ax, g["eps_train"], g, "kl_knn", f"C{i}")
-        e = np.sort(f["eps_train"].unique())
-        ax.plot(e, kl_bound(e), "k--", label="bound KL ≤ ε (probabilities)")
-        ax.set(xlabel="training ε", ylabel="KL(members ‖ non-members)", title="KL vs ε")
-        ax.set_yscale("symlog", linthresh=1e-2)
-        ax.legend(fontsize=7)
-        ax = axes[2]
-        one = f.drop_duplicates("model")
-        finite = np.isfinite(one["eps_emp"])
-        ax.plot(one["eps_train"][finite], one["eps_emp"][finite], "o", mfc="none",
-                label="empirical ε (point estimate)")  # fmt: skip
-        ax.plot(one["eps_train"], one["eps_emp_lo"], "v", label="ε lower bound (statistics)")
-        ax.plot(one["eps_train"], one["eps_ops_lo"], "^", label="ε lower bound (attacks' TPR@FPR)")
-        ax.plot(e, e, "k--", label="training ε")
-        ax.set(xlabel="training ε", ylabel="ε", title=f"empirical ε (δ = {cfg['delta']:g})")
-        ax.legend(fontsize=7)
-    else:
-        a, ap = res["auroc"], res["auroc_points"]
-        ax = axes[0]
-        for i, (key, lab) in enumerate(
-            (("curv", cfg["curv_attack"]), ("loss", cfg["loss_attack"]))
-        ):
-            ax.plot(ap[key]["value"], ap[key]["auroc"], "o", color=f"C{i}", alpha=0.5)
-            ax.plot(a["m"], a[key], "-", color=f"C{i}", label=lab)
-        if res["crossover"] is not None:
-            ax.axvline(res["crossover"], color="k", ls=":", label="crossover")
-        ax.set(xlabel="training-set size m", ylabel="AUROC", title="AUROC vs m", xscale="log")
-        ax.legend(fontsize=7)
-        # Gaussian KL only for statistics a Gaussian models fairly (log loss, not raw loss)
-        for ax, est, stats in ((axes[1], "kl_knn", ("logcurv_zo", "loss")),
-                               (axes[2], "kl_gauss", ("logcurv_zo", "log_loss"))):  # fmt: skip
-            for i, stat in enumerate(stats):
-                g = f[f["statistic"] == stat]
-                ax.plot(g["value"], g[est], "o", ms=4, color=f"C{i}", label=stat)
-                gm = g.groupby("value")[[est, f"{est}_null_mean", f"{est}_null_sd"]].mean()
-                ax.plot(gm.index, gm[est], "-", color=f"C{i}")
-                _null_band(ax, gm.index, gm, est, f"C{i}")
-            ax.set(xlabel="training-set size m", ylabel="KL", xscale="log",
-                   title=f"KL(members ‖ non-members), {est[3:]}; band: null ± 2 sd")  # fmt: skip
-            ax.legend(fontsize=7)
-    note = sweep_note(res, cfg)
-    fig.text(0.01, 0.01, note, fontsize=7, va="bottom", wrap=True)
-    fig.tight_layout(rect=(0, 0.07 + 0.028 * note.count("\n"), 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _null_band(ax, x, g: pd.DataFrame, est: str, color: str) -> None:
-    """Shade the estimator's null (shuffled labels): mean ± 2 sd at each x."""
-    mu = np.asarray(g[f"{est}_null_mean"], dtype=float)
-    sd = np.asarray(g[f"{est}_null_sd"], dtype=float)
-    if np.isfinite(mu).any():
-        ax.fill_between(np.asarray(x, dtype=float), mu - 2 * sd, mu + 2 * sd, color=color,
-                        alpha=0.15, lw=0)  # fmt: skip
-
-
-def plot_main(frame: pd.DataFrame, cfg: dict, path: str) -> None:
-    """Where the main targets stand against the ε bounds: the error-stability bound with the
-    measured clipped loss gap, and the KL ≤ ε bound with the measured KL of p_true, each with
-    the empirical ε lower bound the best attack proves."""
-    one = frame.drop_duplicates("target")
-    top = max(float(one["eps_emp_lo"].max()) * 2, 5.0)
-    e = np.linspace(0, top, 300)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    ax = axes[0]
-    ax.plot(e, error_stability_bound(e, cfg["loss_clip"]), "k-", label="L(1−e^−ε)")
-    for _, r in one.iterrows():
-        ax.axhline(r["loss_gap_clipped"], ls=":", lw=1, label=f"gap, target {r['target']}")
-    ax.set(
-        xlabel="ε", ylabel="clipped loss gap", title=f"error stability (L = {cfg['loss_clip']:g})"
-    )
-    ax.legend(fontsize=7)
-    ax = axes[1]
-    ax.plot(e, kl_bound(e), "k-", label="KL ≤ ε")
-    # only the nonparametric estimate, and only with its null beside it: an estimate inside its
-    # null is labelled so, never shown as a measured KL
-    pt = frame[frame["statistic"] == "p_true"]
-    for i, (_, r) in enumerate(pt.iterrows()):
-        lo = r["kl_knn_null_mean"] - 2 * r["kl_knn_null_sd"]
-        hi = r["kl_knn_null_mean"] + 2 * r["kl_knn_null_sd"]
-        if np.isfinite(lo):
-            ax.axhspan(lo, hi, color=f"C{i}", alpha=0.12, lw=0)
-        tag = "" if r["kl_knn_above_null"] else " — within its null, no evidence"
-        ax.axhline(r["kl_knn"], ls=":", lw=1, color=f"C{i}",
-                   label=f"KL p_true (kNN), target {r['target']}{tag}")  # fmt: skip
-    for _, r in one.iterrows():
-        ax.axvline(r["eps_emp_lo"], color="r", ls="--", lw=0.8)
-    ax.set(xlabel="ε", ylabel="KL(members ‖ non-members)",
-           title="p_true KL, band: its null ± 2 sd (red: empirical ε lower bounds)")  # fmt: skip
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -2,7 +2,8 @@
 # form every later stage reads.
 import os
 
-from curvmia.data import CIFAR, check_imagefolder_layout, expected_md5, raw_archive_path
+from curvmia.cifar import CIFAR, expected_md5, raw_archive_path
+from curvmia.imagefolder import check_imagefolder_layout
 
 DATASET = config["data"]["dataset"]
 # The official archive at <root>/raw/, another one (data.md5: a mirror's or a local file)

@@ -4,7 +4,6 @@ import argparse
 import json
 
 import numpy as np
-import pandas as pd
 
 from curvmia.attacks import (
     carlini_p_max,
@@ -14,6 +13,7 @@ from curvmia.attacks import (
     spec_label,
 )
 from curvmia.data import load_prepared
+from curvmia.health import kept_positions
 from curvmia.io import load_npz, save_npz
 from curvmia.scores import check_float32_features, load_features
 
@@ -29,7 +29,14 @@ def load_all(paths: list[str]) -> dict[str, np.ndarray]:
     return feats
 
 
-def main() -> None:
+def load_masks(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """The mask set and, per row, whether its members are known (older files: all are)."""
+    mz = load_npz(path)
+    masks = mz["masks"]
+    return masks, (mz["known"] if "known" in mz else np.ones(len(masks), dtype=bool))
+
+
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", required=True, help="prepared dataset directory")
     ap.add_argument("--masks", required=True)
@@ -42,18 +49,34 @@ def main() -> None:
     ap.add_argument("--target-scores", nargs="+", required=True, help="score files, row order")
     ap.add_argument("--spec", required=True, help="attack config entry as JSON")
     ap.add_argument("--out", required=True)
-    a = ap.parse_args()
+    return ap.parse_args()
+
+
+def fallback_note(spec: dict, shadow: dict, targets: list[dict]) -> str:
+    """carlini_paper without the float32 p_max in the score files: what stands in, and why."""
+    if spec["name"] != "carlini_paper" or not (
+        carlini_p_max(shadow)[1] or carlini_p_max(targets[0])[1]
+    ):
+        return ""
+    note = (
+        "FALLBACK: the score files lack p_max_f32 (scored with scoring.variant: clean or by "
+        "an older version), so the float64 p_max cast to float32 stands in for the float32 "
+        "probability the released code computed; float32 ties may differ (rescore with "
+        "scoring.variant: paper for the exact row)"
+    )
+    print(f"{spec_label(spec)}: {note}")
+    return note
+
+
+def main() -> None:
+    a = parse_args()
     spec = json.loads(a.spec)
     check_float32_features(a.shadow_scores + a.target_scores, needed_f32_features(spec))
-    mz = load_npz(a.masks)
-    masks = mz["masks"]
-    known = mz["known"] if "known" in mz else np.ones(len(masks), dtype=bool)
+    masks, known = load_masks(a.masks)
     labels = load_prepared(a.data).train_labels
     if len(a.shadow_scores) != len(a.shadow_rows) or len(a.target_scores) != len(a.target_rows):
         raise SystemExit("--shadow-scores/--target-scores must give one file per row")
-    health = pd.read_csv(a.health)
-    unused = set(health.loc[~health.used, "row"].astype(int))
-    keep = [i for i, r in enumerate(a.shadow_rows) if r not in unused]
+    keep, unused = kept_positions(a.health, a.shadow_rows)
     shadow_rows = [a.shadow_rows[i] for i in keep]
     shadow = load_all([a.shadow_scores[i] for i in keep])
     target_stack = load_all(a.target_scores)
@@ -62,17 +85,7 @@ def main() -> None:
         spec, targets, shadow, masks[shadow_rows], masks[a.target_rows], labels
     )
     cov = coverage(masks[shadow_rows])
-    note = ""
-    if spec["name"] == "carlini_paper" and (
-        carlini_p_max(shadow)[1] or carlini_p_max(targets[0])[1]
-    ):
-        note = (
-            "FALLBACK: the score files lack p_max_f32 (scored with scoring.variant: clean or by "
-            "an older version), so the float64 p_max cast to float32 stands in for the float32 "
-            "probability the released code computed; float32 ties may differ (rescore with "
-            "scoring.variant: paper for the exact row)"
-        )
-        print(f"{spec_label(spec)}: {note}")
+    note = fallback_note(spec, shadow, targets)
     save_npz(
         a.out,
         scores=scores,

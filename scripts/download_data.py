@@ -2,7 +2,7 @@
 
 import argparse
 
-from curvmia.data import CIFAR, expected_md5, fetch_archive
+from curvmia.cifar import CIFAR, expected_md5, fetch_archive
 
 
 def main() -> None:

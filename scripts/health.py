@@ -5,8 +5,8 @@ import json
 
 import pandas as pd
 
+from curvmia.health import health_frame
 from curvmia.io import atomic_path
-from curvmia.report import health_frame
 
 
 def main() -> None:

@@ -9,8 +9,9 @@ import pandas as pd
 
 from curvmia.attacks import needed_f32_features
 from curvmia.data import load_prepared
+from curvmia.health import kept_positions
 from curvmia.io import atomic_path, load_npz, write_text
-from curvmia.report import loo_frame, loo_layouts, loo_markdown
+from curvmia.leave_one_out import loo_frame, loo_layouts, loo_markdown
 from curvmia.scores import check_float32_features, load_features
 
 
@@ -31,9 +32,7 @@ def main() -> None:
     rows = sorted(mcfg["shadows"] + mcfg["targets"])
     if len(a.scores) != len(rows):
         raise SystemExit("--scores: one file per model (shadows + targets, sorted by row)")
-    health = pd.read_csv(a.health)
-    unused = set(health.loc[~health.used, "row"].astype(int))
-    keep = [i for i, r in enumerate(rows) if r not in unused]
+    keep, _ = kept_positions(a.health, rows)
     rows = [rows[i] for i in keep]
     paths = [a.scores[i] for i in keep]
     specs = json.loads(a.specs)

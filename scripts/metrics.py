@@ -9,25 +9,13 @@ import numpy as np
 import pandas as pd
 
 from curvmia.attacks import spec_label
+from curvmia.health import health_markdown
 from curvmia.io import atomic_path, load_npz, write_text
+from curvmia.metric_frames import known_only, known_targets, metrics_frame, paired_frame
 from curvmia.provenance import code_record
-from curvmia.report import (
-    coverage_note,
-    diff_markdown,
-    headline_html,
-    health_markdown,
-    interval_table,
-    known_only,
-    known_targets,
-    markdown_table,
-    metrics_frame,
-    paired_frame,
-    plot_roc,
-    plot_text,
-    scoring_precision_note,
-    table1_labels,
-    table1_markdown,
-)
+from curvmia.report_figures import plot_roc, plot_text
+from curvmia.report_tables import coverage_note, diff_markdown, interval_table, markdown_table
+from curvmia.table1 import headline_html, scoring_precision_note, table1_labels, table1_markdown
 
 
 def score_meta(path: str) -> dict:
@@ -36,7 +24,7 @@ def score_meta(path: str) -> dict:
         return json.loads(str(z["meta"]))
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--metrics", required=True, help="metrics config section as JSON")
     ap.add_argument("--specs", required=True, help="attacks config section as JSON")
@@ -58,57 +46,94 @@ def main() -> None:
         "--scores", nargs="+", default=[], help="score files: their metadata gives the TF32 line"
     )
     ap.add_argument("attacks", nargs="+", help="attack result files <label>.npz")
-    a = ap.parse_args()
-    cfg = json.loads(a.metrics)
-    specs = json.loads(a.specs)
-    every = {Path(p).stem: load_npz(p) for p in a.attacks}
-    first = next(iter(every.values()))
-    unknown = [int(t) for t, k in zip(first["targets"], known_targets(first)) if not k]
-    results = known_only(every)  # metrics need the true members
-    health = pd.read_csv(a.health).fillna({"note": ""})
-    code = "commit {commit}, code hash {code_hash} ({script})\n".format(**code_record("metrics.py"))
-    why = (
+    return ap.parse_args()
+
+
+def unknown_members_note(unknown: list[int]) -> str:
+    """Why the targets ``unknown`` have no metric, and where their examples are ranked."""
+    return (
         f"The training members of target(s) {unknown} are unknown (imported with members: "
         "null), so they have no AUROC, TPR or balanced accuracy: every one of those needs "
         "the true members. Their examples are ranked by exposure (the fraction of the "
         "population each one outscores) in vulnerability.csv and per_example.csv.gz, the most "
         "exposed in exposed.png (docs/audit-your-model.md, unknown membership).\n"
     )
-    if not len(first["targets"]) - len(unknown):
-        no_metric(a, why, health, code)
-        return
-    kw = {"n_boot": cfg["bootstrap"], "seed": cfg["seed"]}
-    df = metrics_frame(results, fprs=cfg["fprs"], ci_fpr=cfg["ci_fpr"], **kw)
-    diff, skipped = paired_frame(results, cfg["compare"], **kw)
-    with atomic_path(a.csv, suffix=".csv") as tmp:
+
+
+def write_csv(path: str, df: pd.DataFrame) -> None:
+    """``df`` as CSV without its index, written atomically."""
+    with atomic_path(path, suffix=".csv") as tmp:
         df.to_csv(tmp, index=False)
-    with atomic_path(a.diff_csv, suffix=".csv") as tmp:
-        diff.to_csv(tmp, index=False)
-    notes = {k: str(r["note"]) for k, r in results.items() if str(r.get("note", ""))}
-    metas = [score_meta(p) for p in a.scores]
-    table1 = table1_markdown(
-        df, specs, a.dataset, notes=notes, precision=scoring_precision_note(metas)
-    )
-    write_text(a.table1, table1)
-    write_text(a.headline, headline_html(table1, headline_facts(json.loads(a.about), specs)))
-    doc = "\n".join(
+
+
+def metrics_doc(
+    df: pd.DataFrame,
+    diff: pd.DataFrame,
+    skipped: list[list[str]],
+    cfg: dict,
+    *,
+    why: str,
+    table1: str,
+    health_md: str,
+    code: str,
+) -> str:
+    """metrics.md: why targets lack metrics (if any do), Table 1, every metric, bootstrap
+    intervals, paired differences, model health, the code."""
+    boot = cfg["bootstrap"] > 0
+    return "\n".join(
         [
-            *(["## Targets without metrics\n", why] if unknown else []),
+            *(["## Targets without metrics\n", why] if why else []),
             "## Table 1 layout (mean ± std over targets)\n",
             table1,
             "## Every attack and metric\n",
             markdown_table(df, cfg["fprs"]),
             coverage_note(df),
             f"## Per-target 95% bootstrap intervals (B = {cfg['bootstrap']})\n",
-            interval_table(df, cfg["ci_fpr"]) if cfg["bootstrap"] > 0 else "bootstrap off\n",
+            interval_table(df, cfg["ci_fpr"]) if boot else "bootstrap off\n",
             "## Paired AUROC differences (same bootstrap resamples for both attacks)\n",
-            diff_markdown(diff, skipped) if cfg["bootstrap"] > 0 else "bootstrap off\n",
+            diff_markdown(diff, skipped) if boot else "bootstrap off\n",
             "## Model health\n",
-            health_markdown(health, a.min_test_acc),
+            health_md,
             "## Code\n",
             code,
         ]
     )
+
+
+def write_table1(a: argparse.Namespace, df: pd.DataFrame, specs: list[dict], results: dict) -> str:
+    """table1.md and the headline that shows its rows; returns the Table 1 text."""
+    notes = {k: str(r["note"]) for k, r in results.items() if str(r.get("note", ""))}
+    precision = scoring_precision_note([score_meta(p) for p in a.scores])
+    table1 = table1_markdown(df, specs, a.dataset, notes=notes, precision=precision)
+    write_text(a.table1, table1)
+    write_text(a.headline, headline_html(table1, headline_facts(json.loads(a.about), specs)))
+    return table1
+
+
+def main() -> None:
+    a = parse_args()
+    cfg, specs = json.loads(a.metrics), json.loads(a.specs)
+    every = {Path(p).stem: load_npz(p) for p in a.attacks}
+    first = next(iter(every.values()))
+    unknown = [int(t) for t, k in zip(first["targets"], known_targets(first)) if not k]
+    results = known_only(every)  # metrics need the true members
+    health = pd.read_csv(a.health).fillna({"note": ""})
+    code = "commit {commit}, code hash {code_hash} ({script})\n".format(**code_record("metrics.py"))
+    why = unknown_members_note(unknown)
+    if not len(first["targets"]) - len(unknown):
+        no_metric(a, why, health, code)
+        return
+    kw = {"n_boot": cfg["bootstrap"], "seed": cfg["seed"]}
+    df = metrics_frame(results, fprs=cfg["fprs"], ci_fpr=cfg["ci_fpr"], **kw)
+    diff, skipped = paired_frame(results, cfg["compare"], **kw)
+    write_csv(a.csv, df)
+    write_csv(a.diff_csv, diff)
+    table1 = write_table1(a, df, specs, results)
+    health_md = health_markdown(health, a.min_test_acc)
+    doc = metrics_doc(
+        df, diff, skipped, cfg, why=why if unknown else "", table1=table1, health_md=health_md,
+        code=code,
+    )  # fmt: skip
     write_text(a.md, doc)
     with atomic_path(a.roc, suffix=".png") as tmp:
         plot_roc(results, str(tmp), table1=table1_labels(specs))
@@ -131,10 +156,8 @@ def headline_facts(about: dict, specs: list[dict]) -> str:
 
 def no_metric(a: argparse.Namespace, why: str, health: pd.DataFrame, code: str) -> None:
     """Outputs of a run none of whose targets has known members: empty tables, the reason."""
-    with atomic_path(a.csv, suffix=".csv") as tmp:
-        pd.DataFrame(columns=["attack", "target", "auroc"]).to_csv(tmp, index=False)
-    with atomic_path(a.diff_csv, suffix=".csv") as tmp:
-        pd.DataFrame(columns=["a", "b", "target", "diff"]).to_csv(tmp, index=False)
+    write_csv(a.csv, pd.DataFrame(columns=["attack", "target", "auroc"]))
+    write_csv(a.diff_csv, pd.DataFrame(columns=["a", "b", "target", "diff"]))
     write_text(a.table1, "No metric: " + why)
     facts = headline_facts(json.loads(a.about), json.loads(a.specs))
     write_text(a.headline, headline_html("No metric: " + why, facts))

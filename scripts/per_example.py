@@ -5,8 +5,9 @@ import argparse
 from pathlib import Path
 
 from curvmia.data import load_prepared
+from curvmia.exposure import per_example_frame, vulnerability_frame
 from curvmia.io import atomic_path, load_npz
-from curvmia.report import per_example_frame, plot_exposed, vulnerability_frame
+from curvmia.report_figures import plot_exposed
 
 
 def main() -> None:

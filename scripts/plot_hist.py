@@ -3,7 +3,7 @@
 import argparse
 
 from curvmia.io import atomic_path, load_npz
-from curvmia.report import plot_curv_hist
+from curvmia.report_figures import plot_curv_hist
 from curvmia.scorefile import load_score_file
 
 

@@ -3,6 +3,7 @@ one shard."""
 
 import argparse
 import json
+from functools import partial
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ def shard_arg(s: str) -> tuple[int, int]:
     return i, n
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", required=True, help="prepared dataset directory")
     ap.add_argument("--model", required=True, help="checkpoint (.pt)")
@@ -46,35 +47,38 @@ def main() -> None:
         "--members", help="masks.npz (row --row) or members .npy the model must have trained on"
     )
     ap.add_argument("--out", required=True)
-    a = ap.parse_args()
+    return ap.parse_args()
+
+
+def expected_identity(a: argparse.Namespace, data) -> dict:
+    """What the checkpoint must record (checked in this order: the row first)."""
+    main = bool(a.members) and a.members.endswith(".npz")  # a mask row, not a sweep target
+    expect = {"row": a.row} if main else {}
+    if a.train_hash:
+        expect["train_hash"] = a.train_hash
+    if a.members:
+        expect["members_hash"] = members_hash(members_of(a.members, a.row if main else None))
+    expect["data_hash"] = data_hash(data.manifest)
+    return expect
+
+
+def main() -> None:
+    a = parse_args()
     torch.set_num_threads(a.threads)
     scoring = {**json.loads(a.scoring), **json.loads(a.scoring_compute or "{}")}
     if scoring.get("hutch_nprobes", 0):
         disable_fused_attention()
     device = pick_device(a.device)
     data = load_prepared(a.data)
-    main = bool(a.members) and a.members.endswith(".npz")  # a mask row, not a sweep target
-    expect = {"row": a.row} if main else {}  # checked in this order: the row first
-    if a.train_hash:
-        expect["train_hash"] = a.train_hash
-    if a.members:
-        expect["members_hash"] = members_hash(members_of(a.members, a.row if main else None))
-    expect["data_hash"] = data_hash(data.manifest)
-    model, meta = load_checkpoint(a.model, device, expect=expect)
+    model, meta = load_checkpoint(a.model, device, expect=expected_identity(a, data))
     print(
         f"model row {a.row} ({meta['arch']}), test acc {meta['test_acc']:.4f}, device {device}, "
         f"shard {a.shard[0]}/{a.shard[1]}",
         flush=True,
     )
-    arrays = score_model(
-        model,
-        data,
-        scoring=scoring,
-        row=a.row,
-        device=device,
-        log=lambda s: print(s, flush=True),
-        shard=a.shard,
-    )
+    log = partial(print, flush=True)
+    arrays = score_model(model, data, scoring=scoring, row=a.row, device=device, log=log,
+                         shard=a.shard)  # fmt: skip
     meta = json.loads(str(arrays["meta"]))
     meta["code"] = code_record("score.py")
     meta["kernels"] = kernel_record()  # CPU model and flags, BLAS and oneDNN versions

@@ -8,11 +8,12 @@ import pandas as pd
 
 from curvmia.checkpoint import load_meta
 from curvmia.data import load_prepared
+from curvmia.health import kept_positions
 from curvmia.io import atomic_path, load_npz
 from curvmia.sweeps import sweep_metrics, targets_frame
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", required=True)
     ap.add_argument("--masks", required=True)
@@ -27,19 +28,25 @@ def main() -> None:
     ap.add_argument("--metrics", required=True, help="metrics config section as JSON")
     ap.add_argument("--out-targets", required=True)
     ap.add_argument("--out-metrics", required=True)
-    a = ap.parse_args()
-    rows = json.loads(a.targets)
+    return ap.parse_args()
+
+
+def sweep_targets(rows: list[dict], sweep: str) -> pd.DataFrame:
+    """The targets table, each row with its checkpoint's test accuracy."""
     for r in rows:
         meta = load_meta(r.pop("checkpoint"))
         r["test_acc"] = float(meta["test_acc"])
-        r["sweep"] = a.sweep
-    targets = targets_frame(rows)
+        r["sweep"] = sweep
+    return targets_frame(rows)
+
+
+def main() -> None:
+    a = parse_args()
+    targets = sweep_targets(json.loads(a.targets), a.sweep)
     shadow_rows = [int(v) for v in a.shadow_rows.split(",")]
     if len(shadow_rows) != len(a.shadow_scores):
         raise SystemExit("--shadow-scores must give one file per shadow row")
-    health = pd.read_csv(a.health)
-    unused = set(health.loc[~health.used, "row"].astype(int))
-    keep = [i for i, r in enumerate(shadow_rows) if r not in unused]
+    keep, unused = kept_positions(a.health, shadow_rows)
     shadow_files = [a.shadow_scores[i] for i in keep]
     shadow_rows = [shadow_rows[i] for i in keep]
     print(f"{len(shadow_rows)} shadows (excluded by health: {sorted(unused) or 'none'})")

@@ -4,7 +4,8 @@ import argparse
 import json
 
 from curvmia.io import atomic_path, write_text
-from curvmia.theory import analyse_sweep, plot_sweep, sweep_note
+from curvmia.theory import analyse_sweep, sweep_note
+from curvmia.theory_plots import plot_sweep
 
 
 def main() -> None:

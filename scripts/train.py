@@ -3,6 +3,7 @@
 import argparse
 import json
 
+import numpy as np
 import torch
 
 from curvmia.checkpoint import checkpoint_meta, save_checkpoint
@@ -10,10 +11,10 @@ from curvmia.data import load_prepared
 from curvmia.device import pick_device
 from curvmia.identity import data_hash, members_hash, members_of, train_hash
 from curvmia.provenance import code_record
-from curvmia.train import model_seed, train_model
+from curvmia.train import TrainCompute, TrainData, model_seed, resume_path_of, train_model
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", required=True, help="prepared dataset directory")
     ap.add_argument("--masks", required=True, help="masks.npz of the experiment")
@@ -30,7 +31,21 @@ def main() -> None:
     ap.add_argument("--resident-max-gib", type=float, default=8.0)
     ap.add_argument("--workers", type=int, default=4, help="loader workers when streaming")
     ap.add_argument("--out", required=True)
-    a = ap.parse_args()
+    return ap.parse_args()
+
+
+def identity_of(row: int, cfg: dict, members: np.ndarray, manifest: dict) -> dict:
+    """What this checkpoint is made from; every later load compares it (curvmia/identity.py)."""
+    return {
+        "row": row,
+        "train_hash": train_hash(cfg),
+        "members_hash": members_hash(members),
+        "data_hash": data_hash(manifest),
+    }
+
+
+def main() -> None:
+    a = parse_args()
     # before any data is read: a GPU job without a usable GPU stops at once
     device = pick_device(a.device)
     torch.set_num_threads(a.threads)
@@ -38,31 +53,18 @@ def main() -> None:
     data = load_prepared(a.data)
     members = members_of(a.masks, a.row)
     seed = model_seed(cfg["seed"], a.row)
-    # what this checkpoint is made from; every later load compares it (curvmia/identity.py)
-    identity = {
-        "row": a.row,
-        "train_hash": train_hash(cfg),
-        "members_hash": members_hash(members),
-        "data_hash": data_hash(data.manifest),
-    }
+    identity = identity_of(a.row, cfg, members, data.manifest)
     print(f"row {a.row}: {len(members)} training samples, seed {seed}, device {device}", flush=True)
+    compute = TrainCompute(a.resident_max_gib, a.workers, a.checkpoint_minutes)
     model, stats = train_model(
-        data.train_images,
-        data.train_labels,
-        data.test_images,
-        data.test_labels,
-        mean=data.mean,
-        std=data.std,
-        num_classes=data.manifest["num_classes"],
+        TrainData.of(data),
         cfg=cfg,
         seed=seed,
         device=device,
         indices=members,
         identity=identity,
-        resume_path=a.out + ".resume.pt",
-        checkpoint_minutes=a.checkpoint_minutes,
-        resident_max_gib=a.resident_max_gib,
-        workers=a.workers,
+        resume_path=resume_path_of(a.out),
+        compute=compute,
         log=lambda s: print(s, flush=True),
     )
     meta = checkpoint_meta(
@@ -75,12 +77,7 @@ def main() -> None:
         **stats,
         code=code_record("train.py"),
         # compute knobs: not params of the model (docs/reruns.md), recorded here
-        compute={
-            "threads": a.threads,
-            "loader_workers": a.workers,
-            "resident_max_gib": a.resident_max_gib,
-            "checkpoint_minutes": a.checkpoint_minutes,
-        },
+        compute={"threads": a.threads, **compute.record()},
         device=device,
     )
     save_checkpoint(a.out, model, meta)

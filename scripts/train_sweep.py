@@ -12,10 +12,10 @@ from curvmia.device import pick_device
 from curvmia.identity import data_hash, members_hash, members_of, train_hash
 from curvmia.provenance import code_record
 from curvmia.sweeps import sweep_seed
-from curvmia.train import train_dp_model, train_model
+from curvmia.train import TrainData, resume_path_of, train_dp_model, train_model
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", required=True, help="prepared dataset directory")
     ap.add_argument("--members", required=True, help="bool .npy over the population")
@@ -26,7 +26,11 @@ def main() -> None:
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True)
-    a = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    a = parse_args()
     device = pick_device(a.device)  # before any data: a broken GPU job stops at once
     torch.set_num_threads(a.threads)
     cfg = json.loads(a.train)
@@ -35,21 +39,11 @@ def main() -> None:
     seed = sweep_seed(cfg["seed"], a.sweep, a.value, a.seed)
     log = lambda s: print(s, flush=True)  # noqa: E731
     log(f"{a.sweep} {a.value} seed {a.seed}: {len(idx)} members, seed {seed}, device {device}")
-    common = dict(
-        mean=data.mean,
-        std=data.std,
-        num_classes=data.manifest["num_classes"],
-        cfg=cfg,
-        seed=seed,
-        device=device,
-        indices=idx,
-        log=log,
-    )
-    args = (data.train_images, data.train_labels, data.test_images, data.test_labels)
+    common = dict(cfg=cfg, seed=seed, device=device, indices=idx, log=log)
     if a.sweep == "dp":
-        model, stats = train_dp_model(*args, epsilon=a.value, **common)
+        model, stats = train_dp_model(TrainData.of(data), epsilon=a.value, **common)
     else:
-        model, stats = train_model(*args, resume_path=a.out + ".resume.pt", **common)
+        model, stats = train_model(TrainData.of(data), resume_path=resume_path_of(a.out), **common)
     meta = checkpoint_meta(
         arch=cfg["arch"],
         model_kwargs=cfg.get("model_kwargs"),

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from curvmia.data import CIFAR  # noqa: E402
+from curvmia.cifar import CIFAR  # noqa: E402
 
 META = {
     "cifar10": (

@@ -1,8 +1,9 @@
 """Mutation testing of the core modules with mutmut 3 (docs/testing.md).
 
     python tests/_mutation.py list   [--module M]             # mutants in sample order
-    python tests/_mutation.py run    [--module M] [--per-module K] [--all]
+    python tests/_mutation.py run    [--module M] [--per-module K] [--start S]
     python tests/_mutation.py ci                               # the fixed CI sample
+    python tests/_mutation.py table  [--check]                 # docs/testing.md's table
 
 mutmut writes its mutants (and results) under ``mutants/`` in the repository root, with the
 settings of ``[tool.mutmut]`` in pyproject.toml (which modules, which fast tests); ``ci``
@@ -15,17 +16,27 @@ sha256(f"{SEED}:{identity}"), so the first K mutants of a module are a seeded ra
 that stays put when other functions change or are added; a changed function gets a fresh
 draw of its own mutants only.  ``run --per-module K`` measures the first K of every module,
 ``ci`` the first ``CI_PER_MODULE`` (regenerating the sample after a merge needs nothing but
-rerunning: the sample is a function of the code).  Mutants argued equivalent in
-docs/testing.md are listed in EQUIVALENT by the first 12 hex digits of their sample hash;
+rerunning: the sample is a function of the code).  Mutants argued equivalent are listed in
+EQUIVALENT by the first 12 hex digits of their sample hash, with the one-line argument;
 they are reported but never count as survivors.
+
+The records.  A ``run`` over every mutant of a module writes that module's measurement to
+RECORDS (tests/mutation_records.json): mutants, killed (timeouts included), the hashes counted
+equivalent and those that survived, the date, machine, command and commit; ``table`` writes
+the table of docs/testing.md from them (``make docs``; tests/test_mutation.py fails when the
+page is stale).  A record's ``untouched`` entries (the score before anyone looked at the
+survivors) are written by hand and kept.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import datetime
 import hashlib
 import json
+import os
+import platform
 import re
 import shutil
 import subprocess
@@ -39,41 +50,40 @@ ROOT = REPO  # where mutmut runs (``ci``: a fresh copy, so no cached result of a
 # what mutmut and the mutation tests need of the repository (pyproject.toml: also_copy)
 COPY = ("curvmia", "tests", "config", "profiles", "rules", "scripts", "Snakefile", "pyproject.toml")
 SEED = 18
-MODULES = ("curvature", "scores", "attacks", "metrics", "distinguish", "theory", "masks", "data")
-# data.py: only the image transforms are core (the rest is download and file handling);
-# theory.py: the analysis, not the matplotlib drawing (plot_sweep, plot_main: images read by eye)
-ONLY = {"data": {"to_float", "normalize", "random_crop_flip"}}
-SKIP = {"theory": {"plot_sweep", "plot_main"}}
+MODULES = (
+    "curvature",
+    "scores",
+    "attacks",
+    "metrics",
+    "distinguish",
+    "theory",
+    "masks",
+    "transforms",
+)
 CI_PER_MODULE = 5
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped"}
 STATUS.update({36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout"})
 MUTANT = re.compile(r"^(x.*)__mutmut_(\d+)$")
-# sample hash prefix -> the one-line argument (docs/testing.md repeats them with the diff)
+RECORDS = REPO / "tests" / "mutation_records.json"
+DOC = REPO / "docs" / "testing.md"
+BEGIN, END = "<!-- mutation-table:begin -->", "<!-- mutation-table:end -->"
+# sample hash prefix -> "function: why no test can tell it from the original"
 EQUIVALENT: dict[str, str] = {
     "0498f9e2cb76": "keyed_rademacher: torch.arange of Python ints is int64 by default",
     "06c16fef42b1": "rademacher: torch.randint(2, …) is randint(0, 2, …)",
     "090ecc1e39d2": "_masked_mean_var: errstate over=None only leaves the warning mode alone",
     "0140ee20e402": "_Bootstrap.replicates: cumsum of int32 already accumulates in int64",
     "0ae7e91008f4": "tpr_at_fpr_strict: float('NAN') is NaN",
-    "0474d6da86c7": "fit_auroc: the diagonal of a 3×4 inf matrix is three infs, as of 3×3",
+    "e1477376dcb9": "fit_auroc: the diagonal of a 3×4 inf matrix is three infs, as of 3×3",
     "053410b03541": "make_masks: np.concatenate's default axis is 0",
     "14e5b41ce058": "make_masks: a float64 uniform draw equals pkeep with probability ~2⁻⁵³",
-    "0da45074fa9f": "random_crop_flip: device of an index tensor; only a CUDA run could differ",
-    "22ffbedfc208": "random_crop_flip: torch.randint(n, …) is randint(0, n, …)",
-    "3ac0e15c26a3": "normalize: a (C, 1, 1) mean broadcasts like (1, C, 1, 1) on (B, C, H, W)",
     # the second slice (sample places 40–59), triaged after it was measured
     "0b8952b22509": "summarize: float('NAN') is NaN",
-    "4d4dbb41c7ef": "random_crop_flip: a float32 uniform draw equals 0.5 with probability ~2⁻²⁴",
-    "5e7cf75c1861": "random_crop_flip: device of an index tensor; only a CUDA run could differ",
     # the merged CI sample (issues 14/15 changed scores.py), triaged after it was measured
     "01111beb799c": "score_model: no online batch chooser; scores are bit-identical across sizes",
     "012e4d8b1eae": "score_model: torch.compile(dynamic=True) is reached on CUDA only (compiled)",
-    # mutB: full runs of masks/data, sample places 60-99 of the others
+    # mutB: full runs of masks, sample places 60-99 of the others
     "85524e8ee472": "fresh_mask: a float64 uniform draw equals pkeep with probability ~2⁻⁵³",
-    "f20b9d63a858": "normalize: std as (C, 1, 1) broadcasts like (1, C, 1, 1) on x − m (4-D)",
-    "f4da0843ecdd": "random_crop_flip: torch.randint(n, …) is randint(0, n, …)",
-    "95ad82c774e2": "random_crop_flip: the batch index left on the CPU; indexing accepts it",
-    "c5e363465f44": "random_crop_flip: the batch index left on the CPU; indexing accepts it",
     "1dfc99625ade": "roc_curve: two identical rows of unit weights; only row 0 is read",
     "21573d8bcc0d": "_Bootstrap: non-member order within ties; sums are read at block ends only",
     "1651e753f003": "kl_null: a list of Python floats converts to float64 without dtype=",
@@ -156,20 +166,20 @@ EQUIVALENT: dict[str, str] = {
     "1f629c0842b1": "distinguishability: null_reps 0 gives a NaN q95, and kk > NaN is False",
     "1faa5f6b5ca3": "epsilon_bounds: the fpr = 0 placeholder; the outer where puts inf there",
     "2efdec01a845": "kl_null: s unconverted; kl_knn and kl_gauss convert each split to float64",
-    "3301e09ad9b6": "audit: nanmax of the scores, then float(): the same value in any dtype",
+    "cf02b9f0c079": "_operating_point: nanmax of the scores, then float(): same value, any dtype",
     "33deb281ffdb": "kl_null: float('NAN') is NaN",
     # mutC: sample places 220-838 of distinguish
     "8b27a365c173": "_log_ratio: errstate divide=None: den never 0 (placeholders; upper FPR > 0)",
     "e102e50eb54f": "_log_ratio: errstate without divide: den is never 0 (as 8b27a365c173)",
     "90dbc9e163bb": "_log_ratio: errstate invalid=None: log of a positive number, NaN is quiet",
     "93a5ff70ed30": "_log_ratio: errstate without invalid: as 90dbc9e163bb",
-    "923eb121bb95": "audit: nanmax of the scores, then float(): the same value in any dtype",
-    "f384f9714a19": "audit: evaluation scores in their dtype; the threshold is one of them",
-    "635d338910ce": "audit: evaluation scores in their dtype; the threshold is one of them",
-    "aa1e09a55d1a": "audit: selection scores in their dtype: same cuts, same counts",
-    "6d09064c0903": "audit: selection scores in their dtype: same cuts, same counts",
-    "4e970993e747": "audit: initial threshold never read (replaced, or set if nothing proves)",
-    "702b9580f8d2": "audit: initial threshold never read (replaced, or set if nothing proves)",
+    "1b8c929d83d6": "_operating_point: nanmax of the scores, then float(): same value, any dtype",
+    "259212e65067": "audit: evaluation scores in their dtype; the threshold is one of them",
+    "dd111b44050f": "audit: evaluation scores in their dtype; the threshold is one of them",
+    "bedecee70657": "_operating_point: selection scores in their dtype: same cuts, counts",
+    "adfd3a61ee9b": "_operating_point: selection scores in their dtype: same cuts, counts",
+    "39aece03fca9": "_operating_point: initial threshold never read (replaced, or set)",
+    "e7b12119cb56": "_operating_point: initial threshold never read (replaced, or set)",
     "9f00f28ab20f": "clopper_pearson: errstate invalid=None: beta's parameters are kept >= 1",
     "e15bd1fe1825": "clopper_pearson: errstate invalid=None: beta's parameters are kept >= 1",
     "aae94f73b438": "clopper_pearson: integer k; beta.ppf and the comparisons give the same values",
@@ -234,12 +244,6 @@ EQUIVALENT: dict[str, str] = {
     "4a394a0c768d": "summarize: float('NAN') is NaN",
     "da899a73e412": "tpr_at_fpr: float('NAN') is NaN",
     # mutC: every mutant of theory (places 100-1211 untriaged before)
-    "6200305866d3": "_null_band: the frame's null columns are float already",
-    "b6b6e114b9cd": "_null_band: the frame's null columns are float already",
-    "53e25d472231": "_null_band: the frame's null columns are float already",
-    "a375ca50abf1": "_null_band: the frame's null columns are float already",
-    "d3540adc7c0d": "_null_band: x unconverted; fill_between converts numbers itself",
-    "87caf3ee53ee": "_null_band: x unconverted; fill_between converts numbers itself",
     "cc3f6737e6b0": "analyse_sweep: merge on the common columns, which are value and seed",
     "a7809543bc1c": "analyse_sweep: merge on the common columns, which are value and seed",
     "9a374a492feb": "analyse_sweep: every row repeats its model's m: same min, median, max",
@@ -249,22 +253,22 @@ EQUIVALENT: dict[str, str] = {
     "61f67b8129ba": "operating_point_epsilon: float('NAN') is NaN",
     "8cebc24c6fba": "operating_point_epsilon: float('NAN') is NaN",
     "6bef7738aa22": "operating_point_epsilon: a renamed NaN key is dropped; the column is NaN",
-    "68b1e358c733": "sweep_note: one p_true row per model, so both de-duplications agree",
-    "4a814d424d85": "sweep_frame: allow_pickle=None is falsy, as False",
-    "cd39ffa464c0": "sweep_frame: np.load's default is allow_pickle=False",
+    "590a9d56e9d0": "_dp_kl_note: one p_true row per model, so both de-duplications agree",
     "4203141a2359": "crossover: float64 minus any numeric array is float64 anyway",
     "e4f2b67878dd": "crossover: float64 minus any numeric array is float64 anyway",
     "741c214c90e0": "crossover: float64 minus any numeric array is float64 anyway",
     "495b6726b326": "crossover: float64 minus any numeric array is float64 anyway",
     "498b46491d3d": "crossover: i = 0 tests 0 < d[0], already returned or False",
-    "a4c72e7e87c5": "fit_auroc: starts at the least-squares optimum; <= 12 evaluations seen",
-    "e24216313900": "fit_auroc: starts at the least-squares optimum; <= 12 evaluations seen",
-    "9a20aa939ad0": "fit_auroc: the diagonal of a 4x3 inf matrix is three infs",
-    "4070944dfdc7": "fit_auroc: at dof 0 scipy's pcov (and the fallback's) is inf: se inf",
-    "ce47ac6c0b08": "fit_auroc: at dof 0 scipy's pcov (and the fallback's) is inf: se inf",
-    "a83c047da2a4": "fit_auroc: zip with the three names drops the fourth inf",
-    "73e6e75633ef": "fit_auroc: float('NAN') is NaN",
-    "7e71e10523a0": "fit_auroc: lstsq's default rcond is None",
+    "5f3e1e99f49c": "fit_auroc: starts at the least-squares optimum; <= 12 evaluations seen",
+    "cd54c34342ee": "fit_auroc: starts at the least-squares optimum; <= 12 evaluations seen",
+    "31e1d47218ff": "fit_auroc: the diagonal of a 4x3 inf matrix is three infs",
+    "cb0945c3d4c8": "fit_auroc: at dof 0 scipy's pcov (and the fallback's) is inf: se inf",
+    "d54c43ff2f02": "fit_auroc: at dof 0 scipy's pcov (and the fallback's) is inf: se inf",
+    "923b75ece019": "fit_auroc: zip with the three names drops the fourth inf",
+    "0024829f5963": "fit_auroc: float('NAN') is NaN",
+    "5cbdcbca289b": "_f_test: float('NAN') is NaN",
+    "c68fc8b028de": "_f_test: float('NAN') is NaN",
+    "8841c35c30ba": "_start_values: lstsq's default rcond is None",
     # mutC: sample places 460-939 of attacks (the rest of the module)
     "67c7d65802f0": "rmia_online: the online form never reads shadow_in",
     "6ce3251406bf": "_rmia: in_out_stats makes the mask boolean itself",
@@ -359,6 +363,15 @@ EQUIVALENT: dict[str, str] = {
     "be8db51a3d1b": "tune_forward_batch: the first size always resets worse to 0",
     "c25b71d7e78f": "fold_batchnorm: fx refuses training models; no BN folds 0: (m, 0)",
     "c42bd145a6da": "activation_bytes: two images, so total is even and (2k+1)//2 == k",
+    # transforms.py (data.py's transforms until issue 27): every mutant
+    "59eb6ddb9310": "normalize: a (C, 1, 1) mean broadcasts like (1, C, 1, 1) on (B, C, H, W)",
+    "db17e619277a": "normalize: std as (C, 1, 1) broadcasts like (1, C, 1, 1) on x − m (4-D)",
+    "e15c1b547844": "random_crop_flip: torch.randint(n, …) is randint(0, n, …)",
+    "cd1c8a1ac1a8": "random_crop_flip: torch.randint(n, …) is randint(0, n, …)",
+    "3bc771fb090e": "random_crop_flip: the batch index left on the CPU; indexing accepts it",
+    "e01831622d37": "random_crop_flip: the batch index left on the CPU; indexing accepts it",
+    "05a77ca2b834": "random_crop_flip: the channel index left on the CPU; indexing accepts it",
+    "3fc41c3f5399": "random_crop_flip: the channel index left on the CPU; indexing accepts it",
 }
 
 
@@ -392,9 +405,6 @@ def mutants(module: str) -> list[tuple[str, str]]:
         if match is None:
             continue
         func = match.group(1)
-        plain = func.split("ǁ")[-1] if "ǁ" in func else func[2:]
-        if module in ONLY and plain not in ONLY[module] or plain in SKIP.get(module, ()):
-            continue
         node.name = "f"
         identity = f"{module}:{func}:{ast.unparse(node)}"
         digest = hashlib.sha256(f"{SEED}:{identity}".encode()).hexdigest()
@@ -405,6 +415,117 @@ def mutants(module: str) -> list[tuple[str, str]]:
 def results(module: str) -> dict[str, int | None]:
     meta = ROOT / "mutants" / "curvmia" / f"{module}.py.meta"
     return json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
+
+
+def machine() -> str:
+    """The CPU that ran the mutants, in words (mutmut runs the tests on the CPU)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        cpu = re.search(r"^model name\s*:\s*(.+)$", info, re.M).group(1).strip()
+    except (OSError, AttributeError):
+        cpu = platform.processor() or "unknown CPU"
+    return f"{os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.machine()}"
+
+
+def commit() -> str:
+    """The short commit of the repository, "-dirty" when its code or tests differ from it."""
+    git = ["git", "-C", str(REPO)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        return "unknown"
+    paths = ["curvmia", "tests", "pyproject.toml"]
+    dirty = subprocess.run([*git, "status", "--porcelain", "--", *paths], capture_output=True)
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def load_records(path: Path | None = None) -> dict[str, dict]:
+    path = path or RECORDS
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def save_record(
+    module: str,
+    mutants: int,
+    killed: int,
+    equivalent: list[str],
+    survived: list[str],
+    path: Path | None = None,
+) -> None:
+    """Write the measurement of a run over every mutant of ``module`` into the records
+    (RECORDS unless ``path``), replacing its last one (hand-written ``untouched`` entries are
+    kept)."""
+    path = path or RECORDS
+    records = load_records(path)
+    old = records.get(module, {})
+    records[module] = {
+        "mutants": mutants,
+        "killed": killed,
+        "equivalent": sorted(equivalent),
+        "survived": sorted(survived),
+        "date": datetime.datetime.now(datetime.UTC).date().isoformat(),
+        "machine": machine(),
+        "command": "python tests/_mutation.py " + " ".join(sys.argv[1:]),
+        "commit": commit(),
+        **({"untouched": old["untouched"]} if "untouched" in old else {}),
+    }
+    order = {m: i for i, m in enumerate(MODULES)}
+    records = dict(sorted(records.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+    path.write_text(dump_records(records), encoding="utf-8")
+
+
+def dump_records(records: dict[str, dict]) -> str:
+    """The records as JSON, a list of hashes on one line."""
+    text = json.dumps(records, indent=1, ensure_ascii=False)
+    short = re.compile(r"\[\n\s+((?:\"[0-9a-f]{12}\",\n\s+)*\"[0-9a-f]{12}\")\n\s+\]")
+    return short.sub(lambda mo: "[" + re.sub(r",\n\s+", ", ", mo.group(1)) + "]", text) + "\n"
+
+
+def percent(killed: int, of: int) -> str:
+    return f"{100 * killed / of:.1f}% ({killed:,}/{of:,})" if of else "–"
+
+
+def table(records: dict[str, dict]) -> str:
+    """docs/testing.md's table of where each module stands, from the records: one row per
+    module of MODULES, then the machines and the commands that are not the plain
+    ``run --module M``."""
+    rows = [
+        "| module | mutants | killed | argued equivalent | survived | score "
+        "| untouched (before triage) | measured |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    machines, commands = {}, []
+    for m in MODULES:
+        r = records.get(m)
+        if r is None:
+            rows.append(f"| {m} | not measured: `make mutate MODULE={m}` | | | | | | |")
+            continue
+        eq, left = len(r["equivalent"]), len(r["survived"])
+        untouched = "; ".join(
+            percent(u["killed"], u["of"]) + (f", {u['note']}" if u.get("note") else "")
+            for u in r.get("untouched", [])
+        )
+        score = percent(r["killed"], r["mutants"] - eq)
+        rows.append(
+            f"| {m} | {r['mutants']:,} | {r['killed']:,} | {eq} | {left} | {score} "
+            f"| {untouched or '–'} | {r['date']}, `{r['commit']}` |"
+        )
+        machines.setdefault(r["machine"], []).append(m)
+        if r["command"] != f"python tests/_mutation.py run --module {m}" or r.get("note"):
+            note = f" ({r['note']})" if r.get("note") else ""
+            commands.append(f"- {m}: `{r['command']}`{note}")
+    where = "; ".join(
+        f"{machine} ({', '.join(ms)})" if len(machines) > 1 else machine
+        for machine, ms in machines.items()
+    )
+    plain = "Command: `python tests/_mutation.py run --module M`"
+    lines = [f"Machine: {where}.  {plain}" + (", except:" if commands else "."), *commands]
+    return "\n".join([*rows, "", *lines]) + "\n"
+
+
+def render(page: str, generated: str) -> str:
+    """``page`` with the text between its table markers replaced by ``generated``."""
+    head, rest = page.split(BEGIN, 1)
+    return f"{head}{BEGIN}\n{generated}{END}{rest.split(END, 1)[1]}"
 
 
 def run(modules: list[str], per_module: int | None, start: int = 0) -> int:
@@ -423,19 +544,21 @@ def run(modules: list[str], per_module: int | None, start: int = 0) -> int:
     bad = 0
     for m in modules:
         codes = results(m)
-        killed = equivalent = 0
-        survivors = []
+        killed = 0
+        equivalent, survivors = [], []
         for digest, name in chosen[m]:
             status = STATUS.get(codes.get(name), "not run")
             if status in ("killed", "timeout"):
                 killed += 1
             elif digest[:12] in EQUIVALENT:
-                equivalent += 1
+                equivalent.append(digest[:12])
             else:
                 survivors.append((digest[:12], name, status))
         n = len(chosen[m])
-        score = killed / max(n - equivalent, 1)
-        print(f"{m}: {killed} killed, {equivalent} equivalent, {len(survivors)} left of {n}")
+        score = killed / max(n - len(equivalent), 1)
+        if per_module is None and start == 0:  # every mutant of the module: its record
+            save_record(m, n, killed, equivalent, [d for d, _, _ in survivors])
+        print(f"{m}: {killed} killed, {len(equivalent)} equivalent, {len(survivors)} left of {n}")
         print(f"{m}: mutation score {100 * score:.1f}% (equivalent mutants excluded)")
         for digest, name, status in survivors:
             print(f"  {status}: {name} [{digest}]")
@@ -446,12 +569,20 @@ def run(modules: list[str], per_module: int | None, start: int = 0) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("command", choices=["list", "run", "ci"])
+    ap.add_argument("command", choices=["list", "run", "ci", "table"])
     ap.add_argument("--module", action="append", choices=MODULES)
     ap.add_argument("--per-module", type=int, default=None, help="first K of each module")
     ap.add_argument("--start", type=int, default=0, help="skip the first S of each module")
+    ap.add_argument("--check", action="store_true", help="table: exit 1 if the page is stale")
     a = ap.parse_args()
     modules = a.module or list(MODULES)
+    if a.command == "table":
+        sys.path.insert(0, str(REPO))
+        from curvmia.io import write_generated
+
+        text = render(DOC.read_text(encoding="utf-8"), table(load_records()))
+        write_generated(DOC, text, "python tests/_mutation.py table", a.check)
+        return
     if a.command == "list":
         generate()
         for m in modules:

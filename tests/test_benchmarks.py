@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from _util import subprocess_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,3 +94,22 @@ def test_attack_benchmark_refuses_zero_bootstrap_replicates():
     proc = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(), cwd=REPO)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "--boot: needs at least 1 bootstrap replicate, got 0" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "mode, kind",
+    [([], "device-resident"), (["--stream", "--workers", "1", "--rrc"], r"streamed \(1 workers")],
+    ids=["resident", "streamed"],
+)
+def test_train_benchmark_runs_curvmias_pipeline(mode, kind):
+    """benchmarks/train.py on curvmia.train's batch sources at tiny size: both pipelines run
+    (the streamed one through a DataLoader worker over a memory-mapped file) and the three
+    rates print."""
+    cmd = [sys.executable, str(REPO / "benchmarks" / "train.py"), "--shape", "1", "8", "8"]
+    cmd += ["--n", "32", "--arch", "cifar_resnet10", "--batch", "4", "--steps", "2", *mode]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(), cwd=REPO)
+    out = proc.stdout
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.search(rf"^pipeline {kind}.*: +[\d.]+ img/s$", out, re.M), out
+    assert re.search(r"^model fwd\+bwd\+step: +[\d.]+ img/s$", out, re.M), out
+    assert re.search(r"^pipeline / model = [\d.]+ \(keeps up if >= 0.90\)$", out, re.M), out

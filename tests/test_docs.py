@@ -32,6 +32,14 @@ def test_readme_is_short():
     assert n <= 200, f"README.md has {n} lines; move material into docs/"
 
 
+def test_testing_page_is_a_reference_not_a_diary():
+    text = (ROOT / "docs" / "testing.md").read_text(encoding="utf-8")
+    n = len(text.splitlines())
+    assert n <= 200, f"docs/testing.md has {n} lines; history belongs in git"
+    rounds = re.findall(r"^#+ .*\bround\b.*$", text, flags=re.M | re.I)
+    assert not rounds, rounds
+
+
 def test_user_facing_files_never_cite_the_out_of_repository_spec():
     files = [
         *PAGES,

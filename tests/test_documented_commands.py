@@ -193,7 +193,8 @@ def prep_done(root: Path, name: str) -> None:
     """The state after the `prep` group of config/`name`: the prepared data (its manifest
     with the population size, empty arrays), the CIFAR archive, Feldman & Zhang's
     membership outputs and masks.npz of the config's shape, written in that order."""
-    from curvmia.data import CIFAR, prepared_dir_name, raw_archive_path
+    from curvmia.cifar import CIFAR, raw_archive_path
+    from curvmia.data import prepared_dir_name
     from curvmia.io import save_npz
     from curvmia.masks import make_masks
 

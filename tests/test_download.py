@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from _cifar import _batch, build_cifar_archive
 
-from curvmia import data
-from curvmia.data import ChecksumError, download, fetch_archive, load_prepared, prepare
+from curvmia.cifar import CIFAR, fetch_archive, raw_archive_path, read_cifar
+from curvmia.data import load_prepared, prepare, prepared_dir_name
+from curvmia.download import ChecksumError, download
 
 
 class Server:
@@ -80,14 +81,14 @@ def cifar10_blob():
 
 def test_download_verify_prepare_cifar10(tmp_path, cifar10_blob, monkeypatch):
     blob, batches = cifar10_blob
-    monkeypatch.setitem(data.CIFAR["cifar10"], "md5", hashlib.md5(blob).hexdigest())
+    monkeypatch.setitem(CIFAR["cifar10"], "md5", hashlib.md5(blob).hexdigest())
     dest = tmp_path / "raw" / "cifar-10-python.tar.gz"
     with Server(blob, "cifar-10-python.tar.gz") as srv:
         fetch_archive("cifar10", dest, mirror=srv.url.rsplit("/", 1)[0], log=lambda s: None)
     assert dest.read_bytes() == blob
     prepare("cifar10", tmp_path / "prep", test_size=1, split_seed=0, archive=dest)
     d = load_prepared(tmp_path / "prep")
-    spec = data.CIFAR["cifar10"]
+    spec = CIFAR["cifar10"]
     # reference written directly from the pickled dicts: row-major 3x32x32 per image
     ref = np.concatenate([batches[m]["data"] for m in spec["train"]]).reshape(-1, 3, 32, 32)
     np.testing.assert_array_equal(d.train_images, ref)
@@ -102,7 +103,7 @@ def test_cifar100_reads_fine_labels(tmp_path, monkeypatch):
     blob, batches = build_cifar_archive("cifar100", 30, seed=1)
     arc = tmp_path / "c100.tar.gz"
     arc.write_bytes(blob)
-    monkeypatch.setitem(data.CIFAR["cifar100"], "md5", hashlib.md5(blob).hexdigest())
+    monkeypatch.setitem(CIFAR["cifar100"], "md5", hashlib.md5(blob).hexdigest())
     dest = tmp_path / "raw" / "cifar-100-python.tar.gz"
     fetch_archive("cifar100", dest, archive=str(arc), log=lambda s: None)  # pre-downloaded
     m = prepare("cifar100", tmp_path / "prep", test_size=1, split_seed=0, archive=dest)
@@ -229,7 +230,7 @@ def test_crafted_cifar_batch_is_refused_without_running_code(tmp_path, payload, 
     """A swapped archive with a valid md5 (e.g. given by a mirror's key) still cannot run
     code: the batch files are read with an unpickler that accepts only CIFAR's content."""
     marker = tmp_path / "pwned"
-    spec = data.CIFAR["cifar10"]
+    spec = CIFAR["cifar10"]
     rng = np.random.default_rng(0)
     bad = {
         "os.system": {"data": _RunsCode(marker), "labels": [0]},
@@ -250,7 +251,7 @@ def test_crafted_cifar_batch_is_refused_without_running_code(tmp_path, payload, 
     arc.write_bytes(buf.getvalue())
     md5 = hashlib.md5(buf.getvalue()).hexdigest()
     with pytest.raises(ValueError) as e:
-        data.read_cifar("cifar10", arc, md5)
+        read_cifar("cifar10", arc, md5)
     assert str(e.value).startswith(f"{arc}: {spec['train'][2]}: not a CIFAR batch file")
     assert refused in str(e.value)
     assert not marker.exists()
@@ -288,9 +289,9 @@ def test_data_md5_is_the_archive_checksum_and_null_means_the_official_one(tmp_pa
     # its own md5: fetched and read
     fetch_archive("cifar10", dest, archive=str(mirror / "cifar-10-python.tar.gz"), md5=md5)
     assert dest.read_bytes() == blob
-    assert data.read_cifar("cifar10", dest, md5)["train_images"].shape == (20, 3, 32, 32)
+    assert read_cifar("cifar10", dest, md5)["train_images"].shape == (20, 3, 32, 32)
     with pytest.raises(ChecksumError, match=f"expected {wrong} \\(data.md5\\)"):
-        data.read_cifar("cifar10", dest, wrong)
+        read_cifar("cifar10", dest, wrong)
 
 
 def test_another_archive_gets_its_own_raw_and_prepared_directories():
@@ -300,17 +301,17 @@ def test_another_archive_gets_its_own_raw_and_prepared_directories():
     base = {"dataset": "cifar10", "root": "data", "stats": "auto", "test_size": 1,
             "split_seed": 0, "md5": None}  # fmt: skip
     other = "0123456789abcdef0123456789abcdef"
-    assert data.raw_archive_path(base) == "data/raw/cifar-10-python.tar.gz"
+    assert raw_archive_path(base) == "data/raw/cifar-10-python.tar.gz"
     official = {**base, "md5": OFFICIAL_MD5}
-    assert data.raw_archive_path(official) == "data/raw/cifar-10-python.tar.gz"
-    assert data.prepared_dir_name(official) == data.prepared_dir_name(base)
+    assert raw_archive_path(official) == "data/raw/cifar-10-python.tar.gz"
+    assert prepared_dir_name(official) == prepared_dir_name(base)
     mirror = {**base, "md5": other}
-    assert data.raw_archive_path(mirror) == f"data/raw/{other}/cifar-10-python.tar.gz"
-    assert data.prepared_dir_name(mirror) != data.prepared_dir_name(base)
-    assert data.prepared_dir_name(mirror).startswith("cifar10-")
+    assert raw_archive_path(mirror) == f"data/raw/{other}/cifar-10-python.tar.gz"
+    assert prepared_dir_name(mirror) != prepared_dir_name(base)
+    assert prepared_dir_name(mirror).startswith("cifar10-")
     # configs written before data.md5 existed prepare into the same directory as before
-    assert data.prepared_dir_name({k: v for k, v in base.items() if k != "md5"}) == (
-        data.prepared_dir_name(base)
+    assert prepared_dir_name({k: v for k, v in base.items() if k != "md5"}) == (
+        prepared_dir_name(base)
     )
 
 
@@ -331,6 +332,6 @@ def test_synthetic_archive_has_the_official_layout_and_is_reproducible(tmp_path)
         "cifar-10-batches-py/batches.meta",
     ]
     assert meta["label_names"][0] == "airplane" and len(meta["label_names"]) == 10
-    arrays = data.read_cifar("cifar10", path, md5)
+    arrays = read_cifar("cifar10", path, md5)
     assert arrays["train_images"].shape == (100, 3, 32, 32)
     assert arrays["test_images"].shape == (20, 3, 32, 32)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from curvmia.checkpoint import load_checkpoint, save_checkpoint
-from curvmia.train import train_dp_model
+from curvmia.train import TrainData, train_dp_model
 
 DP_CFG = {
     "arch": "cifar_resnet",
@@ -46,13 +46,7 @@ def dp_run():
         )
 
     model, stats = train_dp_model(
-        x,
-        y,
-        x[70:],
-        y[70:],
-        mean=np.array([0.5]),
-        std=np.array([0.25]),
-        num_classes=3,
+        TrainData(x, y, x[70:], y[70:], np.array([0.5]), np.array([0.25]), num_classes=3),
         cfg=DP_CFG,
         epsilon=3.0,
         seed=1,

@@ -82,3 +82,16 @@ def test_flipped_byte_in_prepared_array_names_the_file(tmp_path):
     (tmp_path / "d" / "manifest.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="manifest.json: not a readable manifest"):
         load_prepared(tmp_path / "d")
+
+
+def test_score_identity_is_the_checkpoints_plus_the_scoring_hash():
+    from curvmia.identity import score_identity
+    from curvmia.io import config_hash
+
+    ckpt = {**IDENTITY, "arch": "x", "test_acc": 0.5}
+    scoring = {"niter": 2, "h": 0.001}
+    want = {**IDENTITY, "scoring_hash": config_hash(scoring)}
+    assert score_identity(ckpt, scoring) == want
+    sweep = {k: v for k, v in IDENTITY.items() if k != "row"}  # a sweep model has no row
+    assert score_identity(sweep, scoring) == {**sweep, "scoring_hash": want["scoring_hash"]}
+    assert score_identity(ckpt, {**scoring, "niter": 3})["scoring_hash"] != want["scoring_hash"]

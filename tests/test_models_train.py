@@ -8,7 +8,7 @@ import torch
 from curvmia.checkpoint import load_checkpoint, save_checkpoint
 from curvmia.identity import train_hash
 from curvmia.models import build_model, check_arch
-from curvmia.train import train_model
+from curvmia.train import TrainData, train_model
 
 CFG = {
     "arch": "cifar_resnet",
@@ -54,13 +54,7 @@ def _data():
 def _train(seed):
     x, y = _data()
     return train_model(
-        x[:48],
-        y[:48],
-        x[48:],
-        y[48:],
-        mean=np.array([0.5]),
-        std=np.array([0.25]),
-        num_classes=3,
+        TrainData(x[:48], y[:48], x[48:], y[48:], np.array([0.5]), np.array([0.25]), 3),
         cfg=CFG,
         seed=seed,
         device=torch.device("cpu"),

@@ -5,7 +5,7 @@ import re
 import numpy as np
 from PIL import Image
 
-from curvmia.data import write_image_memmap
+from curvmia.imagefolder import write_image_memmap
 from curvmia.progress import Progress, hms
 
 
@@ -92,7 +92,7 @@ def test_training_logs_batches_done_and_time_left():
     import torch
     from test_models_train import CFG
 
-    from curvmia.train import train_model
+    from curvmia.train import TrainData, train_model
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (40, 1, 8, 8), dtype=np.uint8)
@@ -100,13 +100,7 @@ def test_training_logs_batches_done_and_time_left():
     lines = []
     cfg = {**CFG, "epochs": 2, "batch_size": 16}
     train_model(
-        x[:32],
-        y[:32],
-        x[32:],
-        y[32:],
-        mean=np.array([0.5]),
-        std=np.array([0.25]),
-        num_classes=3,
+        TrainData(x[:32], y[:32], x[32:], y[32:], np.array([0.5]), np.array([0.25]), 3),
         cfg=cfg,
         seed=0,
         device=torch.device("cpu"),

@@ -7,26 +7,13 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from curvmia.report import (
-    diff_markdown,
-    exposure,
-    headline_html,
-    health_frame,
-    health_markdown,
-    known_only,
-    loo_frame,
-    loo_layouts,
-    loo_markdown,
-    markdown_table,
-    metrics_frame,
-    paired_frame,
-    per_example_frame,
-    plot_roc,
-    roc_panels,
-    scoring_precision_note,
-    table1_markdown,
-    vulnerability_frame,
-)
+from curvmia.exposure import exposure, per_example_frame, vulnerability_frame
+from curvmia.health import health_frame, health_markdown
+from curvmia.leave_one_out import loo_frame, loo_layouts, loo_markdown
+from curvmia.metric_frames import known_only, metrics_frame, paired_frame
+from curvmia.report_figures import plot_roc, roc_panels
+from curvmia.report_tables import diff_markdown, markdown_table
+from curvmia.table1 import headline_html, scoring_precision_note, table1_markdown
 
 
 def _results():

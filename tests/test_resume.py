@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from curvmia.train import random_resized_crop, train_model
+from curvmia.train import TrainCompute, TrainData, random_resized_crop, train_model
 
 CFG = {
     "arch": "cifar_resnet",
@@ -40,13 +40,7 @@ def _run(cfg=CFG, log=lambda s: None, **kw):
     x, y = _data()
     kw.setdefault("indices", np.arange(3, 60, 1))
     return train_model(
-        x,
-        y,
-        x[60:],
-        y[60:],
-        mean=np.array([0.5]),
-        std=np.array([0.25]),
-        num_classes=3,
+        TrainData(x, y, x[60:], y[60:], np.array([0.5]), np.array([0.25]), num_classes=3),
         cfg=cfg,
         seed=7,
         device=torch.device("cpu"),
@@ -127,7 +121,7 @@ def test_corrupt_resume_state_is_set_aside(tmp_path):
 
 def test_streamed_loader_equals_resident():
     resident, _ = _run()
-    streamed, _ = _run(resident_max_gib=0.0, workers=0)
+    streamed, _ = _run(compute=TrainCompute(resident_max_gib=0.0, workers=0))
     assert _equal(resident, streamed)
 
 

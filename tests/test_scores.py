@@ -2,6 +2,7 @@
 
 import json
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -110,7 +111,7 @@ def test_score_model_features_are_those_of_each_query_view_and_key():
     assert (meta["n"], meta["n_test"], meta["row"]) == (37, 11, 2)
     assert meta["threads"] == torch.get_num_threads() and meta["folded_bn"] == 0
     # score_split on its own, with its defaults: no Hutchinson features, the same ZO scores
-    from curvmia.scores import score_split, use_channels_last
+    from curvmia.scores import ScoreSettings, score_split, use_channels_last
 
     # a forward of its own (a compiled one on CUDA) runs every ZO forward batch, each padded
     # to max_batch images; same scores
@@ -121,20 +122,19 @@ def test_score_model_features_are_those_of_each_query_view_and_key():
         return ref_model(batch)
 
     logs = []
-    kw = {"mean": np.array([0.5]), "std": np.array([0.3]), "h": 1e-3, "niter": 3}
-    kw |= {"seed_words": [5, 2, 0], "batch_size": 16, "device": cpu, "dtype": torch.float64}
+    kw = {"mean": np.array([0.5]), "std": np.array([0.3]), "seed_words": [5, 2, 0]}
+    st = ScoreSettings(h=1e-3, niter=3, batch_size=16, device=cpu, dtype=torch.float64)
     own = score_split(
         ref_model,
         data.train_images,
         data.train_labels,
-        max_batch=20,
-        fwd=fwd,
+        replace(st, max_batch=20, fwd=fwd),
         log=logs.append,
         **kw,
     )
     np.testing.assert_array_equal(own["curv_zo"], a["curv_zo"])
     # another step h reaches the ZO engine: the keyed zo_curvature of query 0 with that h
-    wide = score_split(ref_model, data.train_images, data.train_labels, **{**kw, "h": 0.05})
+    wide = score_split(ref_model, data.train_images, data.train_labels, replace(st, h=0.05), **kw)
     x0 = torch.from_numpy(_reference_views(data.train_images, [0.5], [0.3])[0]).double()
     y0 = torch.from_numpy(data.train_labels)
     zo = zo_curvature(ref_model, x0, y0, h=0.05, niter=3, seed=[5, 2, 0, 0], index=torch.arange(37))
@@ -150,18 +150,7 @@ def test_score_model_features_are_those_of_each_query_view_and_key():
         ), logs
 
     alone = score_split(
-        ref_model,
-        data.train_images,
-        data.train_labels,
-        mean=np.array([0.5]),
-        std=np.array([0.3]),
-        h=1e-3,
-        niter=3,
-        seed_words=[5, 2, 0],
-        batch_size=16,
-        device=cpu,
-        dtype=torch.float64,
-        log=lambda s: None,
+        ref_model, data.train_images, data.train_labels, st, log=lambda s: None, **kw
     )
     np.testing.assert_array_equal(alone["curv_zo"], a["curv_zo"])
     assert np.isnan(alone["curv_hutch"]).all() and np.isnan(alone["curv_hutch_sq"]).all()
@@ -472,7 +461,7 @@ def test_shard_range_partitions_the_samples_and_refuses_other_shards():
 def test_score_split_feeds_the_model_in_the_memory_format_asked_for():
     """channels_last: every image batch reaching the model (clean forward, ZO, Hutchinson) is
     in channels_last with it, in the default layout without it (3 channels: the two differ)."""
-    from curvmia.scores import score_split
+    from curvmia.scores import ScoreSettings, score_split
 
     data = _toy_data(n=9, shape=(3, 4, 4))
     model = _bn_model(3).eval()
@@ -490,18 +479,13 @@ def test_score_split_feeds_the_model_in_the_memory_format_asked_for():
             ),
             data.train_images,
             data.train_labels,
+            ScoreSettings(h=1e-3, niter=2, batch_size=4, device=torch.device("cpu"),
+                          dtype=torch.float32, channels_last=channels_last, nprobes=1),
             mean=np.array([0.5] * 3),
             std=np.array([0.3] * 3),
-            h=1e-3,
-            niter=2,
             seed_words=[1, 0, 0],
-            batch_size=4,
-            device=torch.device("cpu"),
-            dtype=torch.float32,
             log=lambda s: None,
-            channels_last=channels_last,
-            nprobes=1,
-        )
+        )  # fmt: skip
         assert seen and all(v is channels_last for v in seen), (channels_last, seen)
     hook.remove()
 
@@ -624,7 +608,7 @@ def test_score_split_logs_progress_when_more_than_five_seconds_passed(monkeypatc
     """A query's progress line comes when more than 5 s passed since the last one (exactly
     5 s is not more) and at the end: blocks of 4 of 13 samples at 2.5 s per clock reading."""
     from curvmia import scores
-    from curvmia.scores import score_split
+    from curvmia.scores import ScoreSettings, score_split
 
     monkeypatch.setattr(scores, "time", _Clock())
     data = _toy_data(n=13)
@@ -633,17 +617,13 @@ def test_score_split_logs_progress_when_more_than_five_seconds_passed(monkeypatc
         _bn_model().eval(),
         data.train_images,
         data.train_labels,
+        ScoreSettings(h=1e-3, niter=1, batch_size=4, max_batch=16, device=torch.device("cpu"),
+                      dtype=torch.float32),
         mean=np.array([0.5]),
         std=np.array([0.3]),
-        h=1e-3,
-        niter=1,
         seed_words=[1, 0, 0],
-        batch_size=4,
-        max_batch=16,
-        device=torch.device("cpu"),
-        dtype=torch.float32,
         log=logs.append,
-    )
+    )  # fmt: skip
     # query 0: t0 = 2.5, blocks end at 5, 7.5 (5 s: no line), 10 (7.5 s: a line), 12.5 (end)
     lines = [x for x in logs if " query " in x]
     assert lines == [
@@ -658,7 +638,7 @@ def test_forward_batches_stay_within_the_configured_size():
     """forward_batch: 12 bounds every batch the model sees (ZO's perturbed copies and the
     clean logits; the two-image memory probe aside); score_split without max_batch uses
     4·niter·batch_size images."""
-    from curvmia.scores import score_model, score_split
+    from curvmia.scores import ScoreSettings, score_model, score_split
 
     seen: list[int] = []
     model = _bn_model()
@@ -669,9 +649,10 @@ def test_forward_batches_stay_within_the_configured_size():
     assert seen[0] == 2 and max(seen[1:]) == 12
     seen.clear()
     data = _toy_data(n=40)
-    score_split(model.eval(), data.train_images, data.train_labels, mean=np.array([0.5]),
-                std=np.array([0.3]), h=1e-3, niter=2, seed_words=[1, 0, 0], batch_size=3,
-                device=torch.device("cpu"), dtype=torch.float32, log=lambda s: None)  # fmt: skip
+    st = ScoreSettings(h=1e-3, niter=2, batch_size=3, device=torch.device("cpu"),
+                       dtype=torch.float32)  # fmt: skip
+    score_split(model.eval(), data.train_images, data.train_labels, st, mean=np.array([0.5]),
+                std=np.array([0.3]), seed_words=[1, 0, 0], log=lambda s: None)  # fmt: skip
     assert max(seen) == 4 * 2 * 3
 
 
@@ -734,14 +715,15 @@ def test_score_split_progress_cadence_is_more_than_five_seconds(monkeypatch):
     """At 2.75 s per clock reading the first line comes 5.5 s after the start (8 of 13),
     the next at the end: more than 5 s, not 6."""
     from curvmia import scores
-    from curvmia.scores import score_split
+    from curvmia.scores import ScoreSettings, score_split
 
     monkeypatch.setattr(scores, "time", _Clock(step=2.75))
     data = _toy_data(n=13)
     logs: list[str] = []
-    score_split(_bn_model().eval(), data.train_images, data.train_labels, mean=np.array([0.5]),
-                std=np.array([0.3]), h=1e-3, niter=1, seed_words=[1, 0, 0], batch_size=4,
-                max_batch=16, device=torch.device("cpu"), dtype=torch.float32,
+    st = ScoreSettings(h=1e-3, niter=1, batch_size=4, max_batch=16, device=torch.device("cpu"),
+                       dtype=torch.float32)  # fmt: skip
+    score_split(_bn_model().eval(), data.train_images, data.train_labels, st,
+                mean=np.array([0.5]), std=np.array([0.3]), seed_words=[1, 0, 0],
                 log=logs.append)  # fmt: skip
     got = [x.split(",")[0] for x in logs if " query " in x]
     assert got == [
@@ -776,3 +758,31 @@ def test_score_model_folds_batchnorm_in_the_layout_asked(monkeypatch):
         scores.score_model(_bn_model(), _toy_data(), scoring={**SCORING, "channels_last": cl},
                            row=0, device=torch.device("cpu"), log=lambda s: None)  # fmt: skip
     assert asked == [True, False]
+
+
+def test_score_settings_from_the_config_and_the_compiled_forward(monkeypatch):
+    """score_settings reads the scoring config in one place; with compile on a CUDA device the
+    forward is torch.compile(model, dynamic=False) at the memory bound (no timing, no online
+    choice), and nothing is compiled elsewhere (a spy stands in for torch.compile)."""
+    from curvmia.curvature import forward_batch_size
+    from curvmia.scores import ScoreSettings, score_settings
+
+    compiled: list[tuple] = []
+
+    def spy(model, **kw):
+        compiled.append((model, kw))
+        return "compiled forward"
+
+    monkeypatch.setattr(torch, "compile", spy)
+    model, sample = _bn_model().eval(), torch.zeros(1, 4, 4)
+    cap = forward_batch_size(model, sample, 256)
+    cfg = {**SCORING, "compile": True}
+    cuda = score_settings(model, sample, cfg, torch.device("cuda"), log=lambda s: None)
+    assert compiled == [(model, {"dynamic": False})]
+    assert cuda.fwd == "compiled forward" and cuda.chooser is None and cuda.max_batch == cap
+    cpu = score_settings(model, sample, {**cfg, "forward_batch": 8}, torch.device("cpu"), print)
+    assert len(compiled) == 1 and cpu == ScoreSettings(
+        h=1e-3, niter=3, batch_size=16, device=torch.device("cpu"), dtype=torch.float32,
+        nprobes=2, with_float32=True, channels_last=True, max_batch=8,
+    )  # fmt: skip
+    assert cpu.forward_batch == 8 and replace(cpu, max_batch=None).forward_batch == 4 * 3 * 16

@@ -25,7 +25,6 @@ from curvmia.distinguish import (
 from curvmia.io import save_npz
 from curvmia.scores import FEATURES
 from curvmia.theory import (
-    _null_band,
     analyse_sweep,
     auroc_form,
     crossover,
@@ -35,9 +34,9 @@ from curvmia.theory import (
     kl_bound,
     main_targets_frame,
     operating_point_epsilon,
-    plot_sweep,
     sweep_note,
 )
+from curvmia.theory_plots import _null_band, plot_sweep
 
 CFG = {
     "loss_clip": 10.0,

@@ -1,5 +1,5 @@
-"""curvmia.theory: reading a sweep (targets.csv, metrics.csv, score and member files) and
-its refusals (killed mutants, docs/testing.md)."""
+"""Reading a sweep back (curvmia.sweeps: targets.csv, metrics.csv, score and member files;
+curvmia.theory.sweep_frame) and its refusals (killed mutants, docs/testing.md)."""
 
 import math
 import re
@@ -11,7 +11,8 @@ import pytest
 from test_theory import _features
 
 from curvmia.io import save_npz
-from curvmia.theory import read_sweep, sweep_frame
+from curvmia.sweeps import read_sweep
+from curvmia.theory import sweep_frame
 
 N, Q = 40, 2  # population size and queries of the small score files (N != Q on purpose)
 CFG = {
