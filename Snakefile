@@ -46,9 +46,14 @@ include: "rules/convert.smk"
 report: "report/workflow.rst"
 
 
+# absent, damaged or stale checkpoints and score files are rebuilt (rules/common.smk)
+REPAIR = repair_targets(SCORING_PARAMS)
+
+
 rule all:
     input:
         final_outputs(),
+        REPAIR,
     default_target: True
 
 

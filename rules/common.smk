@@ -4,6 +4,9 @@ import functools
 import json
 import os
 
+from snakemake.logging import logger
+
+from curvmia import staleness
 from curvmia.attacks import spec_label
 from curvmia.config_checks import check_config, hist_target, imported_entries
 from curvmia.data import prepared_dir_name
@@ -53,7 +56,9 @@ TRAIN_HASH = config_hash(config["train"])
 # model files instead of trained; every entry is checked here, before any job: the file's
 # sha256 and format, its architecture and class count, its membership and input contract.
 try:
-    IMPORTED = imported_entries(config, RESULTS, deep=workflow.is_main_process)
+    IMPORTED = imported_entries(
+        config, RESULTS, deep=workflow.is_main_process, manifest=f"{DATA}/manifest.json"
+    )
 except ValueError as e:
     _config_error(str(e))
 TRAINED = [r for r in MODELS if r not in IMPORTED]
@@ -163,3 +168,59 @@ def row_ids(wildcards):
             "members": content_id(str(masks_npz()), "members", int(wildcards.row)),
         }
     )
+
+
+# ---------------------------------------------------------------- identity decides staleness
+# Snakemake's metadata alone misses a changed config once .snakemake/ is gone, and a deleted
+# intermediate whose consumers' outputs exist. While the workflow is parsed, the submitting
+# process compares the identity stored in every main-experiment checkpoint and score file
+# (their small metadata only) with the one the config implies (curvmia/staleness.py): a
+# damaged or stale file gets a fresh marker among its producer's inputs (so the producer and
+# everything downstream rerun, in a dry run too), an absent one becomes an input of the
+# default target (docs/reruns.md). Explicit targets get the markers, not the absent files.
+STALE = set()  # damaged or stale intermediates (their producers take a marker input)
+
+
+def expected_checkpoint(row):
+    """The identity the config implies for a row's checkpoint (the content ids once the
+    prepared data and the masks exist)."""
+    out = {"row": row, "train_hash": ROW_HASH[row]}
+    if os.path.exists(f"{RESULTS}/masks.npz"):
+        out["members_hash"] = content_id(f"{RESULTS}/masks.npz", "members", row)
+    if os.path.exists(f"{DATA}/manifest.json"):
+        out["data_hash"] = content_id(f"{DATA}/manifest.json", "data")
+    return out
+
+
+def repair_targets(scoring_params):
+    """Survey the checkpoints and score files (submitting process only): mark the damaged
+    and stale ones, warn naming each, and return the absent ones (for the default target)."""
+    if not workflow.is_main_process:
+        return []
+    findings, checked = [], []
+    scoring = json.loads(scoring_params)
+    for r in MODELS:
+        model, scores = f"{RESULTS}/models/model_{r}.pt", f"{RESULTS}/scores/model_{r}.npz"
+        expected = expected_checkpoint(r)
+        findings.append(staleness.checkpoint_finding(model, expected))
+        exp_scores = staleness.score_expected(expected, scoring)
+        findings.append(staleness.score_finding(scores, exp_scores, SCORING_KNOBS))
+        checked += [model, scores]
+    findings = [f for f in findings if f is not None]
+    staleness.mark(findings, checked)
+    STALE.update(f.path for f in findings if f.state != "absent")
+    if staleness.summary(findings):
+        logger.warning(staleness.summary(findings))
+    return [f.path for f in findings if f.state == "absent"]
+
+
+def stale_marker(kind):
+    """Input function: the marker of a row's checkpoint ("model") or score file ("scores")
+    when it is damaged or stale, else nothing."""
+    ext = "pt" if kind == "models" else "npz"
+
+    def marker(wildcards):
+        path = f"{RESULTS}/{kind}/model_{wildcards.row}.{ext}"
+        return [staleness.marker_path(path)] if path in STALE else []
+
+    return marker
