@@ -16,7 +16,6 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from .checkpoint import read_checkpoint_meta
 from .identity import CHECKPOINT_KEYS
 from .io import config_hash
 from .scorefile import read_score_meta
@@ -49,6 +48,8 @@ def checkpoint_finding(path: str | os.PathLike, expected: dict[str, Any]) -> Fin
     path = str(path)
     if not os.path.exists(path):
         return Finding(path, "absent", "missing")
+    from .checkpoint import read_checkpoint_meta  # torch: the submitting process only
+
     try:
         meta = read_checkpoint_meta(path)
     except ValueError as e:
