@@ -246,6 +246,7 @@ def test_lost_metadata_still_retrains_after_a_train_change(finished, tmp_path):
         ("models/model_3.pt", "truncate", "train"),
         ("scores/model_5.npz", "delete", "score"),
         ("scores/model_5.npz", "truncate", "score"),
+        ("scores/model_8.npz", "swap", "score"),
     ],
 )
 def test_deleted_or_damaged_intermediate_is_planned(finished, tmp_path, path, damage, producer):
@@ -255,6 +256,8 @@ def test_deleted_or_damaged_intermediate_is_planned(finished, tmp_path, path, da
     target = work / RESULTS / path
     if damage == "delete":
         target.unlink()
+    elif damage == "swap":  # a shadow's score file over a target's: was attacked silently
+        shutil.copy(target.with_name("model_0.npz"), target)
     else:
         target.write_bytes(target.read_bytes()[:1000])
     proc = run(work, TEST_CONFIG, "-n")
@@ -265,6 +268,8 @@ def test_deleted_or_damaged_intermediate_is_planned(finished, tmp_path, path, da
     assert (jobs.get("score") == 1) and (jobs.get("train", 0) == (producer == "train")), jobs
     if damage == "truncate":
         assert f"{RESULTS}/{path}: damaged (not a readable" in out
+    if damage == "swap":
+        assert f"{RESULTS}/{path}: stale (row: stored 0, expected 8)" in out
 
 
 def test_a_deleted_score_file_is_rebuilt_by_a_plain_rerun(finished, tmp_path):
