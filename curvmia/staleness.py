@@ -7,7 +7,11 @@ workflow therefore also compares, while it is parsed, the identity every checkpo
 file stores (curvmia/identity.py) with the one the config implies, reading only their small
 metadata, never the weights or score arrays. Each file is absent, damaged (its metadata
 cannot be read), stale (a stored identity field differs) or good; rules/common.smk turns the
-first three into jobs (docs/reruns.md: "Identity decides staleness").
+first three into jobs (docs/reruns.md: "Identity decides staleness"): a run that executes
+jobs moves damaged and stale files aside, so that they are made again as missing ones; a dry
+run instead marks them with a fresh input of their producer, so that it lists the same jobs
+(a real run cannot: Snakemake would record the marker among the job's inputs, and a later
+run without it would count a changed input set).
 """
 
 from __future__ import annotations
@@ -98,8 +102,8 @@ def score_expected(checkpoint_expected: dict[str, Any], scoring: dict[str, Any])
 
 
 def marker_path(path: str) -> str:
-    """Where the reason a file must be rebuilt is written: an input of its producer, newer
-    than the file, so that Snakemake reruns the producer (and, through it, its consumers)."""
+    """Where a dry run writes the reason a file must be rebuilt: an input of its producer,
+    newer than the file, so that the dry run lists the producer and its consumers."""
     return os.path.join(".snakemake", "curvmia-stale", f"{path}.why")
 
 
@@ -128,3 +132,45 @@ def summary(findings: list[Finding]) -> str:
         "cannot be read; this run rebuilds them and what depends on them "
         f"(docs/reruns.md):\n{lines}"
     )
+
+
+# Snakemake's short options that take a value: a combined flag ends at the first of them
+_VALUED = set("sdcjCRUOTwPWG")
+# options after which Snakemake runs no job (it inspects, lists, draws or cleans)
+_NO_JOBS = {"--dag", "--rulegraph", "--filegraph", "--d3dag", "--summary", "-S",
+            "--detailed-summary", "-D", "--list", "-l", "--list-target-rules", "--lt",
+            "--list-changes", "--lc", "--list-untracked", "--lint", "--unlock",
+            "--cleanup-metadata", "--cm", "--delete-all-output", "--delete-temp-output",
+            "--touch", "-t", "--containerize", "--archive", "--print-compilation",
+            "--export-cwl", "--version", "-v", "--help", "-h", "--cleanup-shadow",
+            "--generate-unit-tests", "--report", "--conda-create-envs-only", "--create-envs-only",
+            "--conda-cleanup-envs"}  # fmt: skip
+
+
+def is_dry_run(argv: list[str]) -> bool:
+    """Whether a Snakemake command line asks for a dry run (``-n``, ``--dry-run``,
+    ``--dryrun``, or ``n`` inside combined short flags such as ``-np``)."""
+    for a in argv[1:]:
+        if a in ("--dry-run", "--dryrun"):
+            return True
+        if len(a) > 1 and a[0] == "-" and a[1] != "-" and a[1:].isalpha():
+            for c in a[1:]:
+                if c in _VALUED:
+                    break
+                if c == "n":
+                    return True
+    return False
+
+
+def runs_jobs(argv: list[str]) -> bool:
+    """Whether a Snakemake command line may run jobs: neither a dry run nor one of the
+    options that only inspect, list, draw or clean."""
+    return not is_dry_run(argv) and not any(a.split("=")[0] in _NO_JOBS for a in argv[1:])
+
+
+def move_aside(path: str) -> str:
+    """Rename a damaged or stale file to ``<path>.stale`` (replacing an older one), so
+    that Snakemake sees it missing and makes it again; returns the new name."""
+    aside = f"{path}.stale"
+    os.replace(path, aside)
+    return aside

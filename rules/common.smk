@@ -3,6 +3,7 @@
 import functools
 import json
 import os
+import sys
 
 from snakemake.logging import logger
 
@@ -174,11 +175,12 @@ def row_ids(wildcards):
 # Snakemake's metadata alone misses a changed config once .snakemake/ is gone, and a deleted
 # intermediate whose consumers' outputs exist. While the workflow is parsed, the submitting
 # process compares the identity stored in every main-experiment checkpoint and score file
-# (their small metadata only) with the one the config implies (curvmia/staleness.py): a
-# damaged or stale file gets a fresh marker among its producer's inputs (so the producer and
-# everything downstream rerun, in a dry run too), an absent one becomes an input of the
-# default target (docs/reruns.md). Explicit targets get the markers, not the absent files.
-STALE = set()  # damaged or stale intermediates (their producers take a marker input)
+# (their small metadata only) with the one the config implies (curvmia/staleness.py). A run
+# that executes jobs moves a damaged or stale file aside (<file>.stale) and, like every
+# absent one, makes it an input of the default target, so that it is made again and its
+# consumers rerun; a dry run lists the same jobs through a fresh marker input of the file's
+# producer, and changes nothing else (docs/reruns.md). Explicit targets: see there.
+STALE = set()  # a dry run's damaged or stale intermediates (their producers take a marker)
 
 
 def expected_checkpoint(row):
@@ -193,8 +195,8 @@ def expected_checkpoint(row):
 
 
 def repair_targets(scoring_params):
-    """Survey the checkpoints and score files (submitting process only): mark the damaged
-    and stale ones, warn naming each, and return the absent ones (for the default target)."""
+    """Survey the checkpoints and score files (submitting process only), warn naming each
+    damaged or stale one, act as above, and return what the default target must add."""
     if not workflow.is_main_process:
         return []
     findings, checked = [], []
@@ -207,16 +209,25 @@ def repair_targets(scoring_params):
         findings.append(staleness.score_finding(scores, exp_scores, SCORING_KNOBS))
         checked += [model, scores]
     findings = [f for f in findings if f is not None]
-    staleness.mark(findings, checked)
-    STALE.update(f.path for f in findings if f.state != "absent")
     if staleness.summary(findings):
         logger.warning(staleness.summary(findings))
-    return [f.path for f in findings if f.state == "absent"]
+    flagged = [f.path for f in findings if f.state != "absent"]
+    if staleness.is_dry_run(sys.argv):
+        staleness.mark(findings, checked)
+        STALE.update(flagged)
+    else:
+        staleness.mark([], checked)  # a dry run's markers are never a real job's inputs
+        if flagged and staleness.runs_jobs(sys.argv):
+            for path in flagged:
+                logger.warning(f"curvmia: moved {path} to {staleness.move_aside(path)}")
+        else:
+            flagged = []
+    return [f.path for f in findings if f.state == "absent"] + flagged
 
 
 def stale_marker(kind):
-    """Input function: the marker of a row's checkpoint ("model") or score file ("scores")
-    when it is damaged or stale, else nothing."""
+    """Input function: in a dry run, the marker of a row's checkpoint ("models") or score
+    file ("scores") when it is damaged or stale, else nothing."""
     ext = "pt" if kind == "models" else "npz"
 
     def marker(wildcards):

@@ -325,3 +325,20 @@ def small_model(arch: dict):
 
     torch.manual_seed(0)
     return build_model(arch["arch"], 10, 1, arch["model_kwargs"]).eval()
+
+
+def test_a_truncated_checkpoint_is_moved_aside_and_retrained_bit_identical(finished, tmp_path):
+    work = tmp_path / "work"
+    shutil.copytree(finished, work, symlinks=True)
+    path = work / RESULTS / "models" / "model_3.pt"
+    before = torch.load(path, weights_only=True)["state_dict"]
+    path.write_bytes(path.read_bytes()[:1000])
+    proc = run(work, TEST_CONFIG)  # a real run
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert f"curvmia: moved {RESULTS}/models/model_3.pt to {RESULTS}/models/model_3.pt.stale" in out
+    after = torch.load(path, weights_only=True)["state_dict"]
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    proc = run(work, TEST_CONFIG, "-n")  # repaired for good: no marker left among the inputs
+    assert planned_jobs(proc.stdout + proc.stderr) == {}, (proc.stdout + proc.stderr)[-3000:]

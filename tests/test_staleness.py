@@ -105,3 +105,33 @@ def test_markers_are_written_fresh_and_removed_when_good(tmp_path, monkeypatch):
 def test_first_difference_counts_a_missing_key():
     assert staleness.first_difference({"row": 1}, {"row": 1}) is None
     assert staleness.first_difference({}, {"row": 1}) == "row: stored None, expected 1"
+
+
+@pytest.mark.parametrize(
+    "argv, dry, jobs",
+    [
+        (["snakemake", "-n"], True, False),
+        (["snakemake", "-np", "--cores", "1"], True, False),
+        (["snakemake", "--dry-run"], True, False),
+        (["snakemake", "--dryrun"], True, False),
+        (["snakemake", "-pn"], True, False),
+        (["snakemake", "--cores", "2"], False, True),
+        (["snakemake", "-c2"], False, True),
+        (["snakemake", "-s", "n"], False, True),
+        (["snakemake", "-sn"], False, True),  # -s takes the value "n"
+        (["snakemake", "--dag"], False, False),
+        (["snakemake", "--summary"], False, False),
+        (["snakemake", "--unlock"], False, False),
+    ],
+)
+def test_dry_runs_and_commands_that_run_no_job(argv, dry, jobs):
+    assert staleness.is_dry_run(argv) is dry
+    assert staleness.runs_jobs(argv) is jobs
+
+
+def test_move_aside(tmp_path):
+    path = tmp_path / "model_3.pt"
+    path.write_text("new")
+    (tmp_path / "model_3.pt.stale").write_text("old")
+    assert staleness.move_aside(str(path)) == f"{path}.stale"
+    assert not path.exists() and (tmp_path / "model_3.pt.stale").read_text() == "new"
