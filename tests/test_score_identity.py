@@ -132,19 +132,27 @@ def test_score_meta_carries_the_checkpoints_identity_and_shards_must_agree():
         merge_shards([shard(0, 2), shard(1, 3)], log=lambda s: None)
 
 
-def test_swapped_score_file_stops_the_attacks_in_a_run(test_config_run, tmp_path):
-    """The issue's fault in a finished run: a shadow's score file over a target's."""
+def test_swapped_score_file_is_caught_before_any_attack_reads_it(test_config_run, tmp_path):
+    """The issue's fault in a finished run: a shadow's score file over a target's. The run's
+    parse finds it by its identity (row 0 where 4 is expected) and moves it aside, so no
+    attack reads it; the default target then rescores it (curvmia/staleness.py)."""
     from conftest import TEST_CONFIG
 
     work = tmp_path / "work"
     shutil.copytree(test_config_run, work, symlinks=True)
     res = work / "results" / "test"
-    shutil.copy(res / "scores" / "model_0.npz", res / "scores" / "model_4.npz")
+    swapped = (res / "scores" / "model_0.npz").read_bytes()
+    (res / "scores" / "model_4.npz").write_bytes(swapped)
     attacks = sorted(str(p.relative_to(work)) for p in (res / "attacks").glob("*.npz"))
-    cmd = snakemake_cmd(work, TEST_CONFIG, "--cores", "1", "--keep-going", *attacks)
+    before = {a: (work / a).read_bytes() for a in attacks}
+    cmd = snakemake_cmd(work, TEST_CONFIG, "--cores", "1", *attacks)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env())
-    assert proc.returncode != 0, proc.stderr[-3000:]
-    want = "results/test/scores/model_4.npz: score file row is 0, the workflow expects 4"
-    for attack in attacks:  # every attack reads every score file: each refuses
-        log = (res / "logs" / "attack" / f"{Path(attack).stem}.log").read_text()
-        assert want in log, (attack, log[-2000:], proc.stderr[-3000:])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "results/test/scores/model_4.npz: stale (row: stored 0, expected 4)" in proc.stderr
+    assert (res / "scores" / "model_4.npz.stale").read_bytes() == swapped
+    assert not (res / "scores" / "model_4.npz").exists()
+    assert {a: (work / a).read_bytes() for a in attacks} == before  # no attack ran on it
+    plan = subprocess.run(snakemake_cmd(work, TEST_CONFIG, "-n", "--cores", "1"),
+                          capture_output=True, text=True, env=subprocess_env())  # fmt: skip
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    assert "output: results/test/scores/model_4.npz" in plan.stdout + plan.stderr
