@@ -25,7 +25,6 @@ if SCORE_SHARDS == 1:
             manifest=prepared_manifest,
             masks=masks_npz,
             model=f"{RESULTS}/models/model_{{row}}.pt",
-            stale=stale_marker("scores"),
         output:
             f"{RESULTS}/scores/model_{{row}}.npz",
         params:
@@ -58,7 +57,6 @@ else:
             manifest=prepared_manifest,
             masks=masks_npz,
             model=f"{RESULTS}/models/model_{{row}}.pt",
-            stale=stale_marker("scores"),
         output:
             f"{RESULTS}/scores/shards/model_{{row}}.{{shard}}-of-{SCORE_SHARDS}.npz",
         params:
