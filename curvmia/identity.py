@@ -17,6 +17,9 @@ import numpy as np
 
 from .io import config_hash, load_npz
 
+# what a checkpoint's identity consists of (training, imports and sweeps write these keys)
+CHECKPOINT_KEYS = ("row", "train_hash", "members_hash", "data_hash")
+
 
 def members_hash(indices: np.ndarray) -> str:
     """Hash of a training subset: its sorted member indices (int64)."""
@@ -65,10 +68,19 @@ def train_hash(cfg: dict) -> str:
     return config_hash(cfg)
 
 
+def score_identity(checkpoint_meta: dict[str, Any], scoring: dict[str, Any]) -> dict[str, Any]:
+    """The identity a score file carries: that of the checkpoint it was computed from (the
+    keys it has of CHECKPOINT_KEYS; a sweep model has no row) plus ``scoring_hash``, the hash
+    of the scoring settings that change its numbers (the scoring section less its compute
+    knobs, exactly as the workflow passes it to the scorer)."""
+    ident = {k: checkpoint_meta[k] for k in CHECKPOINT_KEYS if k in checkpoint_meta}
+    return {**ident, "scoring_hash": config_hash(scoring)}
+
+
 def checkpoint_identity(
     recipe_hash: str, members: np.ndarray, manifest: dict[str, Any], row: int | None = None
 ) -> dict[str, Any]:
-    """What a checkpoint is made from (row, recipe, members, data; a sweep model has no row): every
+    """What a checkpoint is made from (CHECKPOINT_KEYS; a sweep model has no row): every
     later load compares it.  ``recipe_hash``: :func:`train_hash` of the recipe, or an
     imported entry's hash."""
     ident = {"row": row} if row is not None else {}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 
 import numpy as np
 
@@ -100,3 +101,23 @@ def load_score_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     arrays = load_npz(path)
     check_score_arrays(path, arrays)
     return arrays
+
+
+def read_score_meta(path: str | os.PathLike) -> dict:
+    """A score file's ``meta`` record alone (the arrays are not read: cheap at paper size).
+
+    A missing, truncated or foreign file, or one without a readable ``meta``, is a
+    ``ValueError`` that names it (``FileNotFoundError`` for a missing one).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "meta" not in z.files:
+                raise ValueError("no meta record")
+            meta = json.loads(str(z["meta"]))
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise ValueError(f"{path}: not a readable score file ({type(e).__name__}: {e})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: not a readable score file (meta is not a mapping)")
+    return meta

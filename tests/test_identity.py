@@ -84,6 +84,19 @@ def test_flipped_byte_in_prepared_array_names_the_file(tmp_path):
         load_prepared(tmp_path / "d")
 
 
+def test_score_identity_is_the_checkpoints_plus_the_scoring_hash():
+    from curvmia.identity import score_identity
+    from curvmia.io import config_hash
+
+    ckpt = {**IDENTITY, "arch": "x", "test_acc": 0.5}
+    scoring = {"niter": 2, "h": 0.001}
+    want = {**IDENTITY, "scoring_hash": config_hash(scoring)}
+    assert score_identity(ckpt, scoring) == want
+    sweep = {k: v for k, v in IDENTITY.items() if k != "row"}  # a sweep model has no row
+    assert score_identity(sweep, scoring) == {**sweep, "scoring_hash": want["scoring_hash"]}
+    assert score_identity(ckpt, {**scoring, "niter": 3})["scoring_hash"] != want["scoring_hash"]
+
+
 def test_checkpoint_identity_names_the_recipe_members_and_data():
     from curvmia.identity import checkpoint_identity
 

@@ -94,3 +94,19 @@ def test_truncated_score_file_names_the_file(tmp_path):
     path.write_bytes(path.read_bytes()[:300])
     with pytest.raises(ValueError, match=f"^{path}: not a readable .npz file"):
         load_score_file(path)
+
+
+def test_read_score_meta_reads_the_record_alone_and_names_a_damaged_file(tmp_path):
+    from curvmia.scorefile import read_score_meta
+
+    path = tmp_path / "s.npz"
+    np.savez(path, loss=np.zeros((2, 1)), meta=np.array(json.dumps({"row": 3, "n": 2})))
+    assert read_score_meta(path) == {"row": 3, "n": 2}
+    np.savez(tmp_path / "nometa.npz", loss=np.zeros((2, 1)))
+    with pytest.raises(ValueError, match=r"nometa\.npz: not a readable score file .*no meta"):
+        read_score_meta(tmp_path / "nometa.npz")
+    (tmp_path / "cut.npz").write_bytes(path.read_bytes()[:40])
+    with pytest.raises(ValueError, match=r"cut\.npz: not a readable score file \(BadZipFile"):
+        read_score_meta(tmp_path / "cut.npz")
+    with pytest.raises(FileNotFoundError):
+        read_score_meta(tmp_path / "absent.npz")
