@@ -47,9 +47,14 @@ include: "rules/convert.smk"
 report: "report/workflow.rst"
 
 
+# absent, damaged or stale checkpoints and score files are rebuilt (rules/common.smk)
+REPAIR = repair_targets(SCORING_PARAMS)
+
+
 rule all:
     input:
         final_outputs(),
+        REPAIR,
         # another run holding this folder: say so before Snakemake's lock or incomplete-file
         # advice (curvmia/runlock.py); evaluated while the DAG is built, for a real run only
         lambda wildcards: refuse_if_held(workflow, final_outputs()),

@@ -81,6 +81,24 @@ def load_meta(
     return ckpt
 
 
+def read_checkpoint_meta(path: str | Path) -> dict:
+    """A checkpoint's metadata alone (everything but ``state_dict``), read cheaply: the
+    weights are memory-mapped, never read (torch.load's ``mmap``; weights-only unpickler).
+
+    A missing file is ``FileNotFoundError``; a truncated or foreign one a ``ValueError``
+    that names it.
+    """
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except FileNotFoundError:
+        raise
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ValueError(f"{path}: not a curvmia checkpoint (no state_dict)")
+    return {k: v for k, v in ckpt.items() if k != "state_dict"}
+
+
 def load_checkpoint(
     path: str | Path, device: torch.device | str = "cpu", expect: dict | None = None
 ) -> tuple[nn.Module, dict]:

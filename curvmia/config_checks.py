@@ -10,10 +10,12 @@ job parses the workflow again; the submitting process has checked already).
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Any
 
 from .attacks import check_attack_spec, needed_f32_features, spec_label
-from .imported import check_section
+from .imported import check_contract, check_section
 from .masks import check_layout
 
 # classes and channels of each dataset whose shape is known before preparation (the deep
@@ -89,9 +91,14 @@ def attack_labels(config: dict[str, Any]) -> list[str]:
     return labels
 
 
-def imported_entries(config: dict[str, Any], results: str, deep: bool) -> dict[int, dict]:
+def imported_entries(
+    config: dict[str, Any], results: str, deep: bool, manifest: str | None = None
+) -> dict[int, dict]:
     """The imported section's entries by mask row, defaults filled in and checked
-    (curvmia.imported.check_section; ``deep``: hash, open and build every file).
+    (curvmia.imported.check_section; ``deep``: hash, open and build every file, and, where
+    the prepared data's ``manifest`` already exists, check each input contract against it,
+    so that a wrong ``input.mean`` stops the dry run instead of a job that has already
+    deleted the row's trained checkpoint).
 
     With ``imported.fz_input``, Feldman & Zhang's converted models (rules/convert.smk, under
     ``results``) are every row: the conversion's own checks (probe, correctness) stand in
@@ -106,6 +113,11 @@ def imported_entries(config: dict[str, Any], results: str, deep: bool) -> dict[i
         entries.append(e)
     shadows, targets = list(config["masks"]["shadows"]), list(config["masks"]["targets"])
     check_section(entries, shadows=shadows, targets=targets, data_cfg=config["data"], deep=deep)
+    if deep and manifest is not None and os.path.exists(manifest):
+        with open(manifest) as fh:
+            have = manifest_contract(json.load(fh))
+        for i, e in enumerate(entries):
+            check_contract(e["input"], have, f"imported.models[{i}]", e["path"])
     if imp.get("fz_input") is not None:
         if not config.get("fz"):
             raise ValueError("imported.fz_input: needs the fz section (the converted models)")
@@ -114,6 +126,14 @@ def imported_entries(config: dict[str, Any], results: str, deep: bool) -> dict[i
         rows = sorted(shadows + targets)
         entries += [fz_entry(r, r in targets, results, imp["fz_input"]) for r in rows]
     return {e["row"]: e for e in entries}
+
+
+def manifest_contract(man: dict[str, Any]) -> dict[str, Any]:
+    """What the prepared data (its manifest) feeds a model: the ``have`` of
+    curvmia.imported.check_contract."""
+    shape = man["image_shape"]
+    return {"num_classes": man["num_classes"], "in_chans": shape[0], "image_size": shape[-1],
+            "mean": man["mean"], "std": man["std"]}  # fmt: skip
 
 
 def fz_entry(row: int, target: bool, results: str, fz_input: dict[str, Any]) -> dict[str, Any]:

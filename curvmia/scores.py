@@ -53,7 +53,7 @@ from .curvature import (
     zo_curvature,
 )
 from .progress import Progress
-from .scorefile import F32_FIELDS, FIELDS, HUTCH_FIELDS, load_score_file
+from .scorefile import F32_FIELDS, FIELDS, HUTCH_FIELDS, load_score_file, score_fields
 from .transforms import normalize, to_float
 
 FEATURES = FIELDS  # the fields of a score file and their rules: curvmia/scorefile.py
@@ -489,10 +489,13 @@ def merge_shards(parts: list[dict[str, np.ndarray]], log: Callable[[str], None] 
     return finalize(arrays, meta, log)
 
 
-def load_features(paths: list[str], prefix: str = "") -> dict[str, np.ndarray]:
+def load_features(
+    paths: list[str], prefix: str = "", expect: list[dict] | None = None
+) -> dict[str, np.ndarray]:
     """Stack the features of several score files into arrays of shape (S, N, Q); the
-    float32 ones (``F32_FEATURES``) only where every file holds them."""
-    per = [load_score_file(p) for p in paths]
+    float32 ones (``F32_FEATURES``) only where every file holds them. ``expect``: per file,
+    the identity it must carry (curvmia/scorefile.py: check_score_identity)."""
+    per = [load_score_file(p, e) for p, e in zip(paths, expect or [None] * len(paths), strict=True)]
     names = [*FEATURES, *(f for f in F32_FEATURES if all(prefix + f in d for d in per))]
     return {f: np.stack([d[prefix + f] for d in per]) for f in names}
 
@@ -501,8 +504,8 @@ def check_float32_features(paths: list[str], needed: list[str]) -> None:
     """Raise, naming the first score file that lacks a needed float32 field, and say to
     rescore (those values cannot be recreated from the float64 ones)."""
     for p in paths:
-        with np.load(p, allow_pickle=False) as z:
-            missing = [f for f in needed for key in (f, "test_" + f) if key not in z.files]
+        files = score_fields(p)  # a damaged file names itself
+        missing = [f for f in needed for key in (f, "test_" + f) if key not in files]
         if missing:
             raise ValueError(
                 f"{p}: no {sorted(set(missing))} (float32 values as the released code computed "

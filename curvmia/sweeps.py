@@ -98,7 +98,7 @@ def sweep_metrics(
     for t, tr in enumerate(targets.itertuples(index=False)):
         feats = _with_test_split([tr.scores])
         target = {f: v[0] for f, v in feats.items()}
-        members = np.load(tr.members, allow_pickle=False).astype(bool)
+        members = load_members(tr.members).astype(bool)
         if members.shape != labels.shape:
             raise ValueError(f"{tr.members}: {members.shape} members for {labels.shape} samples")
         for label, spec in attack_specs.items():
@@ -139,12 +139,24 @@ def _resolve(path: str, base: Path) -> str:
     raise FileNotFoundError(f"{path}: named in {base / 'targets.csv'} but not found")
 
 
+def load_members(path: str) -> np.ndarray:
+    """A sweep's members array (.npy, never unpickled); a damaged file names itself."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, EOFError) as e:
+        raise ValueError(
+            f"{path}: not a readable members array ({type(e).__name__}: {e})"
+        ) from None
+
+
 def load_sweep_target(target: pd.Series, base: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Score file and members of one targets.csv row (paths absolute, relative to the current
     directory or to ``base``, the targets.csv folder); the members must be one bool per
     population entry of the score file."""
     feats = load_score_file(_resolve(target["scores"], base))
-    member = np.load(_resolve(target["members"], base), allow_pickle=False)
+    member = load_members(_resolve(target["members"], base))
     if member.dtype != bool or member.shape != feats["loss"].shape[:1]:
         raise ValueError(
             f"{target['members']}: expected a bool array of {feats['loss'].shape[0]} population "

@@ -35,6 +35,7 @@ rule attack:
         spec=lambda wc: as_json(ATTACK_SPECS[wc.label]),
         shadows=",".join(map(str, SHADOWS)),
         targets=",".join(map(str, TARGETS)),
+        expect=lambda wc: score_expect(SHADOWS + TARGETS),
     threads: job_threads("light")
     resources:
         **job_resources("light"),
@@ -48,4 +49,4 @@ rule attack:
         " --health {input.health:q}"
         " --shadow-rows {params.shadows:q} --target-rows {params.targets:q}"
         " --shadow-scores {input.shadow_scores:q} --target-scores {input.target_scores:q}"
-        " --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
+        " --expect {params.expect:q} --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"

@@ -3,11 +3,15 @@
 import functools
 import json
 import os
+import sys
 
+from snakemake.logging import logger
+
+from curvmia import staleness
 from curvmia.attacks import spec_label
 from curvmia.config_checks import check_config, hist_target, imported_entries
 from curvmia.data import prepared_dir_name
-from curvmia.identity import data_hash, members_hash, members_of
+from curvmia.identity import data_hash, members_hash, members_of, score_identity
 from curvmia.imported import import_hash
 from curvmia.io import config_hash
 
@@ -53,7 +57,9 @@ TRAIN_HASH = config_hash(config["train"])
 # model files instead of trained; every entry is checked here, before any job: the file's
 # sha256 and format, its architecture and class count, its membership and input contract.
 try:
-    IMPORTED = imported_entries(config, RESULTS, deep=workflow.is_main_process)
+    IMPORTED = imported_entries(
+        config, RESULTS, deep=workflow.is_main_process, manifest=f"{DATA}/manifest.json"
+    )
 except ValueError as e:
     _config_error(str(e))
 TRAINED = [r for r in MODELS if r not in IMPORTED]
@@ -163,3 +169,117 @@ def row_ids(wildcards):
             "members": content_id(str(masks_npz()), "members", int(wildcards.row)),
         }
     )
+
+
+# ---------------------------------------------------------------- score file identities
+# What every reader of a score file checks (curvmia/scorefile.py: check_score_identity): the
+# identity of the checkpoint it must come from (row, recipe or import hash, members and data
+# content ids, as the checkpoint stores them) plus the hash of the scoring settings exactly
+# as the scorer gets them (SCORING_PARAMS, rules/score.smk).
+
+
+def score_expect(rows):
+    """Per row (JSON keyed by row), the identity its score file must carry."""
+    scoring_hash = config_hash(json.loads(SCORING_PARAMS))
+    masks, data = str(masks_npz()), data_id()
+    return as_json(
+        {
+            str(r): {
+                "row": r,
+                "train_hash": ROW_HASH[r],
+                "members_hash": content_id(masks, "members", r),
+                "data_hash": data,
+                "scoring_hash": scoring_hash,
+            }
+            for r in rows
+        }
+    )
+
+
+def sweep_expect(sweep):
+    """Per sweep target (JSON keyed by its score file), the identity it must carry (a sweep
+    model has no mask row)."""
+    train = config_hash(DP["train"] if sweep == "dp" else SIZE_TRAIN)
+    scoring_hash = config_hash(json.loads(SCORING_PARAMS))
+    return as_json(
+        {
+            r["scores"]: {
+                "train_hash": train,
+                "members_hash": content_id(str(m), "members"),
+                "data_hash": data_id(),
+                "scoring_hash": scoring_hash,
+            }
+            for r, m in zip(SWEEP_ROWS[sweep], sweep_member_files(sweep))
+        }
+    )
+
+
+def sweep_member_files(sweep):
+    """Per sweep target (SWEEP_ROWS order), its members file (ancient: by content)."""
+    return [sweep_members(sweep, _sweep_value(r["model"])) for r in SWEEP_ROWS[sweep]]
+
+
+# ---------------------------------------------------------------- identity decides staleness
+# Snakemake's metadata alone misses a changed config once .snakemake/ is gone, and a deleted
+# intermediate whose consumers' outputs exist. While the workflow is parsed, the submitting
+# process compares the identity stored in every main-experiment checkpoint and score file
+# (their small metadata only) with the one the config implies (curvmia/staleness.py). A run
+# that executes jobs moves a damaged or stale file aside (<file>.stale) and, like every
+# absent one, makes it an input of the default target, so that it is made again and its
+# consumers rerun; a dry run lists the same jobs through a fresh marker input of the file's
+# producer, and changes nothing else (docs/reruns.md). Explicit targets: see there.
+STALE = set()  # a dry run's damaged or stale intermediates (their producers take a marker)
+
+
+def expected_checkpoint(row):
+    """The identity the config implies for a row's checkpoint (the content ids once the
+    prepared data and the masks exist)."""
+    out = {"row": row, "train_hash": ROW_HASH[row]}
+    if os.path.exists(f"{RESULTS}/masks.npz"):
+        out["members_hash"] = content_id(f"{RESULTS}/masks.npz", "members", row)
+    if os.path.exists(f"{DATA}/manifest.json"):
+        out["data_hash"] = content_id(f"{DATA}/manifest.json", "data")
+    return out
+
+
+def repair_targets(scoring_params):
+    """Survey the checkpoints and score files (submitting process only), warn naming each
+    damaged or stale one, act as above, and return what the default target must add."""
+    if not workflow.is_main_process:
+        return []
+    findings, checked = [], []
+    scoring = json.loads(scoring_params)
+    for r in MODELS:
+        model, scores = f"{RESULTS}/models/model_{r}.pt", f"{RESULTS}/scores/model_{r}.npz"
+        expected = expected_checkpoint(r)
+        findings.append(staleness.checkpoint_finding(model, expected))
+        exp_scores = score_identity(expected, scoring)
+        findings.append(staleness.score_finding(scores, exp_scores))
+        checked += [model, scores]
+    findings = [f for f in findings if f is not None]
+    if staleness.summary(findings):
+        logger.warning(staleness.summary(findings))
+    flagged = [f.path for f in findings if f.state != "absent"]
+    if staleness.is_dry_run(sys.argv):
+        staleness.mark(findings, checked)
+        STALE.update(flagged)
+    else:
+        staleness.mark([], checked)  # a dry run's markers are never a real job's inputs
+        if flagged and staleness.runs_jobs(sys.argv):
+            for path in flagged:
+                logger.warning(f"curvmia: moved {path} to {staleness.move_aside(path)}")
+        else:
+            flagged = []
+    return [f.path for f in findings if f.state == "absent"] + flagged
+
+
+def stale_marker(kind):
+    """Input function: in a dry run, the marker of a row's checkpoint ("models") or score
+    file ("scores") when it is damaged or stale, else nothing."""
+    ext = "pt" if kind == "models" else "npz"
+
+    def marker(wildcards):
+        path = f"{RESULTS}/{kind}/model_{wildcards.row}.{ext}"
+        return [staleness.marker_path(path)] if path in STALE else []
+
+    return marker

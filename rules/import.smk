@@ -12,6 +12,7 @@ rule import_model:
         unpack(import_inputs),
         manifest=prepared_manifest,
         masks=masks_npz,
+        stale=stale_marker("models"),
     output:
         f"{RESULTS}/models/model_{{row}}.pt",
     params:

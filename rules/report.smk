@@ -91,6 +91,7 @@ rule loo:
         masks=as_json(config["masks"]),
         specs=as_json(config["attacks"]),
         fprs=as_json(config["metrics"]["fprs"]),
+        expect=lambda wc: score_expect(MODELS),
     threads: job_threads("light")
     resources:
         **job_resources("light"),
@@ -105,17 +106,19 @@ rule loo:
         "python $CURVMIA_SCRIPTS/loo.py --data {input.manifest:q} --masks {input.masks:q}"
         " --masks-cfg {params.masks:q} --specs {params.specs:q} --fprs {params.fprs:q}"
         " --health {input.health:q} --fixed {input.fixed:q} --csv {output.csv:q} --md {output.md:q}"
-        " --scores {input.scores:q} > {log:q} 2>&1"
+        " --scores {input.scores:q} --expect {params.expect:q} > {log:q} 2>&1"
 
 
 rule curv_hist:
     input:
         masks=f"{RESULTS}/masks.npz",
+        manifest=prepared_manifest,  # by content: the score file's expected data hash
         scores=f"{RESULTS}/scores/model_{HIST_TARGET}.npz",
     output:
         report(f"{RESULTS}/curv_hist.png", caption="../report/curv_hist.rst", category="Curvature"),
     params:
         row=HIST_TARGET,
+        expect=lambda wc: score_expect([HIST_TARGET]),
     threads: job_threads("light")
     resources:
         **job_resources("light"),
@@ -126,4 +129,4 @@ rule curv_hist:
         f"{RESULTS}/logs/curv_hist.log",
     shell:
         "python $CURVMIA_SCRIPTS/plot_hist.py --masks {input.masks:q} --scores {input.scores:q}"
-        " --row {params.row:q} --out {output:q} > {log:q} 2>&1"
+        " --row {params.row:q} --expect {params.expect:q} --out {output:q} > {log:q} 2>&1"

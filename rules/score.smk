@@ -25,6 +25,7 @@ if SCORE_SHARDS == 1:
             manifest=prepared_manifest,
             masks=masks_npz,
             model=f"{RESULTS}/models/model_{{row}}.pt",
+            stale=stale_marker("scores"),
         output:
             f"{RESULTS}/scores/model_{{row}}.npz",
         params:
@@ -57,6 +58,7 @@ else:
             manifest=prepared_manifest,
             masks=masks_npz,
             model=f"{RESULTS}/models/model_{{row}}.pt",
+            stale=stale_marker("scores"),
         output:
             f"{RESULTS}/scores/shards/model_{{row}}.{{shard}}-of-{SCORE_SHARDS}.npz",
         params:

@@ -155,6 +155,8 @@ rule sweep_metrics:
         shadows=",".join(map(str, SHADOWS)),
         attacks=as_json(ATTACK_SPECS),
         metrics=as_json(config["metrics"]),
+        expect=lambda wc: score_expect(SHADOWS),
+        expect_targets=lambda wc: sweep_expect(wc.sweep),
     wildcard_constraints:
         sweep="dp|size",
     threads: job_threads("light")
@@ -170,6 +172,7 @@ rule sweep_metrics:
         " --sweep {wildcards.sweep:q} --targets {params.targets:q}"
         " --shadow-rows {params.shadows:q} --shadow-scores {input.shadow_scores:q}"
         " --health {input.health:q} --attacks {params.attacks:q} --metrics {params.metrics:q}"
+        " --expect {params.expect:q} --expect-targets {params.expect_targets:q}"
         " --out-targets {output.targets:q} --out-metrics {output.metrics:q} > {log:q} 2>&1"
 
 

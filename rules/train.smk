@@ -7,6 +7,7 @@ rule train:
     input:
         manifest=prepared_manifest,
         masks=masks_npz,
+        stale=stale_marker("models"),
     output:
         f"{RESULTS}/models/model_{{row}}.pt",
     params:

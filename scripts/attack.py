@@ -15,6 +15,7 @@ from curvmia.attacks import (
 from curvmia.data import load_prepared
 from curvmia.health import kept_positions
 from curvmia.io import load_npz, save_npz
+from curvmia.scorefile import check_score_files
 from curvmia.scores import check_float32_features, load_features
 
 
@@ -47,6 +48,11 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--target-rows", type=rows, required=True, help="comma-separated mask rows")
     ap.add_argument("--shadow-scores", nargs="+", required=True, help="score files, row order")
     ap.add_argument("--target-scores", nargs="+", required=True, help="score files, row order")
+    ap.add_argument(
+        "--expect",
+        required=True,
+        help="JSON: per row, the identity its score file must carry (curvmia/scorefile.py)",
+    )
     ap.add_argument("--spec", required=True, help="attack config entry as JSON")
     ap.add_argument("--out", required=True)
     return ap.parse_args()
@@ -68,14 +74,24 @@ def fallback_note(spec: dict, shadow: dict, targets: list[dict]) -> str:
     return note
 
 
+def check_scores(a: argparse.Namespace) -> dict[str, str]:
+    """Check every score file's identity against the one the workflow expects of its row
+    (metadata alone: before any array is read); returns, per row, its identity's hash."""
+    if len(a.shadow_scores) != len(a.shadow_rows) or len(a.target_scores) != len(a.target_rows):
+        raise SystemExit("--shadow-scores/--target-scores must give one file per row")
+    expect = json.loads(a.expect)
+    rows, paths = a.shadow_rows + a.target_rows, a.shadow_scores + a.target_scores
+    digests = check_score_files(paths, [expect[str(r)] for r in rows])
+    return {str(r): digests[str(p)] for r, p in zip(rows, paths, strict=True)}
+
+
 def main() -> None:
     a = parse_args()
     spec = json.loads(a.spec)
+    inputs = check_scores(a)
     check_float32_features(a.shadow_scores + a.target_scores, needed_f32_features(spec))
     masks, known = load_masks(a.masks)
     labels = load_prepared(a.data).train_labels
-    if len(a.shadow_scores) != len(a.shadow_rows) or len(a.target_scores) != len(a.target_rows):
-        raise SystemExit("--shadow-scores/--target-scores must give one file per row")
     keep, unused = kept_positions(a.health, a.shadow_rows)
     shadow_rows = [a.shadow_rows[i] for i in keep]
     shadow = load_all([a.shadow_scores[i] for i in keep])
@@ -99,6 +115,8 @@ def main() -> None:
         n_no_in_shadow=np.asarray(cov["n_no_in_shadow"]),
         n_no_out_shadow=np.asarray(cov["n_no_out_shadow"]),
         note=np.asarray(note),
+        # per row, the hash of the identity of the score file read (checked by metrics)
+        inputs=np.asarray(json.dumps(inputs, sort_keys=True)),
     )
     print(
         f"{spec}: {len(shadow_rows)} shadows (excluded by health: {sorted(unused) or 'none'}), "

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from curvmia.checkpoint import checkpoint_meta, save_checkpoint, torchscript_bytes
+from curvmia.config_checks import manifest_contract
 from curvmia.data import Prepared, load_prepared
 from curvmia.device import pick_device
 from curvmia.identity import checkpoint_identity, members_of
@@ -19,9 +20,7 @@ from curvmia.train import accuracy_u8
 
 def checked_model(e: dict, man: dict, where: str) -> nn.Module:
     """The entry's model, after its input contract and its number of logits match the data."""
-    shape = man["image_shape"]
-    have = {"num_classes": man["num_classes"], "in_chans": shape[0], "image_size": shape[-1],
-            "mean": man["mean"], "std": man["std"]}  # fmt: skip
+    have = manifest_contract(man)
     try:
         check_contract(e["input"], have, where, e["path"])
         model = load_model(e, where)

@@ -12,10 +12,11 @@ from curvmia.data import load_prepared
 from curvmia.health import kept_positions
 from curvmia.io import atomic_path, load_npz, write_text
 from curvmia.leave_one_out import loo_frame, loo_layouts, loo_markdown
+from curvmia.scorefile import check_score_files
 from curvmia.scores import check_float32_features, load_features
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", required=True)
     ap.add_argument("--masks", required=True)
@@ -27,11 +28,21 @@ def main() -> None:
     ap.add_argument("--csv", required=True)
     ap.add_argument("--md", required=True)
     ap.add_argument("--scores", nargs="+", required=True, help="score files of every model")
-    a = ap.parse_args()
+    ap.add_argument(
+        "--expect",
+        required=True,
+        help="JSON: per row, the identity its score file must carry (curvmia/scorefile.py)",
+    )
+    return ap.parse_args()
+
+
+def main() -> None:
+    a = parse_args()
     mcfg = json.loads(a.masks_cfg)
     rows = sorted(mcfg["shadows"] + mcfg["targets"])
     if len(a.scores) != len(rows):
         raise SystemExit("--scores: one file per model (shadows + targets, sorted by row)")
+    check_score_files(a.scores, [json.loads(a.expect)[str(r)] for r in rows])
     keep, _ = kept_positions(a.health, rows)
     rows = [rows[i] for i in keep]
     paths = [a.scores[i] for i in keep]

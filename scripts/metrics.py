@@ -5,7 +5,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from curvmia.attacks import spec_label
@@ -22,13 +21,16 @@ from curvmia.metric_frames import (
 from curvmia.provenance import code_record
 from curvmia.report_figures import plot_roc, plot_text
 from curvmia.report_tables import coverage_note, diff_markdown, interval_table, markdown_table
+from curvmia.scorefile import check_recorded_inputs, identity_digest, read_score_meta
 from curvmia.table1 import headline_html, scoring_precision_note, table1_labels, table1_markdown
 
 
-def score_meta(path: str) -> dict:
-    """The metadata of one score file (read alone: the arrays stay on disk)."""
-    with np.load(path, allow_pickle=False) as z:
-        return json.loads(str(z["meta"]))
+def check_attack_inputs(attacks: dict[str, dict], metas: list[dict], paths: list[str]) -> None:
+    """Refuse an attack output computed from score files other than the current ones: the
+    identity hash it recorded per row against the current score file's (metadata only)."""
+    current = {str((m.get("identity") or {}).get("row")): identity_digest(m) for m in metas}
+    for path, result in zip(paths, attacks.values(), strict=True):
+        check_recorded_inputs(path, result, current)
 
 
 def parse_args() -> argparse.Namespace:
@@ -110,11 +112,16 @@ def metrics_doc(
 
 
 def write_table1(
-    a: argparse.Namespace, df: pd.DataFrame, specs: list[dict], results: dict, no_result: Verdicts
+    a: argparse.Namespace,
+    df: pd.DataFrame,
+    specs: list[dict],
+    results: dict,
+    no_result: Verdicts,
+    metas: list[dict],
 ) -> str:
     """table1.md and the headline that shows its rows; returns the Table 1 text."""
     notes = {k: str(r["note"]) for k, r in results.items() if str(r.get("note", ""))}
-    precision = scoring_precision_note([score_meta(p) for p in a.scores])
+    precision = scoring_precision_note(metas)
     table1 = table1_markdown(
         df, specs, a.dataset, notes=notes, precision=precision, no_result=no_result
     )
@@ -127,6 +134,8 @@ def main() -> None:
     a = parse_args()
     cfg, specs = json.loads(a.metrics), json.loads(a.specs)
     every = {Path(p).stem: load_npz(p) for p in a.attacks}
+    metas = [read_score_meta(p) for p in a.scores]
+    check_attack_inputs(every, metas, a.attacks)
     first = next(iter(every.values()))
     unknown = [int(t) for t, k in zip(first["targets"], known_targets(first)) if not k]
     results = known_only(every)  # metrics need the true members
@@ -142,7 +151,7 @@ def main() -> None:
     write_csv(a.csv, df)
     write_csv(a.diff_csv, diff)
     no_result = nan_verdicts(df, cfg["max_nan_share"])
-    table1 = write_table1(a, df, specs, results, no_result)
+    table1 = write_table1(a, df, specs, results, no_result, metas)
     health_md = health_markdown(health, a.min_test_acc)
     doc = metrics_doc(
         df, diff, skipped, cfg, why=why if unknown else "", table1=table1, health_md=health_md,

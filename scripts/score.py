@@ -11,7 +11,7 @@ import torch
 from curvmia.checkpoint import load_checkpoint
 from curvmia.data import load_prepared
 from curvmia.device import pick_device
-from curvmia.identity import data_hash, members_hash, members_of
+from curvmia.identity import data_hash, members_hash, members_of, score_identity
 from curvmia.io import save_npz
 from curvmia.provenance import code_record, kernel_record
 from curvmia.scores import disable_fused_attention, score_model
@@ -79,11 +79,18 @@ def main() -> None:
     log = partial(print, flush=True)
     arrays = score_model(model, data, scoring=scoring, row=a.row, device=device, log=log,
                          shard=a.shard)  # fmt: skip
-    meta = json.loads(str(arrays["meta"]))
+    arrays["meta"] = with_identity(arrays["meta"], meta, json.loads(a.scoring))
+    save_npz(a.out, **arrays)
+
+
+def with_identity(record: np.ndarray, checkpoint_meta: dict, scoring: dict) -> np.ndarray:
+    """The score file's meta with its identity (the verified checkpoint's plus the scoring
+    hash of ``scoring``: the settings less the compute knobs), code and kernel records."""
+    meta = json.loads(str(record))
+    meta["identity"] = score_identity(checkpoint_meta, scoring)
     meta["code"] = code_record("score.py")
     meta["kernels"] = kernel_record()  # CPU model and flags, BLAS and oneDNN versions
-    arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
-    save_npz(a.out, **arrays)
+    return np.array(json.dumps(meta, sort_keys=True))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from curvmia.checkpoint import load_meta
 from curvmia.data import load_prepared
 from curvmia.health import kept_positions
 from curvmia.io import atomic_path, load_npz
+from curvmia.scorefile import check_score_files
 from curvmia.sweeps import sweep_metrics, targets_frame
 
 
@@ -26,6 +27,12 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--shadow-scores", nargs="+", required=True, help="score files, row order")
     ap.add_argument("--attacks", required=True, help="JSON {label: attack spec}")
     ap.add_argument("--metrics", required=True, help="metrics config section as JSON")
+    ap.add_argument(
+        "--expect", required=True, help="JSON: per shadow row, the identity of its score file"
+    )
+    ap.add_argument(
+        "--expect-targets", required=True, help="JSON: per target score file, its identity"
+    )
     ap.add_argument("--out-targets", required=True)
     ap.add_argument("--out-metrics", required=True)
     return ap.parse_args()
@@ -40,12 +47,20 @@ def sweep_targets(rows: list[dict], sweep: str) -> pd.DataFrame:
     return targets_frame(rows)
 
 
+def check_scores(a: argparse.Namespace, shadow_rows: list[int], target_files: list[str]) -> None:
+    """Every score file's identity against the workflow's (metadata alone)."""
+    expect, sweep = json.loads(a.expect), json.loads(a.expect_targets)
+    check_score_files(a.shadow_scores, [expect[str(r)] for r in shadow_rows])
+    check_score_files(target_files, [sweep[p] for p in target_files])
+
+
 def main() -> None:
     a = parse_args()
     targets = sweep_targets(json.loads(a.targets), a.sweep)
     shadow_rows = [int(v) for v in a.shadow_rows.split(",")]
     if len(shadow_rows) != len(a.shadow_scores):
         raise SystemExit("--shadow-scores must give one file per shadow row")
+    check_scores(a, shadow_rows, list(targets["scores"]))
     keep, unused = kept_positions(a.health, shadow_rows)
     shadow_files = [a.shadow_scores[i] for i in keep]
     shadow_rows = [shadow_rows[i] for i in keep]

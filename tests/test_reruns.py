@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from _util import planned_jobs, snakemake_cmd, subprocess_env
 
-from curvmia.io import load_npz, save_npz
+from curvmia.io import load_npz, save_npz, sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = REPO / "tests" / "config" / "test.yaml"
@@ -208,3 +209,136 @@ def test_hutch_nprobes_zero_runs_to_the_theory(finished, tmp_path):
     assert np.isnan(load_npz(work / RESULTS / "scores" / "model_4.npz")["curv_hutch"]).all()
     assert {p: p.stat().st_mtime_ns for p in models} == before  # scoring never retrains
     assert os.path.exists(work / RESULTS / "theory" / "targets.csv")
+
+
+# ---------------------------------------------------------------- identity decides staleness
+# (curvmia/staleness.py, docs/reruns.md "Identity decides staleness")
+
+
+def lost_metadata(finished: Path, tmp_path: Path) -> Path:
+    work = tmp_path / "work"
+    shutil.copytree(finished, work, symlinks=True)
+    shutil.rmtree(work / ".snakemake")
+    return work
+
+
+def test_lost_metadata_and_nothing_changed_reruns_nothing(finished, tmp_path):
+    proc = run(lost_metadata(finished, tmp_path), TEST_CONFIG, "-n")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert planned_jobs(out) == {} and "curvmia:" not in out, out[-3000:]
+
+
+def test_lost_metadata_still_retrains_after_a_train_change(finished, tmp_path):
+    """.snakemake/ deleted and train.epochs changed: "Nothing to be done" before."""
+    work = lost_metadata(finished, tmp_path)
+    proc = run(work, edited_config(tmp_path, "train.epochs: 3"), "-n")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert planned_jobs(out) == expected_jobs(table_rows()["train.epochs: 3"]), out[-3000:]
+    assert f"{RESULTS}/models/model_7.pt: stale (train_hash: stored '" in out
+
+
+@pytest.mark.parametrize(
+    "path, damage, producer",
+    [
+        ("models/model_3.pt", "delete", "train"),
+        ("models/model_3.pt", "truncate", "train"),
+        ("scores/model_5.npz", "delete", "score"),
+        ("scores/model_5.npz", "truncate", "score"),
+        ("scores/model_8.npz", "swap", "score"),
+    ],
+)
+def test_deleted_or_damaged_intermediate_is_planned(finished, tmp_path, path, damage, producer):
+    """Deleting one gave "Nothing to be done"; truncating a score file failed every attack."""
+    work = tmp_path / "work"
+    shutil.copytree(finished, work, symlinks=True)
+    target = work / RESULTS / path
+    if damage == "delete":
+        target.unlink()
+    elif damage == "swap":  # a shadow's score file over a target's: was attacked silently
+        shutil.copy(target.with_name("model_0.npz"), target)
+    else:
+        target.write_bytes(target.read_bytes()[:1000])
+    proc = run(work, TEST_CONFIG, "-n")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    jobs = planned_jobs(out)
+    assert jobs[producer] == 1 and jobs["attack"] == 5 and jobs["metrics"] == 1, jobs
+    assert (jobs.get("score") == 1) and (jobs.get("train", 0) == (producer == "train")), jobs
+    if damage == "truncate":
+        assert f"{RESULTS}/{path}: damaged (not a readable" in out
+    if damage == "swap":
+        assert f"{RESULTS}/{path}: stale (row: stored 0, expected 8)" in out
+
+
+def test_a_deleted_score_file_is_rebuilt_by_a_plain_rerun(finished, tmp_path):
+    work = tmp_path / "work"
+    shutil.copytree(finished, work, symlinks=True)
+    path = work / RESULTS / "scores" / "model_5.npz"
+    before = load_npz(path)
+    path.unlink()
+    proc = run(work, TEST_CONFIG)  # a real run
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    after = load_npz(path)
+    assert before.keys() == after.keys()
+    for k in before:
+        if k != "meta":
+            np.testing.assert_array_equal(after[k], before[k], err_msg=k)
+    metrics = (work / RESULTS / "metrics.csv").read_text()
+    assert metrics == (finished / RESULTS / "metrics.csv").read_text()
+    proc = run(work, TEST_CONFIG, "-n")
+    assert planned_jobs(proc.stdout + proc.stderr) == {}
+
+
+def test_wrong_imported_mean_fails_at_parse_when_the_data_exists(finished, tmp_path):
+    """The contract was checked by the import job only, after Snakemake had deleted the
+    row's trained checkpoint."""
+    from test_imported import ARCH, contract
+
+    model = tmp_path / "model.pt"
+    torch.save(small_model(ARCH).state_dict(), model)
+    masks = load_npz(finished / RESULTS / "masks.npz")["masks"]
+    np.save(tmp_path / "members.npy", masks)
+    e = {"path": str(model), "row": 4, "role": "target", "sha256": sha256_file(model),
+         "format": "state_dict", **ARCH,
+         "members": {"source": "matrix", "path": str(tmp_path / "members.npy"),
+                     "sha256": sha256_file(tmp_path / "members.npy"), "index": 4},
+         "input": contract([0.3], [0.4])}  # fmt: skip
+    cfg = yaml.safe_load(TEST_CONFIG.read_text())
+    cfg["imported"] = {"models": [e]}
+    config = tmp_path / "imported.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    work = tmp_path / "work"
+    shutil.copytree(finished, work, symlinks=True)
+    checkpoint = work / RESULTS / "models" / "model_4.pt"
+    stamp = checkpoint.stat().st_mtime_ns
+    proc = run(work, config)  # a real run
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Invalid config: imported.models[0].input.mean: " in out, out[-3000:]
+    assert "Job stats" not in out and checkpoint.stat().st_mtime_ns == stamp
+
+
+def small_model(arch: dict):
+    from curvmia.models import build_model
+
+    torch.manual_seed(0)
+    return build_model(arch["arch"], 10, 1, arch["model_kwargs"]).eval()
+
+
+def test_a_truncated_checkpoint_is_moved_aside_and_retrained_bit_identical(finished, tmp_path):
+    work = tmp_path / "work"
+    shutil.copytree(finished, work, symlinks=True)
+    path = work / RESULTS / "models" / "model_3.pt"
+    before = torch.load(path, weights_only=True)["state_dict"]
+    path.write_bytes(path.read_bytes()[:1000])
+    proc = run(work, TEST_CONFIG)  # a real run
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert f"curvmia: moved {RESULTS}/models/model_3.pt to {RESULTS}/models/model_3.pt.stale" in out
+    after = torch.load(path, weights_only=True)["state_dict"]
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    proc = run(work, TEST_CONFIG, "-n")  # repaired for good: no marker left among the inputs
+    assert planned_jobs(proc.stdout + proc.stderr) == {}, (proc.stdout + proc.stderr)[-3000:]

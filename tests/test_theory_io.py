@@ -182,7 +182,9 @@ def test_sweep_frame_never_unpickles_a_member_file(tmp_path):
     d = _sweep_dir(tmp_path)
     np.save(d / "members" / "a.npy", _member().astype(object), allow_pickle=True)
     with pytest.raises(
-        ValueError, match=r"^Object arrays cannot be loaded when allow_pickle=False$"
+        ValueError,
+        match=r"members/a\.npy: not a readable members array \(ValueError: Object arrays "
+        r"cannot be loaded when allow_pickle=False\)$",
     ):
         sweep_frame(_targets(), d, CFG)
 
