@@ -30,9 +30,12 @@ rule attack:
         shadow_scores=score_files(SHADOWS),
         target_scores=score_files(TARGETS),
     output:
-        f"{RESULTS}/attacks/{{label}}.npz",
+        scores=f"{RESULTS}/attacks/{{label}}.npz",
+        pseudo=f"{RESULTS}/pseudo/{{label}}.npz",
     params:
         spec=lambda wc: as_json(ATTACK_SPECS[wc.label]),
+        n_random=config["masks"]["n_random"],
+        complements=str(config["masks"]["complements"]).lower(),
         shadows=",".join(map(str, SHADOWS)),
         targets=",".join(map(str, TARGETS)),
         expect=lambda wc: score_expect(SHADOWS + TARGETS),
@@ -49,4 +52,6 @@ rule attack:
         " --health {input.health:q}"
         " --shadow-rows {params.shadows:q} --target-rows {params.targets:q}"
         " --shadow-scores {input.shadow_scores:q} --target-scores {input.target_scores:q}"
-        " --expect {params.expect:q} --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
+        " --expect {params.expect:q} --spec {params.spec:q} --out {output.scores:q}"
+        " --pseudo-out {output.pseudo:q} --n-random {params.n_random:q}"
+        " --complements {params.complements:q} > {log:q} 2>&1"

@@ -15,6 +15,7 @@ from curvmia.attacks import (
 from curvmia.data import load_prepared
 from curvmia.health import kept_positions
 from curvmia.io import load_npz, save_npz
+from curvmia.pseudo_targets import complement_positions, pseudo_target_scores
 from curvmia.scorefile import check_score_files
 from curvmia.scores import check_float32_features, load_features
 
@@ -55,6 +56,13 @@ def parse_args() -> argparse.Namespace:
     )
     ap.add_argument("--spec", required=True, help="attack config entry as JSON")
     ap.add_argument("--out", required=True)
+    ap.add_argument(
+        "--pseudo-out",
+        required=True,
+        help="npz: every kept shadow scored as a pseudo-target (curvmia/pseudo_targets.py)",
+    )
+    ap.add_argument("--n-random", type=int, required=True, help="masks.n_random")
+    ap.add_argument("--complements", choices=("true", "false"), required=True)
     return ap.parse_args()
 
 
@@ -83,6 +91,25 @@ def check_scores(a: argparse.Namespace) -> dict[str, str]:
     rows, paths = a.shadow_rows + a.target_rows, a.shadow_scores + a.target_scores
     digests = check_score_files(paths, [expect[str(r)] for r in rows])
     return {str(r): digests[str(p)] for r, p in zip(rows, paths, strict=True)}
+
+
+def save_pseudo(
+    a: argparse.Namespace,
+    spec: dict,
+    shadow: dict[str, np.ndarray],
+    shadow_in: np.ndarray,
+    shadow_rows: list[int],
+    labels: np.ndarray,
+) -> None:
+    """Every kept shadow scored as a pseudo-target (the label-free thresholds' input)."""
+    comp = complement_positions(shadow_rows, a.n_random, a.complements == "true")
+    save_npz(
+        a.pseudo_out,
+        scores=pseudo_target_scores(spec, shadow, shadow_in, labels, comp),
+        is_member=shadow_in,
+        shadows=np.asarray(shadow_rows),
+        complement=comp,
+    )
 
 
 def main() -> None:
@@ -118,6 +145,7 @@ def main() -> None:
         # per row, the hash of the identity of the score file read (checked by metrics)
         inputs=np.asarray(json.dumps(inputs, sort_keys=True)),
     )
+    save_pseudo(a, spec, shadow, masks[shadow_rows], shadow_rows, labels)
     print(
         f"{spec}: {len(shadow_rows)} shadows (excluded by health: {sorted(unused) or 'none'}), "
         f"{len(a.target_rows)} targets, {int(np.isnan(scores).sum())} NaN scores, {cov}"
