@@ -185,6 +185,18 @@ def check_score_files(paths: list[str], expected: list[dict]) -> dict[str, str]:
     return out
 
 
+def row_digests(paths: list[str], rows: list[int]) -> dict[str, str]:
+    """Per row, the identity hash of its score file, after checking that the file says it
+    belongs to that row (metadata alone). For readers that also read attack outputs: what
+    those recorded is then compared with these (check_recorded_inputs)."""
+    out = {}
+    for path, row in zip(paths, rows, strict=True):
+        meta = read_score_meta(path)
+        check_score_identity(path, meta, {"row": row})
+        out[str(row)] = identity_digest(meta)
+    return out
+
+
 def identity_digest(meta: dict) -> str:
     """The hash of a score file's identity (its ``meta``), recorded by what reads it."""
     return config_hash(meta.get("identity"))

@@ -17,8 +17,11 @@ run without it would count a changed input set).
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from .scorefile import read_score_meta
 
@@ -75,6 +78,22 @@ def score_finding(path: str | os.PathLike, expected: dict[str, Any]) -> Finding 
         return Finding(path, "stale", "no identity record (written before score files carried one)")
     why = first_difference(meta["identity"], expected)
     return Finding(path, "stale", why) if why else None
+
+
+def npz_finding(path: str | os.PathLike, field: str) -> Finding | None:
+    """The state of a result archive that carries no identity of its own (an attack
+    output): absent, or damaged when it is no readable npz holding ``field`` (None: good).
+    Its staleness is Snakemake's (its inputs) and its readers' (the identities it records)."""
+    path = str(path)
+    if not os.path.exists(path):
+        return Finding(path, "absent", "missing")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if field not in z.files:
+                return Finding(path, "damaged", f"no {field!r} array")
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        return Finding(path, "damaged", f"not a readable npz ({type(e).__name__})")
+    return None
 
 
 def marker_path(path: str) -> str:

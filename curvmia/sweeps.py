@@ -9,6 +9,7 @@ row per attack × target, plus value and seed); :func:`read_sweep` and
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pandas as pd
 
 from .attacks import needed_f32_features, run_attack
 from .metrics import summarize
-from .scorefile import load_score_file
+from .scorefile import identity_digest, load_score_file
 
 SWEEPS = ("dp", "size")
 TARGET_COLUMNS = ("sweep", "value", "seed", "model", "scores", "members", "test_acc")
@@ -155,7 +156,17 @@ def load_sweep_target(target: pd.Series, base: Path) -> tuple[dict[str, np.ndarr
     """Score file and members of one targets.csv row (paths absolute, relative to the current
     directory or to ``base``, the targets.csv folder); the members must be one bool per
     population entry of the score file."""
-    feats = load_score_file(_resolve(target["scores"], base))
+    path = _resolve(target["scores"], base)
+    feats = load_score_file(path)
+    want = target.get("score_identity")
+    if isinstance(want, str):  # what sweep_metrics checked against the workflow
+        got = identity_digest(json.loads(str(feats["meta"])) if "meta" in feats else {})
+        if got != want:
+            raise ValueError(
+                f"{path}: score file identity {got}, the sweep's metrics were computed from "
+                f"one with identity {want}: this result is stale; delete {path} and rerun "
+                "`snakemake` (it is rebuilt)"
+            )
     member = load_members(_resolve(target["members"], base))
     if member.dtype != bool or member.shape != feats["loss"].shape[:1]:
         raise ValueError(

@@ -29,6 +29,7 @@ rule attack:
         health=f"{RESULTS}/health.csv",
         shadow_scores=score_files(SHADOWS),
         target_scores=score_files(TARGETS),
+        stale=stale_marker("attacks"),
     output:
         scores=f"{RESULTS}/attacks/{{label}}.npz",
         pseudo=f"{RESULTS}/pseudo/{{label}}.npz",

@@ -242,6 +242,17 @@ def expected_checkpoint(row):
     return out
 
 
+def expected_sweep_checkpoint(sweep, members):
+    """The identity the config implies for a sweep model's checkpoint (no row; the content
+    ids once its members file and the prepared data exist)."""
+    out = {"train_hash": config_hash(DP["train"] if sweep == "dp" else SIZE_TRAIN)}
+    if os.path.exists(members):
+        out["members_hash"] = content_id(members, "members")
+    if os.path.exists(f"{DATA}/manifest.json"):
+        out["data_hash"] = content_id(f"{DATA}/manifest.json", "data")
+    return out
+
+
 def repair_targets(scoring_params):
     """Survey the checkpoints and score files (submitting process only), warn naming each
     damaged or stale one, act as above, and return what the default target must add."""
@@ -256,6 +267,19 @@ def repair_targets(scoring_params):
         exp_scores = score_identity(expected, scoring)
         findings.append(staleness.score_finding(scores, exp_scores))
         checked += [model, scores]
+    for sweep in theory_sweeps():  # the sweeps the default target builds
+        for row in SWEEP_ROWS[sweep]:
+            expected = expected_sweep_checkpoint(sweep, row["members"])
+            findings.append(staleness.checkpoint_finding(row["checkpoint"], expected))
+            findings.append(
+                staleness.score_finding(row["scores"], score_identity(expected, scoring))
+            )
+            checked += [row["checkpoint"], row["scores"]]
+    for label in ATTACK_LABELS:  # attack outputs: absent or damaged ones are made again
+        for kind in ("attacks", "pseudo"):
+            path = f"{RESULTS}/{kind}/{label}.npz"
+            findings.append(staleness.npz_finding(path, "scores"))
+            checked.append(path)
     findings = [f for f in findings if f is not None]
     if staleness.summary(findings):
         logger.warning(staleness.summary(findings))
@@ -275,11 +299,21 @@ def repair_targets(scoring_params):
 
 def stale_marker(kind):
     """Input function: in a dry run, the marker of a row's checkpoint ("models") or score
-    file ("scores") when it is damaged or stale, else nothing."""
+    file ("scores"), of an attack's outputs ("attacks"), or of a sweep model's checkpoint
+    ("sweep_models") or score file ("sweep_scores"), when it is damaged or stale, else
+    nothing."""
     ext = "pt" if kind == "models" else "npz"
 
     def marker(wildcards):
-        path = f"{RESULTS}/{kind}/model_{wildcards.row}.{ext}"
-        return [staleness.marker_path(path)] if path in STALE else []
+        if kind == "attacks":
+            paths = [f"{RESULTS}/{k}/{wildcards.label}.npz" for k in ("attacks", "pseudo")]
+        elif kind == "sweep_models":
+            w = wildcards
+            paths = [f"{SWEEP_DIR}/{w.sweep}/models/{w.prefix}{w.value}_seed{w.seed}.pt"]
+        elif kind == "sweep_scores":
+            paths = [f"{SWEEP_DIR}/{wildcards.sweep}/scores/{wildcards.name}.npz"]
+        else:
+            paths = [f"{RESULTS}/{kind}/model_{wildcards.row}.{ext}"]
+        return [staleness.marker_path(p) for p in paths if p in STALE]
 
     return marker

@@ -77,6 +77,7 @@ rule train_sweep:
     input:
         manifest=prepared_manifest,
         members=lambda wc: sweep_members(wc.sweep, wc.value),
+        stale=stale_marker("sweep_models"),
     output:
         f"{SWEEP_DIR}/{{sweep}}/models/{{prefix}}{{value}}_seed{{seed}}.pt",
     params:
@@ -110,6 +111,7 @@ rule score_sweep:
         manifest=prepared_manifest,
         model=f"{SWEEP_DIR}/{{sweep}}/models/{{name}}.pt",
         members=lambda wc: sweep_members(wc.sweep, _sweep_value(wc.name)),
+        stale=stale_marker("sweep_scores"),
     output:
         f"{SWEEP_DIR}/{{sweep}}/scores/{{name}}.npz",
     params:

@@ -9,7 +9,6 @@ include: "theory_common.smk"
 rule theory:
     input:
         masks=f"{RESULTS}/masks.npz",
-        manifest=prepared_manifest,  # by content: the score files' expected data hash
         scores=score_files(TARGETS),
         attacks=expand(f"{RESULTS}/attacks/{{label}}.npz", label=ATTACK_LABELS),
     output:
@@ -19,7 +18,6 @@ rule theory:
     params:
         theory=as_json({k: config["theory"][k] for k in THEORY_MAIN_KEYS}),
         targets=",".join(map(str, TARGETS)),
-        expect=lambda wc: score_expect(TARGETS),
     threads: job_threads("light")
     resources:
         **job_resources("light"),
@@ -31,7 +29,6 @@ rule theory:
     shell:
         "python $CURVMIA_SCRIPTS/theory.py --theory {params.theory:q} --masks {input.masks:q}"
         " --target-rows {params.targets:q} --target-scores {input.scores:q}"
-        " --expect {params.expect:q}"
         " --attacks {input.attacks:q} --csv {output.csv:q} --md {output.md:q} --fig {output.fig:q}"
         " > {log:q} 2>&1"
 
@@ -39,9 +36,6 @@ rule theory:
 rule theory_sweep:
     input:
         unpack(lambda wc: _sweep_inputs(wc.sweep)),
-        # by content (ancient): the identities of the sweep's score files are read from them
-        manifest=prepared_manifest,
-        members=lambda wc: list({str(m): m for m in sweep_member_files(wc.sweep)}.values()),
     output:
         csv=report(
             f"{THEORY}/sweep_{{sweep}}.csv",
@@ -59,7 +53,6 @@ rule theory_sweep:
         ),
     params:
         theory=as_json({k: v for k, v in config["theory"].items() if k != "sweeps"}),
-        expect=lambda wc: sweep_expect(wc.sweep),
     wildcard_constraints:
         sweep="dp|size",
     threads: job_threads("light")
@@ -74,4 +67,4 @@ rule theory_sweep:
         "python $CURVMIA_SCRIPTS/theory_sweep.py --sweep {wildcards.sweep:q}"
         " --theory {params.theory:q} --targets {input.targets:q} --metrics {input.metrics:q}"
         " --csv {output.csv:q} --fit {output.fit:q} --note {output.note:q} --fig {output.fig:q}"
-        " --expect {params.expect:q} > {log:q} 2>&1"
+        " > {log:q} 2>&1"

@@ -1,7 +1,6 @@
 """Histogram of log ZO curvature of members vs non-members of one target."""
 
 import argparse
-import json
 
 from curvmia.io import atomic_path, load_npz
 from curvmia.report_figures import plot_curv_hist
@@ -13,15 +12,10 @@ def main() -> None:
     ap.add_argument("--masks", required=True)
     ap.add_argument("--scores", required=True, help="score file of the target")
     ap.add_argument("--row", type=int, required=True, help="mask row of the target")
-    ap.add_argument(
-        "--expect",
-        required=True,
-        help="JSON: per row, the identity its score file must carry (curvmia/scorefile.py)",
-    )
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     member = load_npz(a.masks)["masks"][a.row]
-    curv = load_score_file(a.scores, expect=json.loads(a.expect)[str(a.row)])["curv_zo"][:, 0]
+    curv = load_score_file(a.scores, expect={"row": a.row})["curv_zo"][:, 0]
     with atomic_path(a.out, suffix=".png") as tmp:
         plot_curv_hist(curv, member, str(tmp), title=f"target model {a.row}")
 

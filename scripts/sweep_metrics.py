@@ -47,11 +47,15 @@ def sweep_targets(rows: list[dict], sweep: str) -> pd.DataFrame:
     return targets_frame(rows)
 
 
-def check_scores(a: argparse.Namespace, shadow_rows: list[int], target_files: list[str]) -> None:
-    """Every score file's identity against the workflow's (metadata alone)."""
+def check_scores(
+    a: argparse.Namespace, shadow_rows: list[int], target_files: list[str]
+) -> list[str]:
+    """Every score file's identity against the workflow's (metadata alone); returns each
+    target score file's identity hash (targets.csv records it for the theory step)."""
     expect, sweep = json.loads(a.expect), json.loads(a.expect_targets)
     check_score_files(a.shadow_scores, [expect[str(r)] for r in shadow_rows])
-    check_score_files(target_files, [sweep[p] for p in target_files])
+    digests = check_score_files(target_files, [sweep[p] for p in target_files])
+    return [digests[str(p)] for p in target_files]
 
 
 def main() -> None:
@@ -60,7 +64,7 @@ def main() -> None:
     shadow_rows = [int(v) for v in a.shadow_rows.split(",")]
     if len(shadow_rows) != len(a.shadow_scores):
         raise SystemExit("--shadow-scores must give one file per shadow row")
-    check_scores(a, shadow_rows, list(targets["scores"]))
+    targets["score_identity"] = check_scores(a, shadow_rows, list(targets["scores"]))
     keep, unused = kept_positions(a.health, shadow_rows)
     shadow_files = [a.shadow_scores[i] for i in keep]
     shadow_rows = [shadow_rows[i] for i in keep]

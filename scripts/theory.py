@@ -8,7 +8,7 @@ import pandas as pd
 
 from curvmia.distinguish import absent_features
 from curvmia.io import atomic_path, load_npz, write_text
-from curvmia.scorefile import check_recorded_inputs, check_score_files, load_score_file
+from curvmia.scorefile import check_recorded_inputs, load_score_file, row_digests
 from curvmia.theory import main_targets_frame
 from curvmia.theory_plots import plot_main
 
@@ -36,11 +36,6 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--masks", required=True)
     ap.add_argument("--target-rows", required=True, help="comma-separated mask rows")
     ap.add_argument("--target-scores", nargs="+", required=True, help="score files, row order")
-    ap.add_argument(
-        "--expect",
-        required=True,
-        help="JSON: per row, the identity its score file must carry (curvmia/scorefile.py)",
-    )
     ap.add_argument("--attacks", nargs="*", default=[], help="attack result files <label>.npz")
     ap.add_argument("--csv", required=True)
     ap.add_argument("--md", required=True)
@@ -65,10 +60,9 @@ def main() -> None:
     rows = [int(v) for v in a.target_rows.split(",")]
     if len(rows) != len(a.target_scores):
         raise SystemExit("--target-scores must give one file per target row")
-    digests = check_score_files(a.target_scores, [json.loads(a.expect)[str(r)] for r in rows])
+    current = row_digests(a.target_scores, rows)  # each file is its row's
     masks = load_npz(a.masks)["masks"]
     attacks = {Path(p).stem: load_npz(p) for p in a.attacks}
-    current = {str(r): digests[str(p)] for r, p in zip(rows, a.target_scores, strict=True)}
     for p, res in zip(a.attacks, attacks.values(), strict=True):  # computed from these files
         check_recorded_inputs(p, res, current)
     df = main_targets_frame(a.target_scores, rows, masks, attacks, cfg)

@@ -4,7 +4,6 @@ import argparse
 import json
 
 from curvmia.io import atomic_path, write_text
-from curvmia.scorefile import check_score_files
 from curvmia.theory import analyse_sweep, sweep_note
 from curvmia.theory_plots import plot_sweep
 
@@ -19,13 +18,8 @@ def main() -> None:
     ap.add_argument("--fit", required=True, help="fit (dp) or crossover (size) summary, JSON")
     ap.add_argument("--note", required=True)
     ap.add_argument("--fig", required=True)
-    ap.add_argument(
-        "--expect", required=True, help="JSON: per sweep score file, the identity it must carry"
-    )
     a = ap.parse_args()
     cfg = json.loads(a.theory)
-    expect = json.loads(a.expect)
-    check_score_files(list(expect), list(expect.values()))  # what targets.csv names
     res = analyse_sweep(a.targets, a.metrics, a.sweep, cfg)
     with atomic_path(a.csv, suffix=".csv") as tmp:
         res["frame"].to_csv(tmp, index=False)

@@ -247,6 +247,9 @@ def test_lost_metadata_still_retrains_after_a_train_change(finished, tmp_path):
         ("scores/model_5.npz", "delete", "score"),
         ("scores/model_5.npz", "truncate", "score"),
         ("scores/model_8.npz", "swap", "score"),
+        ("attacks/yeom.npz", "delete", "attack"),
+        ("attacks/yeom.npz", "truncate", "attack"),
+        ("pseudo/yeom.npz", "delete", "attack"),
     ],
 )
 def test_deleted_or_damaged_intermediate_is_planned(finished, tmp_path, path, damage, producer):
@@ -264,12 +267,43 @@ def test_deleted_or_damaged_intermediate_is_planned(finished, tmp_path, path, da
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     jobs = planned_jobs(out)
-    assert jobs[producer] == 1 and jobs["attack"] == 5 and jobs["metrics"] == 1, jobs
-    assert (jobs.get("score") == 1) and (jobs.get("train", 0) == (producer == "train")), jobs
+    if producer == "attack":  # that attack alone, then what reads it
+        assert jobs["attack"] == 1 and jobs["metrics"] == 1, jobs
+        assert "score" not in jobs and "train" not in jobs, jobs
+    else:
+        assert jobs[producer] == 1 and jobs["attack"] == 5 and jobs["metrics"] == 1, jobs
+        assert (jobs.get("score") == 1) and (jobs.get("train", 0) == (producer == "train")), jobs
     if damage == "truncate":
         assert f"{RESULTS}/{path}: damaged (not a readable" in out
     if damage == "swap":
         assert f"{RESULTS}/{path}: stale (row: stored 0, expected 8)" in out
+
+
+@pytest.mark.parametrize(
+    "path, damage, producer",
+    [
+        ("sweeps/dp/models/eps8.0_seed1.pt", "truncate", "train_sweep"),
+        ("sweeps/size/scores/m50_seed0.npz", "truncate", "score_sweep"),
+        ("sweeps/size/scores/m50_seed0.npz", "delete", "score_sweep"),
+    ],
+)
+def test_a_damaged_sweep_model_or_score_file_is_planned(finished, tmp_path, path, damage, producer):
+    """Sweep intermediates are checked at parse like the main experiment's."""
+    work = tmp_path / "work"
+    shutil.copytree(finished, work, symlinks=True)
+    target = work / RESULTS / path
+    if damage == "delete":
+        target.unlink()
+    else:
+        target.write_bytes(target.read_bytes()[:1000])
+    proc = run(work, TEST_CONFIG, "-n")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    jobs = planned_jobs(out)
+    assert jobs[producer] == 1 and jobs["sweep_metrics"] == 1 and jobs["theory_sweep"] == 1, jobs
+    assert jobs.get("score_sweep") == 1 and "attack" not in jobs and "train" not in jobs, jobs
+    if damage == "truncate":
+        assert f"{RESULTS}/{path}: damaged (not a readable" in out, out[-3000:]
 
 
 def test_a_deleted_score_file_is_rebuilt_by_a_plain_rerun(finished, tmp_path):
