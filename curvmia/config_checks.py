@@ -113,7 +113,7 @@ def imported_entries(
         entries.append(e)
     shadows, targets = list(config["masks"]["shadows"]), list(config["masks"]["targets"])
     check_section(entries, shadows=shadows, targets=targets, data_cfg=config["data"], deep=deep)
-    if deep and manifest is not None and os.path.exists(manifest):
+    if entries and deep and manifest is not None and os.path.exists(manifest):
         with open(manifest) as fh:
             have = manifest_contract(json.load(fh))
         for i, e in enumerate(entries):
