@@ -165,23 +165,25 @@ class _LeaveOutQuantile:
 
     def __init__(self, x: np.ndarray, side: np.ndarray):
         self.valid = side[:, :, None] & ~np.isnan(x)
-        order = np.argsort(np.where(self.valid, x, np.nan), axis=0, kind="stable")  # NaN last
-        self.xs = np.take_along_axis(x, order, 0)
-        self.rank = np.empty_like(order)
-        ranks = np.broadcast_to(np.arange(len(x))[:, None, None], order.shape)
-        np.put_along_axis(self.rank, order, ranks, 0)
         self.n = self.valid.sum(0)
+        # sorted along the last axis of an (N, Q, P) copy: contiguous, so the sort and the
+        # per-pseudo-target reads are fast
+        filled = np.where(self.valid, x, np.nan).transpose(1, 2, 0).copy()  # NaN sorts last
+        order = np.argsort(filled, axis=-1, kind="stable")
+        self.n_sh = len(x)
+        self.xs = np.take_along_axis(filled, order, -1).ravel()
+        self.rank = np.empty_like(order)
+        np.put_along_axis(self.rank, order, np.arange(self.n_sh), -1)
+        self.base = np.arange(self.n.size).reshape(self.n.shape) * self.n_sh
 
     def _at(self, k: np.ndarray, removed: list[np.ndarray]) -> np.ndarray:
         """The k-th smallest remaining value: k shifted past each removed rank ≤ it."""
         for r in removed:  # ascending ranks
             k = k + (k >= r)
-        k = np.minimum(k, len(self.xs) - 1)
-        return np.take_along_axis(self.xs, k[None], 0)[0]
+        return self.xs[self.base + np.minimum(k, self.n_sh - 1)]
 
     def quantile(self, drop: list[int], q: float) -> np.ndarray:
-        big = len(self.xs)
-        ranks = [np.where(self.valid[s], self.rank[s], big) for s in drop]
+        ranks = [np.where(self.valid[s], self.rank[..., s], self.n_sh) for s in drop]
         if len(ranks) == 2:
             ranks = [np.minimum(*ranks), np.maximum(*ranks)]
         n = self.n - self.valid[drop].sum(0)
@@ -358,21 +360,11 @@ def _ye(shadow, s_in, labels, comp, *, loss_query=0, alpha=1e-4, variant="paper"
     )
 
 
-def _best_threshold(v: np.ndarray, m: np.ndarray) -> float:
-    """:func:`curvmia.attacks.class_thresholds` for one class, its values ``v`` already
-    sorted (NaN-free) with their memberships ``m``."""
-    n_in = int(m.sum())
-    n_out = len(m) - n_in
-    if n_in == 0 or n_out == 0:
-        return np.inf if n_in else -np.inf
-    last = np.r_[np.flatnonzero(v[1:] != v[:-1]), len(v) - 1]
-    tp, fp = np.cumsum(m)[last], np.cumsum(~m)[last]
-    return v[last[np.argmax(tp * n_out - fp * n_in)]]
-
-
 def _song(shadow, s_in, labels, comp, *, loss_query=0, variant="paper"):
-    """Song's per-class thresholds per pseudo-target: each class's pooled values sorted
-    once, the left-out shadows' entries filtered from the sorted order."""
+    """Song's per-class thresholds per pseudo-target (:func:`curvmia.attacks.class_thresholds`
+    on the references): each class's pooled (shadow, sample) values sorted once; the
+    balanced-accuracy counts of the references at each run of equal values come from
+    cumulative counts of the entries that are not left out."""
     if labels is None:
         raise ValueError("song: needs the samples' labels (labels=...)")
     labels = np.asarray(labels)
@@ -380,20 +372,40 @@ def _song(shadow, s_in, labels, comp, *, loss_query=0, variant="paper"):
     n_sh, n_classes = len(values), int(labels.max()) + 1
     pooled = []
     for c in range(n_classes):
-        v = values[:, labels == c].ravel()
-        sid = np.repeat(np.arange(n_sh), (labels == c).sum())
-        m = s_in[:, labels == c].ravel()
+        cols = labels == c
+        v, m = values[:, cols].ravel(), s_in[:, cols].ravel()
+        sid = np.repeat(np.arange(n_sh, dtype=np.int32), cols.sum())
         keep = ~np.isnan(v)
         order = np.argsort(v[keep], kind="stable")
-        pooled.append((v[keep][order], m[keep][order], sid[keep][order]))
+        v, m, sid = v[keep][order], m[keep][order], sid[keep][order]
+        last = np.r_[np.flatnonzero(v[1:] != v[:-1]), len(v) - 1]  # each run's last entry
+        pooled.append((v, m, sid, last))
     out = []
     for p in range(n_sh):
-        tau = np.empty(n_classes)
-        for c, (v, m, sid) in enumerate(pooled):
-            keep = ~np.isin(sid, _drop(p, comp))
-            tau[c] = _best_threshold(v[keep], m[keep])
+        tau = np.full(n_classes, -np.inf)
+        for c, (v, m, sid, last) in enumerate(pooled):
+            if len(v):
+                tau[c] = _left_out_threshold(v, m, sid, last, _drop(p, comp))
         out.append(tau[labels] - values[p])
     return np.stack(out)
+
+
+def _left_out_threshold(v, m, sid, last, drop: list[int]) -> float:
+    """One class's τ over the entries of shadows not in ``drop``; ``v`` sorted, ``last`` the
+    last index of each run of equal values."""
+    kept = sid != drop[0]
+    for s in drop[1:]:
+        kept &= sid != s
+    acc = np.int32 if len(v) < 2**31 else np.int64  # int32 cumulative sums are faster
+    n_k = np.cumsum(kept.view(np.int8), dtype=acc)[last].astype(np.int64)
+    tp = np.cumsum((kept & m).view(np.int8), dtype=acc)[last].astype(np.int64)
+    fp = n_k - tp
+    n_in, n_out = tp[-1], fp[-1]
+    if n_in == 0 or n_out == 0:
+        return np.inf if n_in else -np.inf
+    gain = tp * n_out - fp * n_in
+    gain[np.diff(n_k, prepend=0) == 0] = np.iinfo(np.int64).min  # a run wholly left out
+    return v[last[np.argmax(gain)]]
 
 
 def _rmia_fast(shadow, s_in, comp, *, offline: bool, a: float, gamma: float) -> np.ndarray:

@@ -230,3 +230,22 @@ def test_an_outlier_shadow_left_out(spec):
         feats[k] = 1 + 1e-4 * rng.normal(0, 1, feats[k].shape)
         feats[k][0] += 1e3
     check_equal(spec, feats, masks, np.zeros(200, int), comp)
+
+
+@pytest.mark.parametrize("kind", ["pairs", "independent"])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_song_with_ties_and_runs_only_the_left_out_shadows_hold(kind, variant):
+    """Mentr on a grid of six values (long runs of ties); in class 3 every IN value lies
+    above every OUT one (no cut beats taking all: τ is the largest value), and shadow 0
+    alone holds the class's lowest value, a run that vanishes when it is left out."""
+    masks, comp = layout(kind, n=300, seed=8)
+    feats = features(masks, seed=8)
+    rng = np.random.default_rng(8)
+    labels = rng.integers(0, 5, masks.shape[1])
+    grid = rng.integers(0, 6, feats["mentr"].shape) / 5
+    three = labels == 3
+    grid[:, three] = 1 + masks[:, three, None]
+    grid[0, np.flatnonzero(three)[0]] = 0.5
+    feats["mentr"], feats["mentr_f32"] = grid, grid.astype(np.float32)
+    fast = check_equal({"name": "song", "variant": variant}, feats, masks, labels, comp)
+    assert (fast[0, three] == 2 - grid[0, three, 0]).all()  # τ_3 = 2 without shadow 0
