@@ -159,7 +159,9 @@ def calibration_thresholds(
     order = np.argsort(s, kind="stable")
     s, m = s[order], np.asarray(is_member, bool)[order]
     non = s[~m]
-    at_fpr = non[np.minimum((len(non) * (1 - np.asarray(fprs))).astype(np.int64), len(non) - 1)]
+    at_fpr = np.full(len(fprs), np.inf)
+    if len(non):
+        at_fpr = non[np.minimum((len(non) * (1 - np.asarray(fprs))).astype(np.int64), len(non) - 1)]
     # cut before position i: members at or above it are the true positives
     tp = m.sum() - np.r_[0, np.cumsum(m)]
     fp = len(non) - np.r_[0, np.cumsum(~m)]
