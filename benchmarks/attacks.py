@@ -7,7 +7,15 @@ with B = 200 bootstrap replicates and the paired Curv NLL − LiRA difference.  
 leave-one-out protocol is excluded.  Prints wall time and peak resident memory (both
 against the limits of the issue: 60 s, 4 GiB) and each stage's share of the time.
 
+``--calibration`` adds the pseudo-target stage (issue 29): (a) the attack step, every entry
+of config/cifar10.yaml's ``attacks:`` against the targets (``run_attack``), against (b) the
+label-free calibration, the same entries' ``pseudo_target_scores`` with every shadow as a
+pseudo-target (independent layout, as cifar10.yaml) plus, per pseudo-target, its
+thresholds at each FPR level (the score quantile of its non-members) and its
+balanced-accuracy-maximising threshold, from one sort; target (b)/(a) <= 3.
+
     OMP_NUM_THREADS=2 python benchmarks/attacks.py [--samples 50000 --shadows 64]
+    OMP_NUM_THREADS=2 python benchmarks/attacks.py --calibration
 """
 
 import argparse
@@ -18,15 +26,18 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's package
 
-from curvmia.attacks import ATTACKS, VARIANTS  # noqa: E402
+from curvmia.attacks import ATTACKS, VARIANTS, run_attack, spec_label  # noqa: E402
 from curvmia.metrics import (  # noqa: E402
     bootstrap_weights,
     paired_auroc_difference,
     summarize,
 )
+from curvmia.pseudo_targets import pseudo_target_scores  # noqa: E402
 
 FEATURES = ("loss", "p_true", "p_max", "phi", "phi_max", "mentr", "curv_zo")
 
@@ -122,6 +133,75 @@ def print_times(specs, times, aucs, d, t_attacks: float, t_metrics: float, total
     )
 
 
+def add_hutch(feats: dict, seed: int = 1) -> None:
+    """The white-box traces cifar10.yaml's entries read: ``curv_hutch`` (a noisy,
+    sometimes negative, estimate of curv_zo) and ``curv_hutch_sq``."""
+    rng = np.random.default_rng(seed)
+    for prefix in ("", "test_"):
+        zo = feats[prefix + "curv_zo"]
+        feats[prefix + "curv_hutch"] = zo * rng.normal(1, 0.5, zo.shape)
+        feats[prefix + "curv_hutch_sq"] = feats[prefix + "curv_hutch"] ** 2
+
+
+def paper_config() -> tuple[list[dict], list[float]]:
+    """config/cifar10.yaml's attack entries and its FPR levels plus 0.1."""
+    cfg = yaml.safe_load((REPO / "config" / "cifar10.yaml").read_text())
+    return cfg["attacks"], sorted({0.1, *cfg["metrics"]["fprs"]}, reverse=True)
+
+
+def calibration_thresholds(
+    scores: np.ndarray, is_member: np.ndarray, fprs: list[float]
+) -> tuple[np.ndarray, float]:
+    """One pseudo-target's thresholds from one sort of its scores (NaN ranks lowest): at each
+    FPR level the (1 − fpr)-quantile of its non-members' scores, and the cut (score ≥ τ:
+    member) of maximal balanced accuracy."""
+    s = np.where(np.isnan(scores), -np.inf, scores)
+    order = np.argsort(s, kind="stable")
+    s, m = s[order], np.asarray(is_member, bool)[order]
+    non = s[~m]
+    at_fpr = np.full(len(fprs), np.inf)
+    if len(non):
+        at_fpr = non[np.minimum((len(non) * (1 - np.asarray(fprs))).astype(np.int64), len(non) - 1)]
+    # cut before position i: members at or above it are the true positives
+    tp = m.sum() - np.r_[0, np.cumsum(m)]
+    fp = len(non) - np.r_[0, np.cumsum(~m)]
+    bacc = tp / max(m.sum(), 1) + 1 - fp / max(len(non), 1)
+    bacc[1:-1][s[1:] == s[:-1]] = -np.inf  # no cut between equal scores
+    i = int(np.argmax(bacc))
+    return at_fpr, float(s[i]) if i < len(s) else np.inf
+
+
+def calibration_stage(feats, shadow, s_in, masks, labels, n_shadows: int, n_targets: int):
+    """(a) the attack step of the paper config against the targets, (b) the pseudo-target
+    calibration of the same entries; prints both times and their ratio."""
+    specs, fprs = paper_config()
+    targets = [{f: v[n_shadows + t] for f, v in feats.items()} for t in range(n_targets)]
+    t_in = masks[n_shadows : n_shadows + n_targets]
+    comp = np.full(n_shadows, -1)  # independent layout (cifar10.yaml: complements: false)
+    t_a = t_scores = t_thr = 0.0
+    for spec in specs:
+        t0 = time.perf_counter()
+        run_attack(spec, targets, shadow, s_in, t_in, labels)
+        t1 = time.perf_counter()
+        pseudo = pseudo_target_scores(spec, shadow, s_in, labels, comp)
+        t2 = time.perf_counter()
+        for p in range(n_shadows):
+            calibration_thresholds(pseudo[p], s_in[p], fprs)
+        t3 = time.perf_counter()
+        t_a, t_scores, t_thr = t_a + t1 - t0, t_scores + t2 - t1, t_thr + t3 - t2
+        print(
+            f"  {spec_label(spec):22s} attack {t1 - t0:6.2f} s, pseudo-targets {t2 - t1:6.2f} s"
+            f" + thresholds {t3 - t2:5.2f} s"
+        )
+    print(f"calibration: (a) attack step, {len(specs)} entries x {n_targets} targets: {t_a:.1f} s")
+    print(
+        f"calibration: (b) {len(specs)} entries x {n_shadows} pseudo-targets: "
+        f"{t_scores + t_thr:.1f} s (scores {t_scores:.1f} s, thresholds at FPR "
+        f"{', '.join(f'{f:g}' for f in fprs)} and balanced accuracy {t_thr:.1f} s)"
+    )
+    print(f"calibration: ratio (b)/(a) {(t_scores + t_thr) / t_a:.2f} (target <= 3)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--shadows", type=int, default=64)
@@ -129,6 +209,11 @@ def main() -> None:
     ap.add_argument("--test-samples", type=int, default=10_000)
     ap.add_argument("--targets", type=int, default=3)
     ap.add_argument("--boot", type=int, default=200)
+    ap.add_argument(
+        "--calibration",
+        action="store_true",
+        help="also time the pseudo-target calibration against the attack step (issue 29)",
+    )
     a = ap.parse_args()
     if a.boot < 1:
         ap.error(f"--boot: needs at least 1 bootstrap replicate, got {a.boot}")
@@ -148,6 +233,10 @@ def main() -> None:
     t_metrics = time.perf_counter() - t0
     total = time.perf_counter() - t_all
     print_times(specs, times, aucs, d, t_attacks, t_metrics, total)
+    if a.calibration:
+        add_hutch(feats)
+        shadow = {f: v[sh] for f, v in feats.items()}
+        calibration_stage(feats, shadow, s_in, masks, labels, a.shadows, a.targets)
 
 
 if __name__ == "__main__":

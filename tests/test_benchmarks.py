@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from _util import subprocess_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,3 +114,28 @@ def test_train_benchmark_runs_curvmias_pipeline(mode, kind):
     assert re.search(rf"^pipeline {kind}.*: +[\d.]+ img/s$", out, re.M), out
     assert re.search(r"^model fwd\+bwd\+step: +[\d.]+ img/s$", out, re.M), out
     assert re.search(r"^pipeline / model = [\d.]+ \(keeps up if >= 0.90\)$", out, re.M), out
+
+
+def test_attack_benchmark_calibration_stage_prints_both_times_and_the_ratio():
+    """benchmarks/attacks.py --calibration at tiny size: every cifar10.yaml entry timed as an
+    attack and as pseudo-targets, then (a), (b) and their ratio."""
+    cmd = [sys.executable, str(REPO / "benchmarks" / "attacks.py"), "--calibration"]
+    cmd += ["--samples", "300", "--shadows", "6", "--test-samples", "50", "--boot", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(), cwd=REPO)
+    out = proc.stdout
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.search(r"^TOTAL [\d.]+ s \(limit 60 s", out, re.M), out  # the first stage's end
+    rows = re.findall(
+        r"^  (\S+) +attack +[\d.]+ s, pseudo-targets +[\d.]+ s \+ thresholds", out, re.M
+    )
+    entries = yaml.safe_load((REPO / "config" / "cifar10.yaml").read_text())["attacks"]
+    assert rows == [e.get("label", e["name"]) for e in entries], out
+    n = len(entries)
+    a = re.search(
+        rf"^calibration: \(a\) attack step, {n} entries x 3 targets: [\d.]+ s$", out, re.M
+    )
+    b = re.search(
+        rf"^calibration: \(b\) {n} entries x 6 pseudo-targets: [\d.]+ s \(scor", out, re.M
+    )
+    assert a and b and "thresholds at FPR 0.1, 0.01, 0.001, 0.0001 and balanced accuracy" in out
+    assert re.search(r"^calibration: ratio \(b\)/\(a\) [\d.]+ \(target <= 3\)$", out, re.M), out
