@@ -255,3 +255,19 @@ def realistic_frames(
 
 
 BAL_COLUMNS = ["attack", "target", "threshold_bal", "bal_acc_labelfree"]
+
+
+def with_labelfree(metrics: pd.DataFrame, bal: pd.DataFrame) -> pd.DataFrame:
+    """metrics.csv's frame with ``bal_acc_labelfree`` and ``threshold_bal`` per attack ×
+    target and in its ``mean`` and ``std`` (ddof 0) rows; NaN where ``bal`` has no row."""
+    per = bal.assign(target=bal["target"].astype(int).astype(str))
+    g = per.groupby("attack")[["bal_acc_labelfree", "threshold_bal"]]
+    agg = pd.concat([g.mean().assign(target="mean"), g.std(ddof=0).assign(target="std")])
+    both = pd.concat([per, agg.reset_index()], ignore_index=True)
+    return metrics.merge(both, on=["attack", "target"], how="left")
+
+
+def headline_prior(priors: list[float]) -> float:
+    """The prior whose PPV the headline shows: 1% when listed (metrics.priors), else the
+    first."""
+    return 0.01 if any(abs(p - 0.01) < 1e-12 for p in priors) else float(priors[0])
