@@ -251,7 +251,9 @@ def realistic_frames(
                 {"attack": label, "target": int(t), "threshold_bal": t_bal,
                  "bal_acc_labelfree": (r + 1.0 - f) / 2.0}
             )  # fmt: skip
-    return pd.DataFrame(rows), pd.DataFrame(bal, columns=BAL_COLUMNS)
+    head = ["attack", "target", "fpr_level", "threshold", "fpr", "tpr", "tpr_lo", "tpr_hi"]
+    real = pd.DataFrame(rows) if rows else pd.DataFrame(columns=head + ["supported"])
+    return real, pd.DataFrame(bal, columns=BAL_COLUMNS)
 
 
 BAL_COLUMNS = ["attack", "target", "threshold_bal", "bal_acc_labelfree"]

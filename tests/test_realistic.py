@@ -249,3 +249,14 @@ def test_script_end_to_end_on_synthetic_files(tmp_path):
         non = sorted((x for x, mm in zip(srow, mrow) if not mm), reverse=True)
         own.append(np.nextafter(non[int(0.1 * len(non))], np.inf))
     assert real.threshold[real.fpr_level == 0.1].iloc[0] == pytest.approx(np.median(own))
+
+
+def test_vulnerability_gains_flag_columns_rows_and_order_unchanged():
+    from curvmia.exposure import with_flags
+
+    vuln = pd.DataFrame({"rank": [1, 2, 3], "sample": [2, 0, 1], "exposure_a": [0.9, 0.5, 0.1]})
+    flags = pd.DataFrame({"sample": [0, 1, 2], "n_targets_member": [1, 2, 2],
+                          "n_flagged_a": [0, 1, 2]})  # fmt: skip
+    out = with_flags(vuln, flags)
+    assert list(out["sample"]) == [2, 0, 1] and list(out["n_flagged_a"]) == [2, 0, 1]
+    assert "n_targets_member" not in out.columns  # vulnerability.csv's own stays the only one
