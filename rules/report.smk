@@ -6,7 +6,9 @@ rule realistic:
         attacks=expand(f"{RESULTS}/attacks/{{label}}.npz", label=ATTACK_LABELS),
         pseudo=expand(f"{RESULTS}/pseudo/{{label}}.npz", label=ATTACK_LABELS),
     output:
-        csv=report(f"{RESULTS}/realistic.csv", caption="../report/realistic.rst", category="Metrics"),
+        csv=report(
+            f"{RESULTS}/realistic.csv", caption="../report/realistic.rst", category="Metrics"
+        ),
         bal=f"{RESULTS}/realistic_bal.csv",
         stability=report(
             f"{RESULTS}/stability.csv", caption="../report/stability.rst", category="Examples"
@@ -16,7 +18,9 @@ rule realistic:
             f"{RESULTS}/stability.png", caption="../report/stability_png.rst", category="Examples"
         ),
     params:
-        metrics=as_json({k: config["metrics"][k] for k in ("fprs", "priors", "bootstrap", "seed")}),
+        metrics=as_json(
+            {k: config["metrics"][k] for k in ("fprs", "priors", "bootstrap", "seed")}
+        ),
     threads: job_threads("light")
     resources:
         **job_resources("light"),
