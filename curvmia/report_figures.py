@@ -175,9 +175,10 @@ def plot_stability(pairs: pd.DataFrame, samples: pd.DataFrame, path: str) -> Non
         if np.isnan(n).all():
             continue
         share = [(n == k).mean() for k in range(k_max + 1)]
-        ax2.bar(np.arange(k_max + 1) + i * width, share, width, label=label)
+        ax2.bar(np.arange(k_max + 1) - 0.4 + (i + 0.5) * width, share, width, label=label)
+    ax2.set_xticks(range(k_max + 1))
     ax2.set_xlabel("number of targets flagging the sample (as a member)")
-    ax2.set_ylabel("share of samples that are members of ≥ 1 target")
+    ax2.set_ylabel("share of member samples")
     ax2.set_title("How many targets flag each member sample", fontsize=9)
     ax2.legend(fontsize=6, ncol=2)
     fig.tight_layout()
