@@ -115,11 +115,13 @@ def final_outputs():
 
 def membership_outputs():
     """Outputs that need every target's members: left out when an imported target's members
-    are unknown (leave-one-out and the theory), the histogram when no target's are known."""
+    are unknown (leave-one-out, the shadow budget and the theory), the histogram when no
+    target's are known."""
     out = [f"{RESULTS}/curv_hist.png"] if HIST_TARGET is not None else []
     if UNKNOWN_TARGETS:
         return out
-    return out + ([f"{RESULTS}/loo.md"] if config["metrics"]["loo"] else []) + theory_outputs()
+    loo = [f"{RESULTS}/loo.md"] if config["metrics"]["loo"] else []
+    return out + loo + [f"{RESULTS}/budget.csv", f"{RESULTS}/budget.png"] + theory_outputs()
 
 
 # ---------------------------------------------------------------- inputs by content

@@ -54,6 +54,7 @@ AFTER_ATTACK = {
     "metrics": 1,
     "per_example": 1,
     "loo": 1,
+    "budget": 1,
     "theory": 1,
     "sweep_metrics": 2,  # the sweeps' attacks use the same specs and the same shadows
     "theory_sweep": 2,
