@@ -81,3 +81,11 @@ def vulnerability_frame(per_example: pd.DataFrame, rank_label: str) -> pd.DataFr
     out = out.sort_values([key, "sample"], ascending=[False, True], na_position="last")
     out.insert(0, "rank", np.arange(1, len(out) + 1))
     return out.reset_index(drop=True)
+
+
+def with_flags(vuln: pd.DataFrame, flags: pd.DataFrame) -> pd.DataFrame:
+    """The ranking with the realistic audit's per-sample ``n_flagged_<attack>`` columns (how
+    many targets flag the sample as a member at the label-free threshold, stability.csv's
+    level); rows and order unchanged."""
+    cols = ["sample"] + [c for c in flags.columns if c.startswith("n_flagged_")]
+    return vuln.merge(flags[cols], on="sample", how="left")

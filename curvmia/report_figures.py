@@ -153,6 +153,38 @@ def plot_curv_hist(
     plt.close(fig)
 
 
+def plot_stability(pairs: pd.DataFrame, samples: pd.DataFrame, path: str) -> None:
+    """Left: pairwise Jaccard agreement of flagged members per attack (one dot per pair of
+    targets sharing members). Right: per attack, the share of member samples flagged by
+    k targets out of those it is a member of, k = 0..max."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11.0, 4.0))
+    labels = [c.removeprefix("n_flagged_") for c in samples.columns if c.startswith("n_flagged_")]
+    for x, label in enumerate(labels):
+        jac = pairs.loc[pairs["attack"] == label, "jaccard"].dropna().to_numpy()
+        ax1.plot(np.full(len(jac), x), jac, "o", alpha=0.5, ms=4)
+    ax1.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
+    ax1.set_ylim(0, 1)
+    ax1.set_ylabel("Jaccard of flagged shared members")
+    ax1.set_title("Agreement between pairs of targets", fontsize=9)
+    n_member = samples["n_targets_member"].to_numpy() if len(samples) else np.zeros(0)
+    member = n_member > 0
+    k_max = int(n_member.max(initial=0))
+    width = 0.8 / max(1, len(labels))
+    for i, label in enumerate(labels):
+        n = samples[f"n_flagged_{label}"].to_numpy()[member]
+        if np.isnan(n).all():
+            continue
+        share = [(n == k).mean() for k in range(k_max + 1)]
+        ax2.bar(np.arange(k_max + 1) + i * width, share, width, label=label)
+    ax2.set_xlabel("number of targets flagging the sample (as a member)")
+    ax2.set_ylabel("share of samples that are members of ≥ 1 target")
+    ax2.set_title("How many targets flag each member sample", fontsize=9)
+    ax2.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot_budget(summary: pd.DataFrame, path: str, *, unit: str, fpr_level: float) -> None:
     """The shadow budget (curvmia/budget.py: budget_summary): per attack, mean AUROC and mean
     label-free TPR against K on a log axis, bars ± the std over draws."""

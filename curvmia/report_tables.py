@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from .metric_frames import AGGREGATES, Verdicts
@@ -22,15 +23,23 @@ def markdown_table(df: pd.DataFrame, fprs: list[float], no_result: Verdicts | No
     ``no_result`` shows its reason instead (:func:`curvmia.metric_frames.nan_verdicts`).
 
     TPR columns: interpolated on the ROC and, labelled *strict*, the LiRA/MICO
-    convention (last ROC point with FPR < target)."""
+    convention (last ROC point with FPR < target).  Balanced accuracies and TPRs are
+    labelled *oracle*: their thresholds are chosen with the target's own membership."""
     no_result = no_result or {}
     mean = df[df.target == "mean"].set_index("attack")
     std = df[df.target == "std"].set_index("attack")
     cols = ["auroc", "bal_acc_paper", "bal_acc_best"]
-    heads = ["AUROC %", r"Bal. acc. % (\|FPR+TPR−1\| thr.)", "Bal. acc. % (best thr.)"]
+    heads = [
+        "AUROC %",
+        r"Oracle bal. acc. % (\|FPR+TPR−1\| thr.)",
+        "Oracle bal. acc. % (best thr.)",
+    ]
     for f in fprs:
         cols += [f"tpr@{f:g}", f"tpr_strict@{f:g}"]
-        heads += [f"TPR % @ {100 * f:g}% FPR (interp.)", f"TPR % @ FPR < {100 * f:g}% (strict)"]
+        heads += [
+            f"Oracle TPR % @ {100 * f:g}% FPR (interp.)",
+            f"Oracle TPR % @ FPR < {100 * f:g}% (strict)",
+        ]
     lines = ["| attack | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
     for label in mean.index:
         cells = [pct_cell(mean.loc[label, c], std.loc[label, c]) for c in cols]
@@ -59,7 +68,7 @@ def interval_table(
     per = df[~df.target.isin(AGGREGATES)]
     key = f"tpr@{ci_fpr:g}"
     lines = [
-        f"| attack | target | AUROC % [95% CI] | TPR % @ {100 * ci_fpr:g}% FPR [95% CI] |",
+        f"| attack | target | AUROC % [95% CI] | oracle TPR % @ {100 * ci_fpr:g}% FPR [95% CI] |",
         "|---|---|---|---|",
     ]
     for _, r in per.iterrows():
@@ -113,3 +122,55 @@ def coverage_note(df: pd.DataFrame) -> str:
         "the missing side score them NaN, which every metric ranks lowest (a confident "
         f"non-member). NaN scores per target (max over targets): {nan_txt}.\n"
     )
+
+
+def _pct_range(v: pd.Series) -> str:
+    return f"{100 * v.mean():.2f} [{100 * v.min():.2f}–{100 * v.max():.2f}]"
+
+
+def realistic_markdown(realistic: pd.DataFrame, metrics: pd.DataFrame, prior: float) -> str:
+    """The headline's lead: per attack its AUROC, the label-free TPR at the lowest FPR level
+    supported for every target (10/FPR rule, realistic.csv's ``supported``), the achieved
+    FPR there, the PPV at ``prior`` and the oracle TPR at the same level for comparison.
+    Means over targets with [min–max]; a PPV whose achieved FPR is 0 counts its lower
+    bound (marked ≥), never 1."""
+    from .realistic import ppv_headline, prior_key
+
+    mean = metrics[metrics.target == "mean"].set_index("attack")
+    key = prior_key(prior)
+    lines = [
+        f"| attack | AUROC % | FPR level | label-free TPR % [min–max] | achieved FPR % [min–max]"
+        f" | PPV % at π = {100 * prior:g}% | oracle TPR % at the level |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, g in realistic.groupby("attack", sort=False):
+        auc = f"{100 * mean.loc[label, 'auroc']:.2f}" if label in mean.index else "n/a"
+        ok = g.groupby("fpr_level")["supported"].all()
+        levels = ok.index[ok.to_numpy(dtype=bool)]
+        if not len(levels):
+            why = "no level supported: fewer than 10/FPR non-members at every metrics.fprs level"
+            lines.append(f"| {label} | {auc} | {why} | – | – | – | – |")
+            continue
+        lv = float(levels.min())
+        r = g[g.fpr_level == lv]
+        heads = [ppv_headline(p, lo, f) for p, lo, f in zip(r[key], r[f"{key}_lo"], r["fpr"])]
+        heads = pd.Series(heads, dtype=float).dropna()
+        if heads.empty:
+            ppv_cell = "n/a: no sample flagged (TPR = FPR = 0)"
+        else:
+            ppv_cell = ("≥ " if (r["fpr"] == 0).any() else "") + _pct_range(heads)
+        oracle = mean.loc[label, f"tpr@{lv:g}"] if f"tpr@{lv:g}" in mean.columns else np.nan
+        ocell = "n/a" if label not in mean.index or np.isnan(oracle) else f"{100 * oracle:.2f}"
+        lines.append(
+            f"| {label} | {auc} | {100 * lv:g}% | {_pct_range(r['tpr'])}"
+            f" | {_pct_range(r['fpr'])} | {ppv_cell} | {ocell} |"
+        )
+    note = (
+        "\nThresholds chosen without the targets' labels: each shadow in turn is scored as a "
+        "pseudo-target by the same attack (the other shadows, minus its complement, as "
+        "references); its threshold at the FPR level comes from its own non-members, and "
+        "the median over shadows is applied to every target (docs/method.md: Realistic audit "
+        "metrics). Per target: realistic.csv. The oracle column reads the target's own ROC, "
+        "which no attacker can.\n"
+    )
+    return "\n".join(lines) + "\n" + note

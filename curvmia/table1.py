@@ -149,12 +149,12 @@ class _Ours:
 def _table1_head(dataset: str, paper_ds: str | None) -> list[str]:
     """Header and rule: ours, then (for the paper's datasets) the published column beside."""
     fpr_txt = f"{100 * TABLE1_FPR:g}%"
-    head = f"| method | ours ({dataset}): AUROC % / bal. acc. % |"
+    head = f"| method | ours ({dataset}): AUROC % / oracle bal. acc. % |"
     rule = "|---|---|"
     if paper_ds:
         head += f" paper ({paper_ds}) |"
         rule += "---|"
-    head += f" ours: TPR % @ {fpr_txt} FPR |"
+    head += f" ours: oracle TPR % @ {fpr_txt} FPR |"
     rule += "---|"
     if paper_ds:
         head += f" paper: TPR % @ {fpr_txt} FPR |"
@@ -253,34 +253,53 @@ def table1_markdown(
     return "\n".join(lines) + "\n" + note + "\n" + "".join(e + "\n" for e in extra)
 
 
-def headline_html(table1_md: str, facts: str) -> str:
-    """The report's first item: ``facts`` (what ran) above the Table 1 rows of
-    ``table1_md`` (table1_markdown's text) as an HTML table, and its notes below."""
+def _inline(text: str) -> str:
+    """``text`` HTML-escaped, with `code` spans as <code>."""
     import html
 
-    def inline(text: str) -> str:
-        return re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(text))
+    return re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(text))
 
+
+def _md_table_html(md: str) -> tuple[str, list[str]]:
+    """The first Markdown table of ``md`` as HTML rows (rows whose label is code-quoted, the
+    attacks outside the paper's Table 1, left out) and its other lines as paragraphs."""
     rows, notes = [], []
-    for line in table1_md.splitlines():
+    for line in md.splitlines():
         if line.startswith("|"):
-            # the paper's rows and LiRA proper; attacks outside Table 1 stay under Metrics
             if not set(line) <= set("|-: ") and not line.startswith("| `"):
                 rows.append([c.strip() for c in line.strip().strip("|").split("|")])
         elif line.strip():
-            notes.append(f"<p>{inline(line.strip())}</p>")
-    head = "".join(f"<th>{inline(c)}</th>" for c in rows[0]) if rows else ""
+            notes.append(f"<p>{_inline(line.strip())}</p>")
+    head = "".join(f"<th>{_inline(c)}</th>" for c in rows[0]) if rows else ""
     body = "\n".join(
-        "<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in rows[1:]
+        "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in rows[1:]
     )
+    return f"<thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody>", notes
+
+
+def headline_html(table1_md: str, facts: str, realistic_md: str = "") -> str:
+    """The report's first item: ``facts`` (what ran), then the realistic audit
+    (``realistic_md``, :func:`curvmia.report_tables.realistic_markdown`: label-free
+    thresholds) and the Table 1 rows of ``table1_md`` (table1_markdown's text, oracle
+    thresholds) as HTML tables, each with its notes below."""
     style = (
         "body{font-family:sans-serif;font-size:14px;margin:1em}"
         "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:3px 8px}"
         "th{background:#eee}tr td:first-child{font-weight:bold}"
     )
-    return (
+    out = [
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Headline</title>'
-        f"<style>{style}</style></head><body>\n<h2>Headline: the paper's Table 1 rows</h2>\n"
-        f'<p>{inline(facts)}</p>\n<table id="headline"><thead><tr>{head}</tr></thead>'
-        f"<tbody>\n{body}\n</tbody></table>\n" + "\n".join(notes) + "\n</body></html>\n"
+        f"<style>{style}</style></head><body>\n<p>{_inline(facts)}</p>\n"
+    ]
+    if realistic_md:
+        table, notes = _md_table_html(realistic_md)
+        out.append(
+            "<h2>Headline: realistic audit (thresholds chosen without the targets' labels)</h2>\n"
+            f'<table id="realistic">{table}</table>\n' + "\n".join(notes) + "\n"
+        )
+    table, notes = _md_table_html(table1_md)
+    out.append(
+        "<h2>Table 1 layout: the paper's rows (oracle thresholds)</h2>\n"
+        f'<table id="headline">{table}</table>\n' + "\n".join(notes) + "\n</body></html>\n"
     )
+    return "".join(out)

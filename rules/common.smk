@@ -109,6 +109,9 @@ def final_outputs():
         f"{RESULTS}/health.csv",
         f"{RESULTS}/per_example.csv.gz",
         f"{RESULTS}/exposed.png",
+        f"{RESULTS}/realistic.csv",
+        f"{RESULTS}/stability.csv",
+        f"{RESULTS}/stability.png",
         f"{RESULTS}/provenance.json",
     ] + membership_outputs()
 

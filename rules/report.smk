@@ -1,11 +1,44 @@
 # Metrics, figures, per-example results, leave-one-out and the Snakemake report.
 
 
+rule realistic:
+    input:
+        attacks=expand(f"{RESULTS}/attacks/{{label}}.npz", label=ATTACK_LABELS),
+        pseudo=expand(f"{RESULTS}/pseudo/{{label}}.npz", label=ATTACK_LABELS),
+    output:
+        csv=report(f"{RESULTS}/realistic.csv", caption="../report/realistic.rst", category="Metrics"),
+        bal=f"{RESULTS}/realistic_bal.csv",
+        stability=report(
+            f"{RESULTS}/stability.csv", caption="../report/stability.rst", category="Examples"
+        ),
+        samples=f"{RESULTS}/stability_samples.csv",
+        figure=report(
+            f"{RESULTS}/stability.png", caption="../report/stability_png.rst", category="Examples"
+        ),
+    params:
+        metrics=as_json({k: config["metrics"][k] for k in ("fprs", "priors", "bootstrap", "seed")}),
+    threads: job_threads("light")
+    resources:
+        **job_resources("light"),
+    conda:
+        "../envs/curvmia.yaml"
+    container: IMAGES["cpu"]
+    log:
+        f"{RESULTS}/logs/realistic.log",
+    shell:
+        "python $CURVMIA_SCRIPTS/realistic.py --metrics {params.metrics:q}"
+        " --pseudo {input.pseudo:q} --csv {output.csv:q} --bal {output.bal:q}"
+        " --stability {output.stability:q} --samples {output.samples:q}"
+        " --figure {output.figure:q} {input.attacks:q} > {log:q} 2>&1"
+
+
 rule metrics:
     input:
         health=f"{RESULTS}/health.csv",
         attacks=expand(f"{RESULTS}/attacks/{{label}}.npz", label=ATTACK_LABELS),
         scores=score_files(MODELS),
+        realistic=f"{RESULTS}/realistic.csv",
+        bal=f"{RESULTS}/realistic_bal.csv",
     output:
         csv=report(f"{RESULTS}/metrics.csv", caption="../report/metrics.rst", category="Metrics"),
         diff=report(
@@ -46,6 +79,7 @@ rule metrics:
         " --min-test-acc {params.min_test_acc:q} --csv {output.csv:q} --diff-csv {output.diff:q}"
         " --table1 {output.table1:q} --md {output.md:q} --roc {output.roc:q}"
         " --headline {output.headline:q} --about {params.about:q}"
+        " --realistic {input.realistic:q} --bal {input.bal:q}"
         " {input.attacks:q} --scores {input.scores:q} > {log:q} 2>&1"
 
 
@@ -53,6 +87,7 @@ rule per_example:
     input:
         manifest=f"{DATA}/manifest.json",
         attacks=expand(f"{RESULTS}/attacks/{{label}}.npz", label=ATTACK_LABELS),
+        flags=f"{RESULTS}/stability_samples.csv",
     output:
         tidy=f"{RESULTS}/per_example.csv.gz",
         ranking=report(
@@ -74,7 +109,7 @@ rule per_example:
         "python $CURVMIA_SCRIPTS/per_example.py --data {input.manifest:q}"
         " --rank-attack {params.rank_attack:q} --top-k {params.top_k:q}"
         " --tidy {output.tidy:q} --ranking {output.ranking:q} --figure {output.figure:q}"
-        " {input.attacks:q} > {log:q} 2>&1"
+        " --flags {input.flags:q} {input.attacks:q} > {log:q} 2>&1"
 
 
 rule loo:

@@ -19,8 +19,15 @@ from curvmia.metric_frames import (
     paired_frame,
 )
 from curvmia.provenance import code_record
+from curvmia.realistic import headline_prior, with_labelfree
 from curvmia.report_figures import plot_roc, plot_text
-from curvmia.report_tables import coverage_note, diff_markdown, interval_table, markdown_table
+from curvmia.report_tables import (
+    coverage_note,
+    diff_markdown,
+    interval_table,
+    markdown_table,
+    realistic_markdown,
+)
 from curvmia.scorefile import check_recorded_inputs, identity_digest, read_score_meta
 from curvmia.table1 import headline_html, scoring_precision_note, table1_labels, table1_markdown
 
@@ -54,6 +61,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument(
         "--scores", nargs="+", default=[], help="score files: their metadata gives the TF32 line"
     )
+    ap.add_argument("--realistic", required=True, help="realistic.csv (label-free thresholds)")
+    ap.add_argument("--bal", required=True, help="label-free balanced accuracy per target (.csv)")
     ap.add_argument("attacks", nargs="+", help="attack result files <label>.npz")
     return ap.parse_args()
 
@@ -86,15 +95,19 @@ def metrics_doc(
     health_md: str,
     code: str,
     no_result: Verdicts,
+    realistic: str,
 ) -> str:
-    """metrics.md: why targets lack metrics (if any do), Table 1, every metric (no result
+    """metrics.md: why targets lack metrics (if any do), the realistic audit (label-free
+    thresholds), Table 1 (oracle thresholds), every metric (no result
     where too many scores are NaN), bootstrap intervals, paired differences, model health,
     the code."""
     boot = cfg["bootstrap"] > 0
     return "\n".join(
         [
             *(["## Targets without metrics\n", why] if why else []),
-            "## Table 1 layout (mean ± std over targets)\n",
+            "## Realistic audit: label-free thresholds (per target: realistic.csv)\n",
+            realistic,
+            "## Table 1 layout (mean ± std over targets; oracle thresholds)\n",
             table1,
             "## Every attack and metric\n",
             markdown_table(df, cfg["fprs"], no_result),
@@ -118,15 +131,18 @@ def write_table1(
     results: dict,
     no_result: Verdicts,
     metas: list[dict],
+    realistic: str,
 ) -> str:
-    """table1.md and the headline that shows its rows; returns the Table 1 text."""
+    """table1.md and the headline (the realistic audit, then Table 1's rows); returns the
+    Table 1 text."""
     notes = {k: str(r["note"]) for k, r in results.items() if str(r.get("note", ""))}
     precision = scoring_precision_note(metas)
     table1 = table1_markdown(
         df, specs, a.dataset, notes=notes, precision=precision, no_result=no_result
     )
     write_text(a.table1, table1)
-    write_text(a.headline, headline_html(table1, headline_facts(json.loads(a.about), specs)))
+    facts = headline_facts(json.loads(a.about), specs)
+    write_text(a.headline, headline_html(table1, facts, realistic))
     return table1
 
 
@@ -147,15 +163,17 @@ def main() -> None:
         return
     kw = {"n_boot": cfg["bootstrap"], "seed": cfg["seed"]}
     df = metrics_frame(results, fprs=cfg["fprs"], ci_fpr=cfg["ci_fpr"], **kw)
+    df = with_labelfree(df, pd.read_csv(a.bal))
     diff, skipped = paired_frame(results, cfg["compare"], **kw)
     write_csv(a.csv, df)
     write_csv(a.diff_csv, diff)
     no_result = nan_verdicts(df, cfg["max_nan_share"])
-    table1 = write_table1(a, df, specs, results, no_result, metas)
+    realistic = realistic_markdown(pd.read_csv(a.realistic), df, headline_prior(cfg["priors"]))
+    table1 = write_table1(a, df, specs, results, no_result, metas, realistic)
     health_md = health_markdown(health, a.min_test_acc)
     doc = metrics_doc(
         df, diff, skipped, cfg, why=why if unknown else "", table1=table1, health_md=health_md,
-        code=code, no_result=no_result,
+        code=code, no_result=no_result, realistic=realistic,
     )  # fmt: skip
     write_text(a.md, doc)
     with atomic_path(a.roc, suffix=".png") as tmp:
@@ -170,9 +188,9 @@ def headline_facts(about: dict, specs: list[dict]) -> str:
         f"Experiment {about['experiment']}: {about['shadows'] + about['targets']} models "
         f"({about['shadows']} shadows, {about['targets']} targets) of architecture "
         f"`{about['arch']}` on dataset {about['dataset']}; features scored in the "
-        f"`{about['scoring_variant']}` scoring variant. The rows are the attacks in their "
-        "`paper` variant (the released code's formulas), AUROC % / balanced accuracy % as "
-        "mean ± std over the targets"
+        f"`{about['scoring_variant']}` scoring variant. The Table 1 rows are the attacks in "
+        "their `paper` variant (the released code's formulas), AUROC % / oracle balanced "
+        "accuracy % as mean ± std over the targets"
         + (f"; the `clean` variants ({', '.join(clean)}) are under Metrics." if clean else ".")
     )
 

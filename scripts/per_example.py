@@ -4,8 +4,10 @@
 import argparse
 from pathlib import Path
 
+import pandas as pd
+
 from curvmia.data import load_prepared
-from curvmia.exposure import per_example_frame, vulnerability_frame
+from curvmia.exposure import per_example_frame, vulnerability_frame, with_flags
 from curvmia.io import atomic_path, load_npz
 from curvmia.report_figures import plot_exposed
 
@@ -18,6 +20,7 @@ def main() -> None:
     ap.add_argument("--tidy", required=True, help="per-example output (.csv.gz)")
     ap.add_argument("--ranking", required=True, help="vulnerability ranking (.csv)")
     ap.add_argument("--figure", required=True, help="most exposed images (.png)")
+    ap.add_argument("--flags", help="per-sample flag counts of the realistic audit (.csv)")
     ap.add_argument("attacks", nargs="+", help="attack result files <label>.npz")
     a = ap.parse_args()
     data = load_prepared(a.data)
@@ -28,6 +31,8 @@ def main() -> None:
     with atomic_path(a.tidy, suffix=".csv.gz") as tmp:
         tidy.to_csv(tmp, index=False, compression="gzip")
     vuln = vulnerability_frame(tidy, a.rank_attack)
+    if a.flags:
+        vuln = with_flags(vuln, pd.read_csv(a.flags))
     with atomic_path(a.ranking, suffix=".csv") as tmp:
         vuln.to_csv(tmp, index=False)
     with atomic_path(a.figure, suffix=".png") as tmp:

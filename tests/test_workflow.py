@@ -51,6 +51,7 @@ def with_changes(tmp_path: Path, name: str, change) -> Path:
 # what one changed attack reruns: itself and everything that reads attack results
 AFTER_ATTACK = {
     "attack": 1,
+    "realistic": 1,
     "metrics": 1,
     "per_example": 1,
     "loo": 1,
@@ -191,8 +192,13 @@ def test_report(finished_run):
         "health.csv",
         "auroc_diff.csv",
         "vulnerability.csv",
+        "realistic.csv",
+        "stability.csv",
+        "stability.png",
         "exposed.png",
         "loo.csv",
+        "budget.csv",
+        "budget.png",
         "bounds.png",
         "sweep_dp.png",
         "sweep_size.png",
