@@ -96,6 +96,12 @@ def as_json(obj):
     return json.dumps(obj, sort_keys=True)
 
 
+def metrics_section():
+    """The metrics section less the shadow budget's keys: only rule budget reads them, so a
+    changed K list or draw count reruns that step alone (rules/report.smk)."""
+    return as_json({k: v for k, v in config["metrics"].items() if not k.startswith("budget_")})
+
+
 def score_files(rows):
     return expand(f"{RESULTS}/scores/model_{{row}}.npz", row=rows)
 

@@ -51,7 +51,7 @@ rule metrics:
             f"{RESULTS}/headline.html", caption="../report/headline.rst", category="1 Headline"
         ),
     params:
-        metrics=as_json(config["metrics"]),
+        metrics=metrics_section(),
         about=as_json(
             {
                 "experiment": config["experiment"],
