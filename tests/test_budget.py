@@ -17,6 +17,7 @@ from curvmia.budget import (
     draw_subsets,
     fpr_level,
 )
+from curvmia.metric_frames import metrics_frame
 from curvmia.metrics import auroc, summarize
 
 N_RANDOM = 6
@@ -175,6 +176,10 @@ def test_k_all_auroc_equals_the_main_metric_exactly(pairs):
         assert per_target == main
         label = spec.get("label", spec["name"])
         assert full.loc[label, "auroc"] == np.mean(per_target)  # exactly
+        # metrics.csv's mean row (curvmia/metric_frames.py), exactly
+        res = {"scores": scores, "is_member": is_member, "targets": np.array(PAIRS_TARGETS)}
+        mf = metrics_frame({label: res}, fprs=[0.1], n_boot=0, seed=0)
+        assert full.loc[label, "auroc"] == mf[mf.target == "mean"].auroc.iloc[0]
         assert full.loc[label, "n_no_in_shadow"] == 0 and full.loc[label, "n_no_out_shadow"] == 0
 
 
