@@ -63,23 +63,30 @@ def main() -> None:
         f"{len(specs)} attack entries of {Path(a.config).name}, {a.draws} draws per K, "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
     )
-    total, frames = 0.0, []
+    total, cpu0, frames = 0.0, time.process_time(), []
     for k in budget.budget_ks(None, a.shadows):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         frames.append(
             budget.budget_frame(
                 specs, targets, t_in, shadow, masks[rows], rows, labels, n_random=a.shadows,
                 complements=False, ks=[k], draws=a.draws, seed=0, fprs=fprs,
             )
         )  # fmt: skip
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
         total += dt
-        print(f"  K = {k:3d}: {len(frames[-1]) // len(specs)} draws, {dt:7.1f} s", flush=True)
+        print(
+            f"  K = {k:3d}: {len(frames[-1]) // len(specs)} draws, {dt:7.1f} s wall, "
+            f"{dc:7.1f} s CPU",
+            flush=True,
+        )
     df = frames[-1]
     print(df[["attack", "auroc", "tpr", "fpr", "fpr_level"]].to_string(index=False))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    cpu = time.process_time() - cpu0
     print(
-        f"TOTAL {total:.1f} s (target {LIMIT_S} s on 2 cores, ratio {total / LIMIT_S:.2f}); "
+        f"TOTAL {total:.1f} s wall (target {LIMIT_S} s on 2 cores, ratio {total / LIMIT_S:.2f}); "
+        f"{cpu:.1f} s CPU (this process, all threads; the wall time of an otherwise idle "
+        f"machine is about this or less); load average {os.getloadavg()[0]:.1f}; "
         f"PEAK RSS {peak:.2f} GiB; mean AUROC at K = all {np.nanmean(df.auroc):.3f}"
     )
 
