@@ -65,6 +65,17 @@ def load(a: argparse.Namespace, specs: list[dict]):
     return [a.shadow_rows[i] for i in keep], shadow, targets, masks, load_prepared(a.data)
 
 
+def usable_ks(ks: list[int] | None, n_units: int) -> list[int] | None:
+    """metrics.budget_ks less the Ks beyond the units left after health exclusions (the
+    config check counted the configured shadows); all units when none is left."""
+    if ks is None:
+        return None
+    keep = [k for k in ks if k <= n_units]
+    if len(keep) < len(ks):
+        print(f"metrics.budget_ks: {sorted(set(ks) - set(keep))} exceed the {n_units} units left")
+    return keep or [n_units]
+
+
 def main() -> None:
     a = parse_args()
     specs, cfg = json.loads(a.specs), json.loads(a.budget)
@@ -80,7 +91,7 @@ def main() -> None:
         data.train_labels,
         n_random=a.n_random,
         complements=complements,
-        ks=cfg["budget_ks"],
+        ks=usable_ks(cfg["budget_ks"], len(budget_units(kept, a.n_random, complements))),
         draws=cfg["budget_draws"],
         seed=cfg["seed"],
         fprs=json.loads(a.fprs),
