@@ -42,6 +42,29 @@ def synthetic_features(n_models: int, n: int, n_z: int):
     return feats, masks, labels
 
 
+def time_per_k(a, specs, fprs, targets, t_in, shadow, s_in, labels):
+    """Run the budget one K at a time, printing each K's wall and CPU seconds; returns the
+    total wall time and the K = all frame."""
+    rows = list(range(a.shadows))
+    total, frames = 0.0, []
+    for k in budget.budget_ks(None, a.shadows):
+        t0, c0 = time.perf_counter(), time.process_time()
+        frames.append(
+            budget.budget_frame(
+                specs, targets, t_in, shadow, s_in, rows, labels, n_random=a.shadows,
+                complements=False, ks=[k], draws=a.draws, seed=0, fprs=fprs,
+            )
+        )  # fmt: skip
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
+        total += dt
+        print(
+            f"  K = {k:3d}: {len(frames[-1]) // len(specs)} draws, {dt:7.1f} s wall, "
+            f"{dc:7.1f} s CPU",
+            flush=True,
+        )
+    return total, frames[-1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--shadows", type=int, default=64)
@@ -63,23 +86,8 @@ def main() -> None:
         f"{len(specs)} attack entries of {Path(a.config).name}, {a.draws} draws per K, "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
     )
-    total, cpu0, frames = 0.0, time.process_time(), []
-    for k in budget.budget_ks(None, a.shadows):
-        t0, c0 = time.perf_counter(), time.process_time()
-        frames.append(
-            budget.budget_frame(
-                specs, targets, t_in, shadow, masks[rows], rows, labels, n_random=a.shadows,
-                complements=False, ks=[k], draws=a.draws, seed=0, fprs=fprs,
-            )
-        )  # fmt: skip
-        dt, dc = time.perf_counter() - t0, time.process_time() - c0
-        total += dt
-        print(
-            f"  K = {k:3d}: {len(frames[-1]) // len(specs)} draws, {dt:7.1f} s wall, "
-            f"{dc:7.1f} s CPU",
-            flush=True,
-        )
-    df = frames[-1]
+    cpu0 = time.process_time()
+    total, df = time_per_k(a, specs, fprs, targets, t_in, shadow, masks[rows], labels)
     print(df[["attack", "auroc", "tpr", "fpr", "fpr_level"]].to_string(index=False))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     cpu = time.process_time() - cpu0

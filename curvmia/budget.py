@@ -97,9 +97,11 @@ def min_references(spec: dict) -> int:
 
 
 def _labelfree_tpr(spec, targets_sc, target_in, shadow, shadow_in, labels, comp, level):
-    """Mean over targets of (FPR, TPR) at the subset's label-free threshold, and the
-    pseudo-targets' NaN share."""
+    """Mean over targets of (FPR, TPR) at the subset's label-free threshold; NaN when every
+    pseudo-target score is NaN."""
     pseudo = pseudo_target_scores(spec, shadow, shadow_in, labels, comp)
+    if np.isnan(pseudo).all():  # no threshold to calibrate (e.g. zero variances)
+        return np.nan, np.nan
     thr = labelfree_thresholds(pseudo, shadow_in, [level])[0]
     fpr, tpr = np.mean([achieved(s, m, thr) for s, m in zip(targets_sc, target_in)], axis=0)
     return float(fpr), float(tpr)
@@ -130,8 +132,11 @@ def evaluate_subset(
         out["note"] = f"needs an IN and an OUT reference: at least {need} reference models"
         return out
     scores, _ = run_attack(spec, targets, shadow, shadow_in, target_in, labels)
-    out["auroc"] = float(np.mean([auroc(s, m) for s, m in zip(scores, target_in)]))
     out["nan_share"] = float(np.isnan(scores).mean())
+    if out["nan_share"] == 1.0:  # e.g. zero variances of one model per side: no result
+        out["note"] = "every target score is NaN"
+        return out
+    out["auroc"] = float(np.mean([auroc(s, m) for s, m in zip(scores, target_in)]))
     if np.isnan(level):
         out["note"] = "no FPR level of metrics.fprs has 10/FPR non-members"
     elif n_pseudo_refs < max(need, 1):
@@ -143,6 +148,8 @@ def evaluate_subset(
         out["fpr"], out["tpr"] = _labelfree_tpr(
             spec, scores, target_in, shadow, shadow_in, labels, comp, level
         )
+        if np.isnan(out["tpr"]):
+            out["note"] = "every pseudo-target score is NaN: no label-free threshold"
     return out
 
 

@@ -24,6 +24,7 @@ N_RANDOM = 6
 SPECS = [
     {"name": "curv_nll", "variant": "paper"},
     {"name": "lira_online", "variant": "clean", "label": "lira_clean"},
+    {"name": "curv_nll", "variant": "clean", "label": "curv_nll_clean"},
     {"name": "yeom"},
     {"name": "watson"},
     {"name": "song"},
@@ -223,10 +224,18 @@ def test_one_pair_online_auroc_but_no_labelfree_tpr(pairs):
     pseudo-targets none (a pair minus a model and its complement is empty)."""
     df, _ = pairs
     k1 = df[df.n_refs == 1]
-    assert k1.auroc.notna().all() and k1.tpr.isna().all()
-    assert k1.note.str.contains("pseudo-target keeps 0 reference models").all()
+    # curv_nll clean: one model per side has zero variance, every score NaN: no result
+    nll = k1.attack == "curv_nll_clean"
+    assert (k1[nll].nan_share == 1).all() and k1[nll].auroc.isna().all()
+    assert k1[nll].note.str.contains("every target score is NaN").all()
+    assert k1[~nll].auroc.notna().all() and k1.tpr.isna().all()
+    assert k1[~nll].note.str.contains("pseudo-target keeps 0 reference models").all()
+    # K = 2 pairs: a pseudo-target keeps one model per side, curv_nll clean scores nothing
     k2 = df[df.n_refs == 2]
-    assert k2.tpr.notna().all() and (k2.note.fillna("") == "").all()
+    nll = k2.attack == "curv_nll_clean"
+    assert k2[~nll].tpr.notna().all() and (k2[~nll].note.fillna("") == "").all()
+    assert k2[nll].auroc.notna().all() and k2[nll].tpr.isna().all()
+    assert k2[nll].note.str.contains("every pseudo-target score is NaN").all()
 
 
 @pytest.fixture(scope="module")
@@ -266,7 +275,12 @@ def test_online_attacks_below_two_models_are_nan_and_flagged(independent):
     k2 = df[df.n_refs == 2].set_index("attack")
     assert k2.loc["curv_nll"].tpr.isna().all() and k2.loc["curv_nll"].auroc.notna().all()
     assert k2.loc["watson"].tpr.notna().all()
-    assert df[df.n_refs == 3].tpr.notna().all()
+    # three models: every sample has at most one on a side; curv_nll clean's zero
+    # variance makes every score NaN (no result), the other attacks run
+    k3 = df[df.n_refs == 3]
+    nll = k3.attack == "curv_nll_clean"
+    assert k3[~nll].tpr.notna().all() and k3[nll].auroc.isna().all()
+    assert (k3[nll].nan_share == 1).all()
 
 
 def test_coverage_counted_per_draw(independent):
@@ -304,3 +318,19 @@ def test_summary_mean_and_spread(pairs):
     sd = math.sqrt(sum((x - mean) ** 2 for x in w) / len(w))
     assert s.loc[("watson", 2), "auroc_std"] == pytest.approx(sd)
     assert s.loc[("watson", 5), "auroc_std"] == 0.0 and s.loc[("watson", 5), "draws"] == 1
+
+
+def test_benchmark_runs_at_tiny_size():
+    """benchmarks/budget.py (the paper-size cost) cannot rot unseen."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, str(root / "benchmarks" / "budget.py"), "--samples", "300",
+           "--test-samples", "100", "--shadows", "4", "--draws", "1"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "K =   4: 1 draws" in run.stdout and "target 900 s on 2 cores, ratio" in run.stdout
