@@ -15,6 +15,7 @@ import os
 from typing import Any
 
 from .attacks import check_attack_spec, needed_f32_features, spec_label
+from .budget import budget_ks
 from .imported import check_contract, check_section
 from .masks import check_layout
 
@@ -34,7 +35,9 @@ def check_config(config: dict[str, Any], deep: bool) -> list[str]:
     stops here, not in a train job).
     """
     m = config["masks"]
-    check_layout(m["shadows"], m["targets"], m["n_random"], m["complements"])
+    layout = check_layout(m["shadows"], m["targets"], m["n_random"], m["complements"])
+    # K counts whole complement pairs in the pairs layout (curvmia/budget.py)
+    budget_ks(config["metrics"]["budget_ks"], len(m["shadows"]) // (2 if layout == "pairs" else 1))
     if deep:
         check_models(config)
     if m["complements"] and m["pkeep"] != 0.5:

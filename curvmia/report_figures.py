@@ -184,3 +184,33 @@ def plot_stability(pairs: pd.DataFrame, samples: pd.DataFrame, path: str) -> Non
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_budget(summary: pd.DataFrame, path: str, *, unit: str, fpr_level: float) -> None:
+    """The shadow budget (curvmia/budget.py: budget_summary): per attack, mean AUROC and mean
+    label-free TPR against K on a log axis, bars ± the std over draws."""
+    fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.6), sharex=True)
+    colours = [plt.get_cmap("tab20")(i) for i in range(20)]
+    level = "no supported level" if np.isnan(fpr_level) else f"FPR {fpr_level:g}"
+    for i, (label, g) in enumerate(summary.groupby("attack", sort=False)):
+        style = {"color": colours[i % 20], "ls": ROC_STYLES[(i // 20) % len(ROC_STYLES)]}
+        for ax, col in zip(axes, ("auroc", "tpr"), strict=True):
+            ok = g[col].notna()
+            if ok.any():
+                ax.errorbar(
+                    g.n_refs[ok], g[col][ok], yerr=g[col + "_std"][ok], marker="o", ms=3,
+                    capsize=2, lw=1, label=label, **style,
+                )  # fmt: skip
+    for ax, name in zip(axes, ("AUROC", f"label-free TPR ({level})"), strict=True):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel(f"K: reference {unit} in the subset")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    axes[0].axhline(0.5, color="grey", lw=0.8, ls=":")
+    ks = sorted(summary.n_refs.unique())
+    axes[0].set_xticks(ks, [str(k) for k in ks])
+    axes[1].legend(fontsize=6, ncol=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.suptitle("Shadow budget: mean ± std over the seeded subsets of each K", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -96,6 +96,12 @@ def as_json(obj):
     return json.dumps(obj, sort_keys=True)
 
 
+def metrics_section():
+    """The metrics section less the shadow budget's keys: only rule budget reads them, so a
+    changed K list or draw count reruns that step alone (rules/report.smk)."""
+    return as_json({k: v for k, v in config["metrics"].items() if not k.startswith("budget_")})
+
+
 def score_files(rows):
     return expand(f"{RESULTS}/scores/model_{{row}}.npz", row=rows)
 
@@ -118,11 +124,13 @@ def final_outputs():
 
 def membership_outputs():
     """Outputs that need every target's members: left out when an imported target's members
-    are unknown (leave-one-out and the theory), the histogram when no target's are known."""
+    are unknown (leave-one-out, the shadow budget and the theory), the histogram when no
+    target's are known."""
     out = [f"{RESULTS}/curv_hist.png"] if HIST_TARGET is not None else []
     if UNKNOWN_TARGETS:
         return out
-    return out + ([f"{RESULTS}/loo.md"] if config["metrics"]["loo"] else []) + theory_outputs()
+    loo = [f"{RESULTS}/loo.md"] if config["metrics"]["loo"] else []
+    return out + loo + [f"{RESULTS}/budget.csv", f"{RESULTS}/budget.png"] + theory_outputs()
 
 
 # ---------------------------------------------------------------- inputs by content

@@ -55,7 +55,7 @@ rule metrics:
             f"{RESULTS}/headline.html", caption="../report/headline.rst", category="1 Headline"
         ),
     params:
-        metrics=as_json(config["metrics"]),
+        metrics=metrics_section(),
         about=as_json(
             {
                 "experiment": config["experiment"],
@@ -146,6 +146,49 @@ rule loo:
         " --masks-cfg {params.masks:q} --specs {params.specs:q} --fprs {params.fprs:q}"
         " --health {input.health:q} --fixed {input.fixed:q} --csv {output.csv:q} --md {output.md:q}"
         " --scores {input.scores:q} --expect {params.expect:q} > {log:q} 2>&1"
+
+
+rule budget:
+    input:
+        manifest=f"{DATA}/manifest.json",
+        masks=f"{RESULTS}/masks.npz",
+        health=f"{RESULTS}/health.csv",
+        shadow_scores=score_files(SHADOWS),
+        target_scores=score_files(TARGETS),
+    output:
+        csv=report(f"{RESULTS}/budget.csv", caption="../report/budget.rst", category="Metrics"),
+        png=report(f"{RESULTS}/budget.png", caption="../report/budget_plot.rst", category="Metrics"),
+    params:
+        # only what the budget reads: a changed K list or draw count reruns this step alone
+        budget=as_json(
+            {k: config["metrics"][k] for k in ("budget_ks", "budget_draws", "seed")}
+        ),
+        specs=as_json(config["attacks"]),
+        fprs=as_json(config["metrics"]["fprs"]),
+        n_random=config["masks"]["n_random"],
+        complements=str(config["masks"]["complements"]).lower(),
+        shadows=",".join(map(str, SHADOWS)),
+        targets=",".join(map(str, TARGETS)),
+        expect=lambda wc: score_expect(SHADOWS + TARGETS),
+    threads: job_threads("light")
+    resources:
+        **job_resources("light"),
+    conda:
+        "../envs/curvmia.yaml"
+    container: IMAGES["cpu"]
+    log:
+        f"{RESULTS}/logs/budget.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/budget.tsv"
+    shell:
+        "python $CURVMIA_SCRIPTS/budget.py --data {input.manifest:q} --masks {input.masks:q}"
+        " --health {input.health:q}"
+        " --shadow-rows {params.shadows:q} --target-rows {params.targets:q}"
+        " --shadow-scores {input.shadow_scores:q} --target-scores {input.target_scores:q}"
+        " --expect {params.expect:q} --specs {params.specs:q} --fprs {params.fprs:q}"
+        " --budget {params.budget:q} --n-random {params.n_random:q}"
+        " --complements {params.complements:q} --csv {output.csv:q} --png {output.png:q}"
+        " > {log:q} 2>&1"
 
 
 rule curv_hist:

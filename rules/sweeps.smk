@@ -156,7 +156,7 @@ rule sweep_metrics:
         targets=lambda wc: as_json(SWEEP_ROWS[wc.sweep]),
         shadows=",".join(map(str, SHADOWS)),
         attacks=as_json(ATTACK_SPECS),
-        metrics=as_json(config["metrics"]),
+        metrics=metrics_section(),
         expect=lambda wc: score_expect(SHADOWS),
         expect_targets=lambda wc: sweep_expect(wc.sweep),
     wildcard_constraints:

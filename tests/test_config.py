@@ -43,6 +43,8 @@ BAD = {
     ),
     # a misspelt override of the size sweep's recipe was silently ignored
     "size-sweep override": ("size_sweep:\n  train: {epochz: 1}\n", "size_sweep.train: unknown"),
+    # the shadow budget's K beyond the shadows' 8 complement pairs
+    "budget K": ("metrics:\n  budget_ks: [2, 9]\n", "metrics.budget_ks: [9] outside 1..8"),
     # YAML that Snakemake reads leniently: the Snakefile re-reads it strictly
     "duplicate key": ("train:\n  epochs: 3\n  epochs: 4\n", "bad.yaml:3: duplicate key 'epochs'"),
 }

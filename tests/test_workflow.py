@@ -55,6 +55,7 @@ AFTER_ATTACK = {
     "metrics": 1,
     "per_example": 1,
     "loo": 1,
+    "budget": 1,
     "theory": 1,
     "sweep_metrics": 2,  # the sweeps' attacks use the same specs and the same shadows
     "theory_sweep": 2,
@@ -196,6 +197,8 @@ def test_report(finished_run):
         "stability.png",
         "exposed.png",
         "loo.csv",
+        "budget.csv",
+        "budget.png",
         "bounds.png",
         "sweep_dp.png",
         "sweep_size.png",
