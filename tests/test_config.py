@@ -43,6 +43,9 @@ BAD = {
     ),
     # a misspelt override of the size sweep's recipe was silently ignored
     "size-sweep override": ("size_sweep:\n  train: {epochz: 1}\n", "size_sweep.train: unknown"),
+    # fixed guesses need both counts; chosen ones neither
+    "one-run k half set": ("audit:\n  one_run: {k_pos: 10}\n", "audit.one_run: set both"),
+    "one-run k negative": ("audit:\n  one_run: {k_pos: -1, k_neg: 2}\n", "k_pos"),
     # YAML that Snakemake reads leniently: the Snakefile re-reads it strictly
     "duplicate key": ("train:\n  epochs: 3\n  epochs: 4\n", "bad.yaml:3: duplicate key 'epochs'"),
 }
