@@ -311,3 +311,41 @@ def headline_markdown(df: pd.DataFrame) -> str:
             f"{int(h.k_pos)} / {int(h.k_neg)} | {int(h.v)} / {int(h.r)} |"
         )
     return "\n".join(out) + "\n"
+
+
+def attacks_markdown(df: pd.DataFrame) -> str:
+    """Every attack on every target: each row an individual bound (only the headline attack,
+    chosen on the shadows, is the audit's answer; the largest row is not a 1 − β bound)."""
+    out = [
+        "| attack | target | eps_lower | p_value | k_pos / k_neg | v / r | |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in df.itertuples(index=False):
+        if pd.isna(row.eps_lower):
+            out.append(f"| `{row.attack}` | {row.target} | — | | | | {row.note} |")
+            continue
+        kind = "headline" if str(row.selection).endswith(HEADLINE) else "individual bound"
+        out.append(
+            f"| `{row.attack}` | {row.target} | {row.eps_lower:.3f} | {row.p_value:.3g} | "
+            f"{int(row.k_pos)} / {int(row.k_neg)} | {int(row.v)} / {int(row.r)} | {kind} |"
+        )
+    return "\n".join(out) + "\n"
+
+
+def one_run_markdown(df: pd.DataFrame, title: str) -> str:
+    """one_run.md: the headline lines, then every attack as an individual bound."""
+    m, delta, beta = int(df["m"].iloc[0]), float(df["delta"].iloc[0]), float(df["beta"].iloc[0])
+    return "\n".join(
+        [
+            f"# {title}\n",
+            f"m = {m} audited examples (independent fair coins), delta = {delta:g}, "
+            f"beta = {beta:g}: each eps_lower holds with probability at least {1 - beta:.0%} "
+            "over the coins; it is a lower bound, not an estimate (docs/method.md: One-run ε "
+            "lower bound). p_value: of the hypothesis that the target is (claimed eps, "
+            "delta)-DP (claimed eps = 0 for non-DP targets).\n",
+            "## Per target: the attack chosen on the shadows\n",
+            headline_markdown(df),
+            "## Every attack (individual bounds; their maximum is not a 1 - beta bound)\n",
+            attacks_markdown(df),
+        ]
+    )

@@ -110,6 +110,7 @@ def final_outputs():
         f"{RESULTS}/per_example.csv.gz",
         f"{RESULTS}/exposed.png",
         f"{RESULTS}/provenance.json",
+        f"{RESULTS}/one_run.csv",
     ] + membership_outputs()
 
 
@@ -119,7 +120,8 @@ def membership_outputs():
     out = [f"{RESULTS}/curv_hist.png"] if HIST_TARGET is not None else []
     if UNKNOWN_TARGETS:
         return out
-    return out + ([f"{RESULTS}/loo.md"] if config["metrics"]["loo"] else []) + theory_outputs()
+    loo = [f"{RESULTS}/loo.md"] if config["metrics"]["loo"] else []
+    return out + loo + theory_outputs() + one_run_sweep_outputs()
 
 
 # ---------------------------------------------------------------- inputs by content

@@ -150,6 +150,7 @@ rule sweep_metrics:
     output:
         targets=f"{SWEEP_DIR}/{{sweep}}/targets.csv",
         metrics=f"{SWEEP_DIR}/{{sweep}}/metrics.csv",
+        scores=f"{SWEEP_DIR}/{{sweep}}/attacks.npz",
     params:
         targets=lambda wc: as_json(SWEEP_ROWS[wc.sweep]),
         shadows=",".join(map(str, SHADOWS)),
@@ -173,7 +174,8 @@ rule sweep_metrics:
         " --shadow-rows {params.shadows:q} --shadow-scores {input.shadow_scores:q}"
         " --health {input.health:q} --attacks {params.attacks:q} --metrics {params.metrics:q}"
         " --expect {params.expect:q} --expect-targets {params.expect_targets:q}"
-        " --out-targets {output.targets:q} --out-metrics {output.metrics:q} > {log:q} 2>&1"
+        " --out-targets {output.targets:q} --out-metrics {output.metrics:q}"
+        " --out-scores {output.scores:q} > {log:q} 2>&1"
 
 
 rule dp_sweep:
@@ -182,6 +184,8 @@ rule dp_sweep:
         f"{SWEEP_DIR}/dp/metrics.csv",
         f"{RESULTS}/theory/sweep_dp.csv",
         f"{RESULTS}/theory/sweep_dp.png",
+        f"{SWEEP_DIR}/dp/one_run.csv",
+        f"{SWEEP_DIR}/dp/one_run.png",
 
 
 rule size_sweep:
