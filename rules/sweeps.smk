@@ -184,8 +184,6 @@ rule dp_sweep:
         f"{SWEEP_DIR}/dp/metrics.csv",
         f"{RESULTS}/theory/sweep_dp.csv",
         f"{RESULTS}/theory/sweep_dp.png",
-        f"{SWEEP_DIR}/dp/one_run.csv",
-        f"{SWEEP_DIR}/dp/one_run.png",
 
 
 rule size_sweep:

@@ -51,5 +51,13 @@ def test_theory_sweeps_selects_what_rule_all_compares(tmp_path):
 
 def test_a_sweep_target_brings_its_comparison(tmp_path):
     jobs = dry_run(tmp_path, with_theory_sweeps(tmp_path, []), "dp_sweep")
-    assert jobs["theory_sweep"] == 1 and jobs["train_sweep"] == 6 and jobs["one_run_sweep"] == 1
+    assert jobs["theory_sweep"] == 1 and jobs["train_sweep"] == 6
+    # the DP sweep's one-run bound is its own target (it needs the main attacks)
+    assert "one_run_sweep" not in jobs and "attack" not in jobs
+
+
+def test_the_dp_one_run_target_brings_the_attacks_and_the_sweep(tmp_path):
+    jobs = dry_run(tmp_path, with_theory_sweeps(tmp_path, []), "dp_one_run")
+    assert jobs["one_run_sweep"] == 1 and jobs["attack"] == 5 and jobs["sweep_metrics"] == 1
+    assert jobs["train_sweep"] == 6 and "theory_sweep" not in jobs and "one_run" not in jobs
     assert "theory" not in jobs and "size_members" not in jobs
