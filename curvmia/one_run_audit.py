@@ -288,7 +288,8 @@ def one_run_table(
                     selection=text,
                 )
             )
-    return pd.DataFrame(rows, columns=list(ONE_RUN_COLUMNS))
+    df = pd.DataFrame(rows, columns=list(ONE_RUN_COLUMNS))
+    return df.astype({c: "Int64" for c in ("m", "k_pos", "k_neg", "r", "v")})
 
 
 def headline_markdown(df: pd.DataFrame) -> str:

@@ -308,3 +308,13 @@ def test_non_qualifying_targets_get_nan_and_the_reason():
     assert (bad.note == reasons["pkeep"]).all()
     assert df[df.target == "8"].eps_lower.notna().all()
     assert reasons["pkeep"] in headline_markdown(df)
+
+
+def test_sweep_figure_is_written(tmp_path):
+    from curvmia.one_run_plots import plot_eps_vs_accountant
+
+    mem = np.random.default_rng(1).random((2, 200)) < 0.5
+    df = table(mem)
+    out = tmp_path / "f.png"
+    plot_eps_vs_accountant(df, {"8": 1.0, "18": 8.0}, str(out))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
