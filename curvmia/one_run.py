@@ -111,6 +111,15 @@ def _bracket(r: int, v: int, m: int, delta: float, beta: float, hi: float) -> tu
     return lo, hi
 
 
+def ranking(scores: np.ndarray, seed: int) -> np.ndarray:
+    """Indices of the non-NaN scores, lowest first; ties in the order of a permutation drawn
+    from ``seed`` alone.  :func:`guesses` takes its ends."""
+    s = np.asarray(scores, dtype=np.float64)
+    finite = np.flatnonzero(~np.isnan(s))
+    tiebreak = np.random.default_rng(seed).permutation(len(s))
+    return finite[np.lexsort((tiebreak[finite], s[finite]))]
+
+
 def guesses(scores: np.ndarray, k_pos: int, k_neg: int, seed: int) -> np.ndarray:
     """(N,) int8: +1 (IN) on the k₊ highest scores, −1 (OUT) on the k₋ lowest, 0 elsewhere.
 
@@ -127,8 +136,7 @@ def guesses(scores: np.ndarray, k_pos: int, k_neg: int, seed: int) -> np.ndarray
         raise ValueError(
             f"guesses: k_pos + k_neg = {k_pos + k_neg} exceeds the {len(finite)} non-NaN scores"
         )
-    tiebreak = np.random.default_rng(seed).permutation(len(s))
-    order = finite[np.lexsort((tiebreak[finite], s[finite]))]  # ascending, ties permuted
+    order = ranking(s, seed)
     out = np.zeros(len(s), dtype=np.int8)
     out[order[len(order) - k_pos :]] = 1
     out[order[:k_neg]] = -1

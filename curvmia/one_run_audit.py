@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from .one_run import count, eps_lower, guesses, p_value
+from .one_run import count, eps_lower, guesses, p_value, ranking
 
 ONE_RUN_COLUMNS = (
     "attack",
@@ -71,27 +71,22 @@ class Selection:
     how: str  # "shadows" (searched on the grid) or "fixed" (from the config)
 
 
-def pseudo_eps(
-    scores: np.ndarray,
-    is_member: np.ndarray,
-    k: tuple[int, int],
-    *,
-    m: int,
-    delta: float,
-    beta: float,
-    seed: int,
-    cache: dict[tuple[int, int], float] | None = None,
-) -> np.ndarray:
-    """(P,) ε̂ of each pseudo-target at k = (k₊, k₋); NaN where it has fewer non-NaN scores
-    than guesses.  ``cache`` maps (r, v) to ε̂ across calls with the same m, δ and β."""
-    cache = {} if cache is None else cache
-    out = np.full(len(scores), np.nan)
-    for p, (s, mem) in enumerate(zip(scores, is_member)):
-        if np.count_nonzero(~np.isnan(s)) >= sum(k):
-            rv = count(guesses(s, k[0], k[1], seed), mem)
-            if rv not in cache:
-                cache[rv] = eps_lower(*rv, m, delta, beta)
-            out[p] = cache[rv]
+def pseudo_counts(
+    scores: np.ndarray, is_member: np.ndarray, grid: list[tuple[int, int]], seed: int
+) -> dict[tuple[int, int], list[tuple[int, int] | None]]:
+    """Per (k₊, k₋) of ``grid``, each pseudo-target's (r, v) as :func:`guesses` and
+    :func:`count` give it (one ranking per pseudo-target); None where it has fewer non-NaN
+    scores than guesses."""
+    out: dict[tuple[int, int], list[tuple[int, int] | None]] = {k: [] for k in grid}
+    for s, mem in zip(scores, is_member):
+        order = ranking(s, seed)
+        hit = np.asarray(mem, dtype=bool)[order]
+        # correct OUT guesses among the j lowest, correct IN guesses among the j highest
+        low = np.concatenate([[0], np.cumsum(~hit)])
+        high = np.concatenate([[0], np.cumsum(hit[::-1])])
+        for k in grid:
+            ok = k[0] + k[1] <= len(order)
+            out[k].append((k[0] + k[1], int(high[k[0]] + low[k[1]])) if ok else None)
     return out
 
 
@@ -119,15 +114,28 @@ def choose_k(
     audited rows, which must not be among the pseudo-targets (refused otherwise); a grid of
     one pair scores that fixed pair."""
     check_not_target(pseudo_rows, target_rows)
-    best, cache = Selection(0, 0, -np.inf, 0, "shadows"), {}
-    for k in grid:
-        kw = {"m": m, "delta": delta, "beta": beta, "seed": seed, "cache": cache}
-        eps = pseudo_eps(pseudo_scores, pseudo_member, k, **kw)
-        if np.isnan(eps).all():
-            continue
-        med = float(np.nanmedian(eps))
-        if med > best.median_eps:
-            best = Selection(k[0], k[1], med, int(np.count_nonzero(~np.isnan(eps))), "shadows")
+    counts = pseudo_counts(pseudo_scores, pseudo_member, grid, seed)
+    cache: dict[tuple[int, int, float], float] = {}
+
+    def median(k: tuple[int, int], d: float) -> float:
+        for rv in counts[k]:
+            if rv is not None and (*rv, d) not in cache:
+                cache[(*rv, d)] = eps_lower(*rv, m, d, beta)
+        eps = [cache[(*rv, d)] for rv in counts[k] if rv is not None]
+        return float(np.median(eps)) if eps else -np.inf
+
+    # the δ = 0 bound is at least the δ > 0 one (p only grows with δ) and costs a closed
+    # form: pairs are scored in decreasing order of it, and once it falls below the best
+    # exact median no later pair can win
+    upper = [median(k, 0.0) for k in grid]
+    best, best_i = Selection(0, 0, -np.inf, 0, "shadows"), -1
+    for i in sorted(range(len(grid)), key=lambda j: -upper[j]):
+        if upper[i] == -np.inf or upper[i] < best.median_eps:
+            break
+        med = upper[i] if delta == 0 else median(grid[i], delta)
+        if med > best.median_eps or (med == best.median_eps and i < best_i):
+            n = sum(rv is not None for rv in counts[grid[i]])
+            best, best_i = Selection(grid[i][0], grid[i][1], med, n, "shadows"), i
     if best.median_eps == -np.inf:
         raise ValueError(
             f"audit.one_run: no (k_pos, k_neg) of {grid} fits the pseudo-targets' non-NaN scores"

@@ -318,3 +318,22 @@ def test_sweep_figure_is_written(tmp_path):
     out = tmp_path / "f.png"
     plot_eps_vs_accountant(df, {"8": 1.0, "18": 8.0}, str(out))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_choose_k_with_delta_and_nan_scores_equals_the_exhaustive_search():
+    scores, members = pseudo_set(6, 300, 1.0, 5)
+    scores[0, :40] = np.nan  # this pseudo-target cannot make 280 guesses
+    grid = k_grid([0, 0.02, 0.1, 0.3, 0.5], 300)
+    kw = {"m": 300, "delta": 1e-3, "beta": 0.05, "seed": 4}
+    sel = choose_k(scores, members, list(range(6)), [], grid=grid, **kw)
+    medians = []
+    for k in grid:
+        vals = []
+        for s, mem in zip(scores, members):
+            if (~np.isnan(s)).sum() >= sum(k):
+                r, v = count(guesses(s, *k, seed=4), mem)
+                vals.append(eps_lower(r, v, 300, 1e-3, 0.05))
+        medians.append(float(np.median(vals)))
+    i = int(np.argmax(medians))  # the first of equal maxima, as choose_k's tie rule
+    assert (sel.k_pos, sel.k_neg) == grid[i] and sel.median_eps == medians[i]
+    assert sel.n_pseudo == (6 if sum(grid[i]) <= 260 else 5)
