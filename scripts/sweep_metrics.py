@@ -83,7 +83,7 @@ def main() -> None:
         scores=np.stack(list(scores.values())),
         labels=np.asarray(list(scores)),
         is_member=is_member,
-        targets=np.asarray(targets["model"]),
+        targets=np.asarray(targets["model"], dtype=str),
     )
     with atomic_path(a.out_targets, suffix=".csv") as tmp:
         targets.to_csv(tmp, index=False)
