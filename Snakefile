@@ -40,6 +40,7 @@ include: "rules/attack.smk"
 include: "rules/report.smk"
 include: "rules/theory.smk"
 include: "rules/sweeps.smk"
+include: "rules/one_run.smk"
 include: "rules/provenance.smk"
 include: "rules/convert.smk"
 

@@ -46,6 +46,12 @@ def check_config(config: dict[str, Any], deep: bool) -> list[str]:
     ra = config["report"]["rank_attack"]
     if ra is not None and ra not in labels:
         raise ValueError(f"report.rank_attack: {ra!r} is not an attack label {labels}")
+    one = config["audit"]["one_run"]
+    if (one["k_pos"] is None) != (one["k_neg"] is None):
+        raise ValueError(
+            "audit.one_run: set both k_pos and k_neg (fixed guesses) or neither (chosen on the "
+            f"shadows), got k_pos = {one['k_pos']}, k_neg = {one['k_neg']}"
+        )
     ht = config["report"]["hist_target"]
     if ht is not None and ht not in m["targets"]:
         raise ValueError(f"report.hist_target: {ht} is not one of masks.targets {m['targets']}")

@@ -3,7 +3,8 @@ experiment's non-private shadows (docs/method.md: Training recipes).
 
 Each sweep writes ``targets.csv`` (one row per target model: sweep, value, seed, model,
 scores, members, test_acc) and ``metrics.csv`` (the columns of the main metrics.csv, one
-row per attack × target, plus value and seed); :func:`read_sweep` and
+row per attack × target, plus value and seed), and ``attacks.npz`` (every attack's scores
+on every target, for the one-run bound); :func:`read_sweep` and
 :func:`load_sweep_target` read them back, checked, for the theory comparison.
 """
 
@@ -78,6 +79,55 @@ def _with_test_split(paths: list[str]) -> dict[str, np.ndarray]:
     return feats
 
 
+def sweep_scores(
+    targets: pd.DataFrame,
+    shadow_score_files: list[str],
+    shadow_in: np.ndarray,
+    labels: np.ndarray,
+    attack_specs: dict[str, dict],
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Every configured attack on every sweep target, against the given shadows: per attack
+    label the (T, N) scores, and the targets' (T, N) membership."""
+    from .scores import check_float32_features  # torch: kept out of the Snakefile's parse
+
+    needed = sorted({f for sp in attack_specs.values() for f in needed_f32_features(sp)})
+    check_float32_features([*shadow_score_files, *targets["scores"]], needed)
+    shadow = _with_test_split(shadow_score_files)
+    scores: dict[str, list[np.ndarray]] = {label: [] for label in attack_specs}
+    members = []
+    for tr in targets.itertuples(index=False):
+        feats = _with_test_split([tr.scores])
+        target = {f: v[0] for f, v in feats.items()}
+        member = load_members(tr.members).astype(bool)
+        if member.shape != labels.shape:
+            raise ValueError(f"{tr.members}: {member.shape} members for {labels.shape} samples")
+        members.append(member)
+        for label, spec in attack_specs.items():
+            s, _ = run_attack(spec, [target], shadow, shadow_in, member[None], labels)
+            scores[label].append(s[0])
+    return {k: np.stack(v) for k, v in scores.items()}, np.stack(members)
+
+
+def scores_metrics(
+    targets: pd.DataFrame,
+    scores: dict[str, np.ndarray],
+    is_member: np.ndarray,
+    *,
+    fprs: list[float],
+    n_boot: int,
+    seed: int,
+) -> pd.DataFrame:
+    """metrics.csv of a sweep from :func:`sweep_scores`' output (target-major row order)."""
+    rows = []
+    for t, tr in enumerate(targets.itertuples(index=False)):
+        for label, sc in scores.items():
+            m = summarize(sc[t], is_member[t], fprs=fprs, n_boot=n_boot, seed=seed + t)
+            rows.append(
+                {"attack": label, "target": tr.model, **m, "value": tr.value, "seed": tr.seed}
+            )
+    return pd.DataFrame(rows)
+
+
 def sweep_metrics(
     targets: pd.DataFrame,
     shadow_score_files: list[str],
@@ -90,25 +140,8 @@ def sweep_metrics(
     seed: int,
 ) -> pd.DataFrame:
     """Every configured attack on every sweep target, against the given shadows."""
-    from .scores import check_float32_features
-
-    needed = sorted({f for sp in attack_specs.values() for f in needed_f32_features(sp)})
-    check_float32_features([*shadow_score_files, *targets["scores"]], needed)
-    shadow = _with_test_split(shadow_score_files)
-    rows = []
-    for t, tr in enumerate(targets.itertuples(index=False)):
-        feats = _with_test_split([tr.scores])
-        target = {f: v[0] for f, v in feats.items()}
-        members = load_members(tr.members).astype(bool)
-        if members.shape != labels.shape:
-            raise ValueError(f"{tr.members}: {members.shape} members for {labels.shape} samples")
-        for label, spec in attack_specs.items():
-            scores, is_member = run_attack(spec, [target], shadow, shadow_in, members[None], labels)
-            m = summarize(scores[0], is_member[0], fprs=fprs, n_boot=n_boot, seed=seed + t)
-            rows.append(
-                {"attack": label, "target": tr.model, **m, "value": tr.value, "seed": tr.seed}
-            )
-    return pd.DataFrame(rows)
+    scores, is_member = sweep_scores(targets, shadow_score_files, shadow_in, labels, attack_specs)
+    return scores_metrics(targets, scores, is_member, fprs=fprs, n_boot=n_boot, seed=seed)
 
 
 def read_sweep(targets_csv: str, metrics_csv: str, sweep: str) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -119,6 +119,7 @@ def final_outputs():
         f"{RESULTS}/stability.csv",
         f"{RESULTS}/stability.png",
         f"{RESULTS}/provenance.json",
+        f"{RESULTS}/one_run.csv",
     ] + membership_outputs()
 
 
@@ -130,7 +131,10 @@ def membership_outputs():
     if UNKNOWN_TARGETS:
         return out
     loo = [f"{RESULTS}/loo.md"] if config["metrics"]["loo"] else []
-    return out + loo + [f"{RESULTS}/budget.csv", f"{RESULTS}/budget.png"] + theory_outputs()
+    return (
+        out + loo + [f"{RESULTS}/budget.csv", f"{RESULTS}/budget.png"] + theory_outputs()
+        + one_run_sweep_outputs()
+    )
 
 
 # ---------------------------------------------------------------- inputs by content

@@ -152,6 +152,7 @@ rule sweep_metrics:
     output:
         targets=f"{SWEEP_DIR}/{{sweep}}/targets.csv",
         metrics=f"{SWEEP_DIR}/{{sweep}}/metrics.csv",
+        scores=f"{SWEEP_DIR}/{{sweep}}/attacks.npz",
     params:
         targets=lambda wc: as_json(SWEEP_ROWS[wc.sweep]),
         shadows=",".join(map(str, SHADOWS)),
@@ -175,7 +176,8 @@ rule sweep_metrics:
         " --shadow-rows {params.shadows:q} --shadow-scores {input.shadow_scores:q}"
         " --health {input.health:q} --attacks {params.attacks:q} --metrics {params.metrics:q}"
         " --expect {params.expect:q} --expect-targets {params.expect_targets:q}"
-        " --out-targets {output.targets:q} --out-metrics {output.metrics:q} > {log:q} 2>&1"
+        " --out-targets {output.targets:q} --out-metrics {output.metrics:q}"
+        " --out-scores {output.scores:q} > {log:q} 2>&1"
 
 
 rule dp_sweep:

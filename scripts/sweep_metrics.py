@@ -1,17 +1,18 @@
-"""Collect a sweep: targets.csv (one row per target) and metrics.csv (every attack on every
-target, against the main experiment's shadows)."""
+"""Collect a sweep: targets.csv (one row per target), metrics.csv (every attack on every
+target, against the main experiment's shadows) and attacks.npz (those attacks' scores)."""
 
 import argparse
 import json
 
+import numpy as np
 import pandas as pd
 
 from curvmia.checkpoint import load_meta
 from curvmia.data import load_prepared
 from curvmia.health import kept_positions
-from curvmia.io import atomic_path, load_npz
+from curvmia.io import atomic_path, load_npz, save_npz
 from curvmia.scorefile import check_score_files
-from curvmia.sweeps import sweep_metrics, targets_frame
+from curvmia.sweeps import scores_metrics, sweep_scores, targets_frame
 
 
 def parse_args() -> argparse.Namespace:
@@ -35,6 +36,11 @@ def parse_args() -> argparse.Namespace:
     )
     ap.add_argument("--out-targets", required=True)
     ap.add_argument("--out-metrics", required=True)
+    ap.add_argument(
+        "--out-scores",
+        required=True,
+        help="npz: scores (attacks, targets, N), labels, is_member (targets, N), targets",
+    )
     return ap.parse_args()
 
 
@@ -72,15 +78,16 @@ def main() -> None:
     masks = load_npz(a.masks)["masks"]
     labels = load_prepared(a.data, verify=False).train_labels
     cfg = json.loads(a.metrics)
-    df = sweep_metrics(
-        targets,
-        shadow_files,
-        masks[shadow_rows],
-        labels,
-        json.loads(a.attacks),
-        fprs=cfg["fprs"],
-        n_boot=cfg["bootstrap"],
-        seed=cfg["seed"],
+    attacks = json.loads(a.attacks)
+    scores, is_member = sweep_scores(targets, shadow_files, masks[shadow_rows], labels, attacks)
+    kw = {"fprs": cfg["fprs"], "n_boot": cfg["bootstrap"], "seed": cfg["seed"]}
+    df = scores_metrics(targets, scores, is_member, **kw)
+    save_npz(
+        a.out_scores,
+        scores=np.stack(list(scores.values())),
+        labels=np.asarray(list(scores)),
+        is_member=is_member,
+        targets=np.asarray(targets["model"], dtype=str),
     )
     with atomic_path(a.out_targets, suffix=".csv") as tmp:
         targets.to_csv(tmp, index=False)

@@ -45,6 +45,9 @@ BAD = {
     "size-sweep override": ("size_sweep:\n  train: {epochz: 1}\n", "size_sweep.train: unknown"),
     # the shadow budget's K beyond the shadows' 8 complement pairs
     "budget K": ("metrics:\n  budget_ks: [2, 9]\n", "metrics.budget_ks: [9] outside 1..8"),
+    # fixed guesses need both counts; chosen ones neither
+    "one-run k half set": ("audit:\n  one_run: {k_pos: 10}\n", "audit.one_run: set both"),
+    "one-run k negative": ("audit:\n  one_run: {k_pos: -1, k_neg: 2}\n", "k_pos"),
     # YAML that Snakemake reads leniently: the Snakefile re-reads it strictly
     "duplicate key": ("train:\n  epochs: 3\n  epochs: 4\n", "bad.yaml:3: duplicate key 'epochs'"),
 }

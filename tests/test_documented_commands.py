@@ -344,10 +344,10 @@ def test_documented_make_command_and_its_snakemake_commands_plan(planned, words)
 # digits default's dp with dp_sweep.epsilons x seeds targets, size with sizes x seeds).
 REPORT = {"model_summary": 1, "health": 1, "metrics": 1, "per_example": 1, "curv_hist": 1}
 REPORT |= {"realistic": 1}
-REPORT |= {"theory": 1, "loo": 1, "budget": 1, "provenance": 1, "all": 1}
+REPORT |= {"theory": 1, "loo": 1, "budget": 1, "provenance": 1, "one_run": 1, "all": 1}
 PREP = {"prepare_data": 1, "make_masks": 1}
 DIGITS_SWEEPS = {"dp_members": 1, "size_members": 2, "train_sweep": 3 * 1 + 2 * 2}
-DIGITS_SWEEPS |= {"score_sweep": 7, "sweep_metrics": 2, "theory_sweep": 2}
+DIGITS_SWEEPS |= {"score_sweep": 7, "sweep_metrics": 2, "theory_sweep": 2, "one_run_sweep": 1}
 AFTER_PREP = {
     "config.yaml": {"train": 20, "score": 20, "attack": 20, **REPORT, **DIGITS_SWEEPS},
     "cifar10.yaml": {"train": 67, "score": 67, "attack": 20, **REPORT},

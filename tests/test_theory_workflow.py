@@ -35,12 +35,15 @@ def test_rule_all_runs_and_compares_both_sweeps_of_the_test_config(tmp_path):
     assert jobs["theory"] == 1 and jobs["theory_sweep"] == 2
     assert jobs["train_sweep"] == 6 + 4 and jobs["score_sweep"] == 6 + 4
     assert jobs["dp_members"] == 1 and jobs["size_members"] == 2 and jobs["sweep_metrics"] == 2
+    # the one-run bound of the targets, and of the DP sweep's targets (theory.sweeps lists dp)
+    assert jobs["one_run"] == 1 and jobs["one_run_sweep"] == 1
 
 
 def test_theory_sweeps_selects_what_rule_all_compares(tmp_path):
     jobs = dry_run(tmp_path, with_theory_sweeps(tmp_path, ["size"]))
     assert jobs["theory_sweep"] == 1 and jobs["sweep_metrics"] == 1
-    assert jobs["train_sweep"] == 4 and "dp_members" not in jobs
+    assert jobs["train_sweep"] == 4 and "dp_members" not in jobs and "one_run_sweep" not in jobs
+    assert jobs["one_run"] == 1
     jobs = dry_run(tmp_path, with_theory_sweeps(tmp_path, []))
     assert not {"theory_sweep", "sweep_metrics", "train_sweep", "score_sweep"} & set(jobs)
     assert jobs["theory"] == 1
@@ -49,4 +52,12 @@ def test_theory_sweeps_selects_what_rule_all_compares(tmp_path):
 def test_a_sweep_target_brings_its_comparison(tmp_path):
     jobs = dry_run(tmp_path, with_theory_sweeps(tmp_path, []), "dp_sweep")
     assert jobs["theory_sweep"] == 1 and jobs["train_sweep"] == 6
+    # the DP sweep's one-run bound is its own target (it needs the main attacks)
+    assert "one_run_sweep" not in jobs and "attack" not in jobs
+
+
+def test_the_dp_one_run_target_brings_the_attacks_and_the_sweep(tmp_path):
+    jobs = dry_run(tmp_path, with_theory_sweeps(tmp_path, []), "dp_one_run")
+    assert jobs["one_run_sweep"] == 1 and jobs["attack"] == 5 and jobs["sweep_metrics"] == 1
+    assert jobs["train_sweep"] == 6 and "theory_sweep" not in jobs and "one_run" not in jobs
     assert "theory" not in jobs and "size_members" not in jobs

@@ -58,6 +58,8 @@ AFTER_ATTACK = {
     "budget": 1,
     "theory": 1,
     "sweep_metrics": 2,  # the sweeps' attacks use the same specs and the same shadows
+    "one_run": 1,  # the one-run bound reads every attack and its pseudo-targets
+    "one_run_sweep": 1,
     "theory_sweep": 2,
     "provenance": 1,
     "all": 1,
