@@ -277,11 +277,12 @@ def _md_table_html(md: str) -> tuple[str, list[str]]:
     return f"<thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody>", notes
 
 
-def headline_html(table1_md: str, facts: str, realistic_md: str = "") -> str:
+def headline_html(table1_md: str, facts: str, realistic_md: str = "", one_run_md: str = "") -> str:
     """The report's first item: ``facts`` (what ran), then the realistic audit
     (``realistic_md``, :func:`curvmia.report_tables.realistic_markdown`: label-free
-    thresholds) and the Table 1 rows of ``table1_md`` (table1_markdown's text, oracle
-    thresholds) as HTML tables, each with its notes below."""
+    thresholds), the one-run ε lower bound per target (``one_run_md``,
+    :func:`curvmia.one_run_audit.headline_markdown`) and the Table 1 rows of ``table1_md``
+    (table1_markdown's text, oracle thresholds) as HTML tables, each with its notes below."""
     style = (
         "body{font-family:sans-serif;font-size:14px;margin:1em}"
         "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:3px 8px}"
@@ -296,6 +297,12 @@ def headline_html(table1_md: str, facts: str, realistic_md: str = "") -> str:
         out.append(
             "<h2>Headline: realistic audit (thresholds chosen without the targets' labels)</h2>\n"
             f'<table id="realistic">{table}</table>\n' + "\n".join(notes) + "\n"
+        )
+    if one_run_md:
+        table, notes = _md_table_html(one_run_md)
+        out.append(
+            "<h2>One-run ε lower bound per target (Steinke, Nasr and Jagielski 2023)</h2>\n"
+            f'<table id="one-run">{table}</table>\n' + "\n".join(notes) + "\n"
         )
     table, notes = _md_table_html(table1_md)
     out.append(

@@ -43,6 +43,7 @@ rule metrics:
         scores=score_files(MODELS),
         realistic=f"{RESULTS}/realistic.csv",
         bal=f"{RESULTS}/realistic_bal.csv",
+        one_run=f"{RESULTS}/one_run.csv",
     output:
         csv=report(f"{RESULTS}/metrics.csv", caption="../report/metrics.rst", category="Metrics"),
         diff=report(
@@ -83,7 +84,7 @@ rule metrics:
         " --min-test-acc {params.min_test_acc:q} --csv {output.csv:q} --diff-csv {output.diff:q}"
         " --table1 {output.table1:q} --md {output.md:q} --roc {output.roc:q}"
         " --headline {output.headline:q} --about {params.about:q}"
-        " --realistic {input.realistic:q} --bal {input.bal:q}"
+        " --realistic {input.realistic:q} --bal {input.bal:q} --one-run {input.one_run:q}"
         " {input.attacks:q} --scores {input.scores:q} > {log:q} 2>&1"
 
 

@@ -18,6 +18,7 @@ from curvmia.metric_frames import (
     nan_verdicts,
     paired_frame,
 )
+from curvmia.one_run_audit import headline_markdown
 from curvmia.provenance import code_record
 from curvmia.realistic import headline_prior, with_labelfree
 from curvmia.report_figures import plot_roc, plot_text
@@ -65,6 +66,7 @@ def parse_args() -> argparse.Namespace:
         "--realistic", help="realistic.csv (label-free thresholds; the headline's lead)"
     )
     ap.add_argument("--bal", help="label-free balanced accuracy per target (.csv)")
+    ap.add_argument("--one-run", help="one_run.csv: the one-run ε lower bound per target")
     ap.add_argument("attacks", nargs="+", help="attack result files <label>.npz")
     return ap.parse_args()
 
@@ -98,6 +100,7 @@ def metrics_doc(
     code: str,
     no_result: Verdicts,
     realistic: str,
+    one_run: str = "",
 ) -> str:
     """metrics.md: why targets lack metrics (if any do), the realistic audit (label-free
     thresholds), Table 1 (oracle thresholds), every metric (no result
@@ -108,6 +111,7 @@ def metrics_doc(
         [
             *(["## Targets without metrics\n", why] if why else []),
             *(["## Realistic audit: label-free thresholds\n", realistic] if realistic else []),
+            *(["## One-run ε lower bound per target\n", one_run] if one_run else []),
             "## Table 1 layout (mean ± std over targets; oracle thresholds)\n",
             table1,
             "## Every attack and metric\n",
@@ -143,7 +147,7 @@ def write_table1(
     )
     write_text(a.table1, table1)
     facts = headline_facts(json.loads(a.about), specs)
-    write_text(a.headline, headline_html(table1, facts, realistic))
+    write_text(a.headline, headline_html(table1, facts, realistic, one_run_lines(a.one_run)))
     return table1
 
 
@@ -174,12 +178,19 @@ def main() -> None:
     health_md = health_markdown(health, a.min_test_acc)
     doc = metrics_doc(
         df, diff, skipped, cfg, why=why if unknown else "", table1=table1, health_md=health_md,
-        code=code, no_result=no_result, realistic=realistic,
+        code=code, no_result=no_result, realistic=realistic, one_run=one_run_lines(a.one_run),
     )  # fmt: skip
     write_text(a.md, doc)
     with atomic_path(a.roc, suffix=".png") as tmp:
         plot_roc(results, str(tmp), table1=table1_labels(specs))
     print(doc)
+
+
+def one_run_lines(path: str | None) -> str:
+    """The headline's one-run table from one_run.csv (empty without one)."""
+    if not path:
+        return ""
+    return headline_markdown(pd.read_csv(path).fillna({"note": "", "selection": ""}))
 
 
 def lead_markdown(path: str | None, df: pd.DataFrame, cfg: dict) -> str:

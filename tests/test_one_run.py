@@ -5,6 +5,7 @@ simulation with known ε, and the rules that keep the choice off the target's la
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from curvmia.one_run import EPS_TOL, count, eps_lower, guesses, p_value
@@ -337,3 +338,20 @@ def test_choose_k_with_delta_and_nan_scores_equals_the_exhaustive_search():
     i = int(np.argmax(medians))  # the first of equal maxima, as choose_k's tie rule
     assert (sel.k_pos, sel.k_neg) == grid[i] and sel.median_eps == medians[i]
     assert sel.n_pseudo == (6 if sum(grid[i]) <= 260 else 5)
+
+
+def test_the_headline_html_shows_each_targets_bound_read_back_from_the_csv(tmp_path):
+    """one_run.csv as the workflow writes it, read back the way the metrics step does."""
+    from curvmia.table1 import headline_html
+
+    mem = np.random.default_rng(1).random((2, 200)) < 0.5
+    df = table(mem)
+    df.to_csv(tmp_path / "one_run.csv", index=False)
+    back = pd.read_csv(tmp_path / "one_run.csv").fillna({"note": "", "selection": ""})
+    html = headline_html(
+        "| a | b |\n|---|---|\n| 1 | 2 |\n", "facts", one_run_md=headline_markdown(back)
+    )
+    section = html.split('<table id="one-run">')[1].split("</table>")[0]
+    for row in df[df.attack == "leaky"].itertuples():
+        assert f"{row.eps_lower:.3f} (95%)" in section, section
+    assert section.count("<tr>") == 1 + df.target.nunique(), section
