@@ -83,10 +83,3 @@ rule dp_one_run:
         f"{SWEEP_DIR}/dp/one_run.csv",
         f"{SWEEP_DIR}/dp/one_run.png",
 
-
-def one_run_sweep_outputs():
-    """The DP sweep's one-run outputs, which rule all builds when theory.sweeps lists dp
-    (beside its theory comparison)."""
-    if "dp" not in config["theory"]["sweeps"]:
-        return []
-    return [f"{SWEEP_DIR}/dp/one_run.csv", f"{SWEEP_DIR}/dp/one_run.png"]

@@ -21,3 +21,11 @@ def theory_outputs():
     for sweep in theory_sweeps():
         out += [f"{THEORY}/sweep_{sweep}.csv", f"{THEORY}/sweep_{sweep}.png"]
     return out
+
+
+def one_run_sweep_outputs():
+    """The DP sweep's one-run outputs, which rule all builds when theory.sweeps lists dp
+    (beside its theory comparison)."""
+    if "dp" not in config["theory"]["sweeps"]:
+        return []
+    return [f"{SWEEP_DIR}/dp/one_run.csv", f"{SWEEP_DIR}/dp/one_run.png"]

@@ -160,14 +160,13 @@ def test_post_group_requests_four_steps_side_by_side_not_the_sum(tmp_path):
         return [c for c in lines if not c.startswith("--test-only")]
 
     try:
-        for _ in range(240):
+        for _ in range(720):  # a group of ~40 steps takes minutes to plan on a busy machine
             if submitted() or proc.poll() is not None:
                 break
             time.sleep(0.5)
     finally:
         proc.kill()
         out = proc.communicate()[0]
-    __import__("pathlib").Path("/tmp/post_out.txt").write_text(out)
     assert submitted(), out[-3000:]
     call = submitted()[0]
     assert "--comment rule_post_" in call, call
