@@ -252,8 +252,9 @@ def test_lost_metadata_still_retrains_after_a_train_change(finished, tmp_path):
         ("pseudo/yeom.npz", "delete", "attack"),
     ],
 )
-def test_deleted_or_damaged_intermediate_is_planned(finished, tmp_path, path, damage, producer):
-    """Deleting one gave "Nothing to be done"; truncating a score file failed every attack."""
+def damaged_plan(finished: Path, tmp_path: Path, path: str, damage: str) -> str:
+    """A dry run's output on a copy of the finished run with ``path`` deleted, truncated or
+    (a score file) replaced by shadow 0's."""
     work = tmp_path / "work"
     shutil.copytree(finished, work, symlinks=True)
     target = work / RESULTS / path
@@ -266,6 +267,12 @@ def test_deleted_or_damaged_intermediate_is_planned(finished, tmp_path, path, da
     proc = run(work, TEST_CONFIG, "-n")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def test_deleted_or_damaged_intermediate_is_planned(finished, tmp_path, path, damage, producer):
+    """Deleting one gave "Nothing to be done"; truncating a score file failed every attack."""
+    out = damaged_plan(finished, tmp_path, path, damage)
     jobs = planned_jobs(out)
     if producer == "attack":  # that attack alone, then what reads it
         assert jobs["attack"] == 1 and jobs["metrics"] == 1, jobs
@@ -289,16 +296,7 @@ def test_deleted_or_damaged_intermediate_is_planned(finished, tmp_path, path, da
 )
 def test_a_damaged_sweep_model_or_score_file_is_planned(finished, tmp_path, path, damage, producer):
     """Sweep intermediates are checked at parse like the main experiment's."""
-    work = tmp_path / "work"
-    shutil.copytree(finished, work, symlinks=True)
-    target = work / RESULTS / path
-    if damage == "delete":
-        target.unlink()
-    else:
-        target.write_bytes(target.read_bytes()[:1000])
-    proc = run(work, TEST_CONFIG, "-n")
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-3000:]
+    out = damaged_plan(finished, tmp_path, path, damage)
     jobs = planned_jobs(out)
     assert jobs[producer] == 1 and jobs["sweep_metrics"] == 1 and jobs["theory_sweep"] == 1, jobs
     assert jobs.get("score_sweep") == 1 and "attack" not in jobs and "train" not in jobs, jobs
