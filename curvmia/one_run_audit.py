@@ -97,6 +97,10 @@ def check_not_target(pseudo_rows: list[int], target_rows: list[int]) -> None:
         raise ValueError(REFUSED.format(rows=both))
 
 
+class NoFit(ValueError):
+    """No (k₊, k₋) of the grid fits an attack's pseudo-target scores (too few non-NaN)."""
+
+
 def choose_k(
     pseudo_scores: np.ndarray,
     pseudo_member: np.ndarray,
@@ -137,7 +141,7 @@ def choose_k(
             n = sum(rv is not None for rv in counts[grid[i]])
             best, best_i = Selection(grid[i][0], grid[i][1], med, n, "shadows"), i
     if best.median_eps == -np.inf:
-        raise ValueError(
+        raise NoFit(
             f"audit.one_run: no (k_pos, k_neg) of {grid} fits the pseudo-targets' non-NaN scores"
         )
     return best
@@ -153,7 +157,8 @@ def select_all(
 ) -> dict[str, Selection]:
     """Per attack label, its Selection on the pseudo-targets (``pseudo[label]``: scores,
     is_member, shadows, as pseudo/<label>.npz): (k₊, k₋) fixed by ``cfg`` (the
-    audit.one_run section) when both are set, else searched on cfg's grid."""
+    audit.one_run section) when both are set, else searched on cfg's grid.  An attack whose
+    pseudo-target scores fit no pair (e.g. all NaN: online LiRA with two shadows) has none."""
     fixed = [cfg["k_pos"] is not None, cfg["k_neg"] is not None]
     if any(fixed) and not all(fixed):
         raise ValueError("audit.one_run: set both k_pos and k_neg (fixed) or neither (chosen)")
@@ -168,19 +173,28 @@ def select_all(
         grid = k_grid(cfg["grid"], m)
     out = {}
     for label, p in pseudo.items():
-        sel = choose_k(
-            p["scores"],
-            p["is_member"],
-            [int(r) for r in p["shadows"]],
-            target_rows,
-            grid=grid,
-            m=m,
-            delta=delta,
-            beta=cfg["beta"],
-            seed=cfg["seed"],
-        )
+        try:
+            sel = _choose(p, target_rows, grid, m, delta, cfg)
+        except NoFit:
+            continue
         out[label] = replace(sel, how="fixed") if all(fixed) else sel
     return out
+
+
+def _choose(
+    p: dict, target_rows: list[int], grid: list, m: int, delta: float, cfg: dict
+) -> Selection:
+    return choose_k(
+        p["scores"],
+        p["is_member"],
+        [int(r) for r in p["shadows"]],
+        target_rows,
+        grid=grid,
+        m=m,
+        delta=delta,
+        beta=cfg["beta"],
+        seed=cfg["seed"],
+    )
 
 
 def choose_attack(selections: dict[str, Selection]) -> str:
@@ -232,7 +246,7 @@ def not_qualifying(
 
 def _short_note(scores: np.ndarray, sel: Selection | None) -> str:
     if sel is None:
-        return "no selection: no target qualifies"
+        return "no (k_pos, k_neg) of the grid fits this attack's pseudo-target scores (NaN)"
     n = int(np.count_nonzero(~np.isnan(scores)))
     if n < sel.k_pos + sel.k_neg:
         return f"{n} non-NaN scores, fewer than k_pos + k_neg = {sel.k_pos + sel.k_neg} guesses"

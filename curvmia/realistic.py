@@ -49,12 +49,15 @@ def threshold_at_fpr(scores: np.ndarray, is_member: np.ndarray, alpha: float) ->
 def balanced_threshold(scores: np.ndarray, is_member: np.ndarray) -> float:
     """The threshold (a score value, or +inf to flag nothing) that maximises the balanced
     accuracy (TPR + 1 − FPR)/2 of ``scores``; among equal maxima, the largest threshold
-    (fewest samples flagged)."""
+    (fewest samples flagged).  All scores NaN (an attack with no usable reference for this
+    pseudo-target, e.g. online LiRA with one shadow): +inf."""
     s = np.asarray(scores, dtype=np.float64)
     m = _as_member(is_member, len(s), "balanced_threshold")
     if m.all() or not m.any():
         raise ValueError("balanced_threshold needs both members and non-members")
     ok = ~np.isnan(s)
+    if not ok.any():
+        return float("inf")
     order = np.argsort(-s[ok], kind="stable")
     so, mo = s[ok][order], m[ok][order]
     ends = np.r_[np.flatnonzero(so[1:] != so[:-1]), len(so) - 1]  # last index of each tie block

@@ -143,6 +143,10 @@ def membership_outputs():
 # the content ids read here. A re-prepared, byte-identical dataset or a restored manifest
 # reruns nothing; a byte that really changed changes an id and reruns what depends on it.
 # prepare_data and make_masks are checkpoints, so the ids are read once the files exist.
+# A param reads a checkpoint's file directly when it is on disk (`on_disk`): Snakemake
+# evaluates params once before it marks finished checkpoints done, a param it cannot
+# evaluate then counts as changed, and the consumers downstream keep that reason, so a
+# finished run would plan its last steps again on every call.
 
 
 def prepared_manifest(wildcards=None):
@@ -151,6 +155,17 @@ def prepared_manifest(wildcards=None):
 
 def masks_npz(wildcards=None):
     return ancient(checkpoints.make_masks.get().output[0])
+
+
+def masks_file():
+    """The masks file, for identity params (see on_disk)."""
+    return on_disk(f"{RESULTS}/masks.npz", masks_npz)
+
+
+def on_disk(path, checkpoint_output):
+    """`path` (a checkpoint's output, for an identity param) when it exists, else the
+    checkpoint's output (which raises until the checkpoint has run)."""
+    return path if os.path.exists(path) else str(checkpoint_output())
 
 
 @functools.lru_cache
@@ -173,7 +188,7 @@ def content_id(path, kind, row=None):
 
 
 def data_id(wildcards=None):
-    return content_id(str(prepared_manifest()), "data")
+    return content_id(on_disk(f"{DATA}/manifest.json", prepared_manifest), "data")
 
 
 def row_ids(wildcards):
@@ -181,7 +196,7 @@ def row_ids(wildcards):
     return as_json(
         {
             "data": data_id(),
-            "members": content_id(str(masks_npz()), "members", int(wildcards.row)),
+            "members": content_id(masks_file(), "members", int(wildcards.row)),
         }
     )
 
@@ -196,7 +211,7 @@ def row_ids(wildcards):
 def score_expect(rows):
     """Per row (JSON keyed by row), the identity its score file must carry."""
     scoring_hash = config_hash(json.loads(SCORING_PARAMS))
-    masks, data = str(masks_npz()), data_id()
+    masks, data = masks_file(), data_id()
     return as_json(
         {
             str(r): {
@@ -220,18 +235,13 @@ def sweep_expect(sweep):
         {
             r["scores"]: {
                 "train_hash": train,
-                "members_hash": content_id(str(m), "members"),
+                "members_hash": content_id(sweep_members_file(sweep, _sweep_value(r["model"])), "members"),
                 "data_hash": data_id(),
                 "scoring_hash": scoring_hash,
             }
-            for r, m in zip(SWEEP_ROWS[sweep], sweep_member_files(sweep))
+            for r in SWEEP_ROWS[sweep]
         }
     )
-
-
-def sweep_member_files(sweep):
-    """Per sweep target (SWEEP_ROWS order), its members file (ancient: by content)."""
-    return [sweep_members(sweep, _sweep_value(r["model"])) for r in SWEEP_ROWS[sweep]]
 
 
 # ---------------------------------------------------------------- identity decides staleness

@@ -10,11 +10,23 @@ def sweep_members(sweep, value):
     return ancient(checkpoints.size_members.get(m=int(float(value))).output[0])
 
 
+def sweep_members_path(sweep, value):
+    """A sweep target's members file, as its checkpoint names it."""
+    if sweep == "dp":
+        return f"{SWEEP_DIR}/dp/members.npy"
+    return f"{SWEEP_DIR}/size/members/m{int(float(value))}.npy"
+
+
+def sweep_members_file(sweep, value):
+    """A sweep target's members file, for identity params (see on_disk)."""
+    return on_disk(sweep_members_path(sweep, value), lambda: sweep_members(sweep, value))
+
+
 def sweep_ids(sweep, value):
     """Content ids a sweep target depends on: the data and its members (a members file
     written again with the same members reruns nothing)."""
     return as_json(
-        {"data": data_id(), "members": content_id(str(sweep_members(sweep, value)), "members")}
+        {"data": data_id(), "members": content_id(sweep_members_file(sweep, value), "members")}
     )
 
 

@@ -241,6 +241,28 @@ def test_fixed_k_and_the_headline_attack_chosen_on_the_shadows():
     assert choose_attack(tie) == "a"
 
 
+def test_an_attack_without_scores_gets_no_selection_and_a_note():
+    """All-NaN pseudo-target scores (online LiRA with two shadows, the CIFAR rehearsal) stopped
+    the whole one_run step; now that attack alone is left without a bound."""
+    good, good_m = pseudo_set(4, 200, 3.0, 0)
+    rows = np.array([0, 1, 2, 3])
+    pseudo = {
+        "empty": {"scores": np.full_like(good, np.nan), "is_member": good_m, "shadows": rows},
+        "good": {"scores": good, "is_member": good_m, "shadows": rows},
+    }
+    cfg = {"k_pos": None, "k_neg": None, "grid": [0.1], "delta": 0.0, "beta": 0.05, "seed": 0}
+    sel = select_all(pseudo, [4, 5], cfg, m=200, delta=0.0)
+    assert set(sel) == {"good"}
+    scores = {"empty": np.full((1, 200), np.nan), "good": good[:1]}
+    df = one_run_table(
+        scores, good_m[:1], ["4"], [""], sel, m=200, delta=0.0, beta=0.05, seed=0,
+        claimed_eps=[0.0],
+    )  # fmt: skip
+    empty, ok = df[df.attack == "empty"].iloc[0], df[df.attack == "good"].iloc[0]
+    assert np.isnan(empty.eps_lower) and "fits this attack's pseudo-target scores" in empty.note
+    assert ok.eps_lower > 0 and ok.selection.endswith(HEADLINE)
+
+
 def table(is_member, notes=("", "")):
     rng = np.random.default_rng(3)
     leak = np.where(is_member, 1.0, 0.0) + rng.normal(0, 0.5, is_member.shape)

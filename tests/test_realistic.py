@@ -178,6 +178,22 @@ def test_shuffled_target_labels_leave_every_threshold_unchanged():
     assert not np.allclose(real2["tpr"].fillna(0), real["tpr"].fillna(0))  # the rates do move
 
 
+def test_an_attack_without_any_score_flags_nothing():
+    """Online LiRA with two shadows leaves each pseudo-target without an IN reference: every
+    score NaN (the CIFAR rehearsal's `realistic` failed on it with an IndexError)."""
+    attacks, pseudo = _synthetic()
+    assert balanced_threshold(np.full(4, np.nan), np.array([1, 0, 1, 0], bool)) == np.inf
+    pseudo["a"]["scores"][:] = np.nan
+    attacks["a"]["scores"][:] = np.nan
+    real, bal = realistic_frames(attacks, pseudo, CFG)
+    assert (bal.threshold_bal == np.inf).all() and (bal.bal_acc_labelfree == 0.5).all()
+    assert (real.threshold == -np.inf).all()  # no pseudo non-member scored: nothing to cut
+    ok = real[real.supported.astype(bool)]  # FPR 1%: fewer than 1000 non-members, NaN rates
+    assert len(ok) == 4 and (ok.fpr == 0).all() and (ok.tpr == 0).all()  # NaN: never flagged
+    pairs, samples = stability_frames(attacks, real)
+    assert (samples.filter(like="n_flagged").to_numpy() == 0).all()
+
+
 def test_jaccard_hand_value_and_complements():
     a = np.array([1, 1, 1, 0, 0, 0], bool)
     b = np.array([0, 1, 1, 1, 0, 0], bool)

@@ -239,19 +239,6 @@ def test_lost_metadata_still_retrains_after_a_train_change(finished, tmp_path):
     assert f"{RESULTS}/models/model_7.pt: stale (train_hash: stored '" in out
 
 
-@pytest.mark.parametrize(
-    "path, damage, producer",
-    [
-        ("models/model_3.pt", "delete", "train"),
-        ("models/model_3.pt", "truncate", "train"),
-        ("scores/model_5.npz", "delete", "score"),
-        ("scores/model_5.npz", "truncate", "score"),
-        ("scores/model_8.npz", "swap", "score"),
-        ("attacks/yeom.npz", "delete", "attack"),
-        ("attacks/yeom.npz", "truncate", "attack"),
-        ("pseudo/yeom.npz", "delete", "attack"),
-    ],
-)
 def damaged_plan(finished: Path, tmp_path: Path, path: str, damage: str) -> str:
     """A dry run's output on a copy of the finished run with ``path`` deleted, truncated or
     (a score file) replaced by shadow 0's."""
@@ -270,6 +257,19 @@ def damaged_plan(finished: Path, tmp_path: Path, path: str, damage: str) -> str:
     return out
 
 
+@pytest.mark.parametrize(
+    "path, damage, producer",
+    [
+        ("models/model_3.pt", "delete", "train"),
+        ("models/model_3.pt", "truncate", "train"),
+        ("scores/model_5.npz", "delete", "score"),
+        ("scores/model_5.npz", "truncate", "score"),
+        ("scores/model_8.npz", "swap", "score"),
+        ("attacks/yeom.npz", "delete", "attack"),
+        ("attacks/yeom.npz", "truncate", "attack"),
+        ("pseudo/yeom.npz", "delete", "attack"),
+    ],
+)
 def test_deleted_or_damaged_intermediate_is_planned(finished, tmp_path, path, damage, producer):
     """Deleting one gave "Nothing to be done"; truncating a score file failed every attack."""
     out = damaged_plan(finished, tmp_path, path, damage)

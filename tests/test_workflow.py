@@ -145,7 +145,8 @@ def test_sweeps_and_their_theory_comparison(finished_run):
     for sweep, values in (("dp", [1.0, 8.0, 50.0]), ("size", [50, 200])):
         t = pd.read_csv(res / "sweeps" / sweep / "targets.csv")
         cols = ["sweep", "value", "seed", "model", "scores", "members", "test_acc"]
-        assert list(t.columns) == cols
+        assert list(t.columns) == [*cols, "score_identity"]  # what theory_sweep checks
+        assert t["score_identity"].str.fullmatch(r"[0-9a-f]{16}").all()
         assert sorted(set(t["value"])) == values and (t["sweep"] == sweep).all()
         assert len(t) == len(values) * 2  # two seeds per value
         for r in t.itertuples():
