@@ -281,7 +281,7 @@ def expected_sweep_checkpoint(sweep, members):
 def repair_targets(scoring_params):
     """Survey the checkpoints and score files (submitting process only), warn naming each
     damaged or stale one, act as above, and return what the default target must add."""
-    if not workflow.is_main_process or os.environ.get("CURVMIA_NO_SURVEY") == "1":
+    if not workflow.is_main_process:
         return []
     findings, checked = [], []
     scoring = json.loads(scoring_params)
