@@ -103,6 +103,8 @@ def _labelfree_tpr(spec, targets_sc, target_in, shadow, shadow_in, labels, comp,
     if np.isnan(pseudo).all():  # no threshold to calibrate (e.g. zero variances)
         return np.nan, np.nan
     thr = labelfree_thresholds(pseudo, shadow_in, [level])[0]
+    if np.isnan(thr):  # no pseudo-target scored a non-member
+        return np.nan, np.nan
     fpr, tpr = np.mean([achieved(s, m, thr) for s, m in zip(targets_sc, target_in)], axis=0)
     return float(fpr), float(tpr)
 

@@ -30,7 +30,8 @@ def threshold_at_fpr(scores: np.ndarray, is_member: np.ndarray, alpha: float) ->
     most k, so t is the next float above v.  Ties: non-members tied at v are excluded
     together, so the share achieved on this pseudo-target is ≤ α and can fall below it when
     a tie straddles the boundary.  When k reaches the count of non-NaN non-member scores
-    (e.g. α = 1), t = −inf.
+    (e.g. α = 1), t = −inf; with no non-NaN non-member score at all there is nothing to
+    calibrate on and t is NaN (no threshold, never "flag everything").
     """
     s = np.asarray(scores, dtype=np.float64)
     m = _as_member(is_member, len(s), "threshold_at_fpr")
@@ -41,6 +42,8 @@ def threshold_at_fpr(scores: np.ndarray, is_member: np.ndarray, alpha: float) ->
         raise ValueError("threshold_at_fpr needs at least one non-member")
     k = int(np.floor(alpha * len(non) + 1e-9))
     finite = np.sort(non[~np.isnan(non)])[::-1]
+    if len(finite) == 0:
+        return float("nan")
     if k >= len(finite):
         return float("-inf")
     return float(np.nextafter(finite[k], np.inf))
@@ -50,14 +53,14 @@ def balanced_threshold(scores: np.ndarray, is_member: np.ndarray) -> float:
     """The threshold (a score value, or +inf to flag nothing) that maximises the balanced
     accuracy (TPR + 1 − FPR)/2 of ``scores``; among equal maxima, the largest threshold
     (fewest samples flagged).  All scores NaN (an attack with no usable reference for this
-    pseudo-target, e.g. online LiRA with one shadow): +inf."""
+    pseudo-target, e.g. online LiRA with one shadow): NaN, no threshold."""
     s = np.asarray(scores, dtype=np.float64)
     m = _as_member(is_member, len(s), "balanced_threshold")
     if m.all() or not m.any():
         raise ValueError("balanced_threshold needs both members and non-members")
     ok = ~np.isnan(s)
     if not ok.any():
-        return float("inf")
+        return float("nan")
     order = np.argsort(-s[ok], kind="stable")
     so, mo = s[ok][order], m[ok][order]
     ends = np.r_[np.flatnonzero(so[1:] != so[:-1]), len(so) - 1]  # last index of each tie block
@@ -96,13 +99,27 @@ def labelfree_thresholds(
     al.) aggregates its shadows' thresholds the same way."""
     ps, pi = _check_pseudo(pseudo_scores, pseudo_in)
     per = np.array([[threshold_at_fpr(s, m, a) for a in alphas] for s, m in zip(ps, pi)])
-    return np.median(per, axis=0).reshape(len(alphas))
+    return _median_of_defined(per).reshape(len(alphas))
+
+
+def _median_of_defined(values: np.ndarray) -> np.ndarray:
+    """Median over axis 0 of the non-NaN entries (pseudo-targets without a threshold do not
+    vote); NaN where none has one."""
+    v = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
+    out = np.full(v.shape[1], np.nan)
+    for j in range(v.shape[1]):
+        col = v[~np.isnan(v[:, j]), j]
+        if len(col):
+            out[j] = np.median(col)
+    return out
 
 
 def labelfree_balanced_threshold(pseudo_scores: np.ndarray, pseudo_in: np.ndarray) -> float:
     """Median over pseudo-targets of :func:`balanced_threshold`."""
     ps, pi = _check_pseudo(pseudo_scores, pseudo_in)
-    return float(np.median([balanced_threshold(s, m) for s, m in zip(ps, pi)]))
+    return float(
+        _median_of_defined(np.array([balanced_threshold(s, m) for s, m in zip(ps, pi)]))[0]
+    )
 
 
 def ppv(prior: float, tpr: np.ndarray | float, fpr: np.ndarray | float) -> np.ndarray:
@@ -202,6 +219,8 @@ def target_rows(
             extra[f"{name}_lo"], extra[f"{name}_hi"] = lo, hi
         ok = supported_level(alpha, n_neg, n_pseudo_non_min)
         note = "" if ok else f"unsupported: fewer than 10/FPR = {10 / alpha:g} non-members"
+        if np.isnan(t):
+            ok, note = False, "no label-free threshold: no pseudo-target scored a non-member"
         if ok and tp == 0 and fp == 0:
             note = "no sample flagged (TPR = FPR = 0): PPV undefined"
         row.update(ppvs, **extra, supported=ok, tp=tp, fp=fp, n_members=n_pos)
@@ -249,10 +268,10 @@ def realistic_frames(
             kw = {"n_pseudo_non_min": n_pseudo, "weights": weights(i, m)}
             for row in target_rows(s, m, thr, alphas, priors, **kw):
                 rows.append({"attack": label, "target": int(t), **row})
-            f, r = achieved(s, m, t_bal)
+            f, r = achieved(s, m, t_bal)  # no threshold (NaN): no balanced accuracy
             bal.append(
                 {"attack": label, "target": int(t), "threshold_bal": t_bal,
-                 "bal_acc_labelfree": (r + 1.0 - f) / 2.0}
+                 "bal_acc_labelfree": (r + 1.0 - f) / 2.0 if t_bal == t_bal else np.nan}
             )  # fmt: skip
     head = ["attack", "target", "fpr_level", "threshold", "fpr", "tpr", "tpr_lo", "tpr_hi"]
     real = pd.DataFrame(rows) if rows else pd.DataFrame(columns=head + ["supported"])

@@ -178,20 +178,32 @@ def test_shuffled_target_labels_leave_every_threshold_unchanged():
     assert not np.allclose(real2["tpr"].fillna(0), real["tpr"].fillna(0))  # the rates do move
 
 
-def test_an_attack_without_any_score_flags_nothing():
+def test_an_attack_without_pseudo_target_scores_has_no_threshold():
     """Online LiRA with two shadows leaves each pseudo-target without an IN reference: every
     score NaN (the CIFAR rehearsal's `realistic` failed on it with an IndexError)."""
     attacks, pseudo = _synthetic()
-    assert balanced_threshold(np.full(4, np.nan), np.array([1, 0, 1, 0], bool)) == np.inf
+    assert np.isnan(balanced_threshold(np.full(4, np.nan), np.array([1, 0, 1, 0], bool)))
+    assert np.isnan(threshold_at_fpr(np.array([np.nan, 1.0]), np.array([False, True]), 0.1))
+    # the targets keep their scores (two references each): a threshold of -inf would flag
+    # every one of them, a "result" of FPR 100%; no threshold is no result
     pseudo["a"]["scores"][:] = np.nan
-    attacks["a"]["scores"][:] = np.nan
     real, bal = realistic_frames(attacks, pseudo, CFG)
-    assert (bal.threshold_bal == np.inf).all() and (bal.bal_acc_labelfree == 0.5).all()
-    assert (real.threshold == -np.inf).all()  # no pseudo non-member scored: nothing to cut
-    ok = real[real.supported.astype(bool)]  # FPR 1%: fewer than 1000 non-members, NaN rates
-    assert len(ok) == 4 and (ok.fpr == 0).all() and (ok.tpr == 0).all()  # NaN: never flagged
-    pairs, samples = stability_frames(attacks, real)
-    assert (samples.filter(like="n_flagged").to_numpy() == 0).all()
+    assert bal.threshold_bal.isna().all() and bal.bal_acc_labelfree.isna().all()
+    assert real.threshold.isna().all() and not real.supported.astype(bool).any()
+    assert real.fpr.isna().all() and real.tpr.isna().all()
+    assert (real.note == "no label-free threshold: no pseudo-target scored a non-member").all()
+    # one pseudo-target without scores does not vote: the others' median stands
+    _, full = _synthetic()
+    part = {"a": {k: np.array(v) for k, v in full["a"].items()}}
+    part["a"]["scores"][0] = np.nan
+    want = np.median(
+        [
+            threshold_at_fpr(s, m, 0.1)
+            for s, m in zip(full["a"]["scores"][1:], full["a"]["is_member"][1:])
+        ]
+    )
+    real, _ = realistic_frames(attacks, part, CFG)
+    assert (real[real.fpr_level == 0.1].threshold == want).all()
 
 
 def test_jaccard_hand_value_and_complements():
