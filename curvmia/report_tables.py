@@ -149,6 +149,8 @@ def realistic_markdown(realistic: pd.DataFrame, metrics: pd.DataFrame, prior: fl
         levels = ok.index[ok.to_numpy(dtype=bool)]
         if not len(levels):
             why = "no level supported: fewer than 10/FPR non-members at every metrics.fprs level"
+            if g["threshold"].isna().all():
+                why = "no label-free threshold: no pseudo-target scored a non-member"
             lines.append(f"| {label} | {auc} | {why} | – | – | – | – |")
             continue
         lv = float(levels.min())

@@ -192,6 +192,10 @@ def test_an_attack_without_pseudo_target_scores_has_no_threshold():
     assert real.threshold.isna().all() and not real.supported.astype(bool).any()
     assert real.fpr.isna().all() and real.tpr.isna().all()
     assert (real.note == "no label-free threshold: no pseudo-target scored a non-member").all()
+    metrics = pd.DataFrame([{"attack": "a", "target": "mean", "auroc": 0.7}])
+    row = realistic_markdown(real, metrics, 0.01).splitlines()[2]
+    why = "no label-free threshold: no pseudo-target scored a non-member"
+    assert row == f"| a | 70.00 | {why} | – | – | – | – |"
     # one pseudo-target without scores does not vote: the others' median stands
     _, full = _synthetic()
     part = {"a": {k: np.array(v) for k, v in full["a"].items()}}
