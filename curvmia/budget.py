@@ -97,13 +97,11 @@ def min_references(spec: dict) -> int:
 
 
 def _labelfree_tpr(spec, targets_sc, target_in, shadow, shadow_in, labels, comp, level):
-    """Mean over targets of (FPR, TPR) at the subset's label-free threshold; NaN when every
-    pseudo-target score is NaN."""
+    """Mean over targets of (FPR, TPR) at the subset's label-free threshold; NaN when no
+    pseudo-target scored a non-member (e.g. zero variances): no threshold to calibrate."""
     pseudo = pseudo_target_scores(spec, shadow, shadow_in, labels, comp)
-    if np.isnan(pseudo).all():  # no threshold to calibrate (e.g. zero variances)
-        return np.nan, np.nan
     thr = labelfree_thresholds(pseudo, shadow_in, [level])[0]
-    if np.isnan(thr):  # no pseudo-target scored a non-member
+    if np.isnan(thr):
         return np.nan, np.nan
     fpr, tpr = np.mean([achieved(s, m, thr) for s, m in zip(targets_sc, target_in)], axis=0)
     return float(fpr), float(tpr)

@@ -173,28 +173,14 @@ def select_all(
         grid = k_grid(cfg["grid"], m)
     out = {}
     for label, p in pseudo.items():
+        rows = [int(r) for r in p["shadows"]]
+        kw = {"grid": grid, "m": m, "delta": delta, "beta": cfg["beta"], "seed": cfg["seed"]}
         try:
-            sel = _choose(p, target_rows, grid, m, delta, cfg)
+            sel = choose_k(p["scores"], p["is_member"], rows, target_rows, **kw)
         except NoFit:
             continue
         out[label] = replace(sel, how="fixed") if all(fixed) else sel
     return out
-
-
-def _choose(
-    p: dict, target_rows: list[int], grid: list, m: int, delta: float, cfg: dict
-) -> Selection:
-    return choose_k(
-        p["scores"],
-        p["is_member"],
-        [int(r) for r in p["shadows"]],
-        target_rows,
-        grid=grid,
-        m=m,
-        delta=delta,
-        beta=cfg["beta"],
-        seed=cfg["seed"],
-    )
 
 
 def choose_attack(selections: dict[str, Selection]) -> str:

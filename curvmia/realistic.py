@@ -271,7 +271,7 @@ def realistic_frames(
             f, r = achieved(s, m, t_bal)  # no threshold (NaN): no balanced accuracy
             bal.append(
                 {"attack": label, "target": int(t), "threshold_bal": t_bal,
-                 "bal_acc_labelfree": (r + 1.0 - f) / 2.0 if t_bal == t_bal else np.nan}
+                 "bal_acc_labelfree": np.nan if np.isnan(t_bal) else (r + 1.0 - f) / 2.0}
             )  # fmt: skip
     head = ["attack", "target", "fpr_level", "threshold", "fpr", "tpr", "tpr_lo", "tpr_hi"]
     real = pd.DataFrame(rows) if rows else pd.DataFrame(columns=head + ["supported"])

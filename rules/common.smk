@@ -235,11 +235,11 @@ def sweep_expect(sweep):
         {
             r["scores"]: {
                 "train_hash": train,
-                "members_hash": content_id(sweep_members_file(sweep, _sweep_value(r["model"])), "members"),
+                "members_hash": content_id(sweep_members_file(sweep, value), "members"),
                 "data_hash": data_id(),
                 "scoring_hash": scoring_hash,
             }
-            for r in SWEEP_ROWS[sweep]
+            for r, value in ((r, _sweep_value(r["model"])) for r in SWEEP_ROWS[sweep])
         }
     )
 
